@@ -1,1 +1,20 @@
+//! The gateway: listener, TLS, the request pipeline, upstream clients and the admin listener.
+//!
+//! A request's path: `server` accepts it, `proxy::Gateway::handle` runs the pipeline stages in
+//! order, `upstream` sends it to the cluster, and `error` turns any failure into a Kubernetes
+//! `Status`.
 #![forbid(unsafe_code)]
+
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod kubeconfig;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod tls;
+pub mod upstream;
+
+pub use config::{Config, ConfigError, RawConfig};
+pub use error::GatewayError;
+pub use server::{start, Running, StartError};

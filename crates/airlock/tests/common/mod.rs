@@ -1,0 +1,350 @@
+//! The end-to-end bench: a real `airlock demo` process (simulated cluster + gateway) on
+//! loopback port 0, driven by the real kubectl binaries.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+/// The kubectl versions the suite runs against (the Google Cloud SDK's versioned binaries).
+pub const KUBECTL_VERSIONS: &[&str] = &["1.27", "1.30", "1.32", "1.33"];
+
+pub fn kubectl_bin(version: &str) -> PathBuf {
+    let dir =
+        std::env::var("KUBECTL_DIR").unwrap_or_else(|_| "/usr/lib/google-cloud-sdk/bin".into());
+    let p = Path::new(&dir).join(format!("kubectl.{version}"));
+    assert!(
+        p.exists(),
+        "{} is missing: install the Google Cloud SDK kubectl components",
+        p.display()
+    );
+    p
+}
+
+pub struct Demo {
+    child: Child,
+    pub dir: PathBuf,
+    pub agent_kubeconfig: PathBuf,
+    pub sim_kubeconfig: PathBuf,
+    pub admin_url: String,
+    pub introspect_url: String,
+    pub server: String,
+    pub agent_token: String,
+    pub approver_token: String,
+}
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("airlock-e2e-{tag}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+impl Demo {
+    /// Starts `airlock demo` and waits for its `ready` line.
+    pub fn start() -> Demo {
+        let dir = tempdir("demo");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--state-dir",
+            ])
+            .arg(&dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("AIRLOCK_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn airlock demo");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ready = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !ready && line.contains("ready") {
+                    ready = true;
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            panic!("airlock demo did not print ready within 60s");
+        }
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        let agent_kubeconfig = dir.join("agent.kubeconfig");
+        let kc = std::fs::read_to_string(&agent_kubeconfig).unwrap();
+        let server = kc
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Demo {
+            admin_url: read("admin.url"),
+            introspect_url: read("sim-introspect.url"),
+            agent_token: read("agent.token"),
+            approver_token: read("approver.token"),
+            sim_kubeconfig: dir.join("sim-admin.kubeconfig"),
+            agent_kubeconfig,
+            server,
+            dir,
+            child,
+        }
+    }
+
+    /// Runs a kubectl binary as the agent, through Airlock.
+    pub fn kubectl(&self, version: &str, args: &[&str]) -> Output {
+        self.kubectl_with(version, &self.agent_kubeconfig, args, &[], None)
+    }
+
+    /// Runs kubectl against the simulated cluster directly, without Airlock.
+    pub fn kubectl_direct(&self, version: &str, args: &[&str]) -> Output {
+        self.kubectl_with(version, &self.sim_kubeconfig, args, &[], None)
+    }
+
+    pub fn kubectl_with(
+        &self,
+        version: &str,
+        kubeconfig: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&[u8]>,
+    ) -> Output {
+        let mut cmd = Command::new(kubectl_bin(version));
+        cmd.args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("HOME", &self.dir)
+            .env_remove("KUBECTL_REMOTE_COMMAND_WEBSOCKETS")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn kubectl");
+        if let Some(input) = stdin {
+            let mut s = child.stdin.take().unwrap();
+            s.write_all(input).unwrap();
+            drop(s);
+        }
+        wait_with_timeout(child, Duration::from_secs(60))
+    }
+
+    /// What the simulated cluster received, from its introspection listener.
+    pub fn received(&self) -> Vec<serde_json::Value> {
+        let body = http_get(&format!("{}/requests", self.introspect_url));
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub fn clear_received(&self) {
+        http_request("DELETE", &format!("{}/requests", self.introspect_url));
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(&format!("{}/metrics", self.admin_url))
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
+    let start = std::time::Instant::now();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+pub fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "command failed ({:?})\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn http_get(url: &str) -> String {
+    http_request("GET", url)
+}
+
+/// A minimal plain-HTTP client for the loopback introspection and admin listeners.
+pub fn http_request(method: &str, url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut s = TcpStream::connect(host).unwrap();
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    match resp.split_once("\r\n\r\n") {
+        Some((_, body)) => body.to_owned(),
+        None => String::new(),
+    }
+}
+
+/// A raw HTTP/1.1 response.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// Sends bytes exactly as given over TLS to `server` (https://host:port) and reads the whole
+/// response. Used for requests that well-behaved clients would refuse to send.
+pub fn raw_https(server: &str, ca_pem: &str, request: &[u8]) -> RawResponse {
+    use std::sync::Arc;
+    let addr = server
+        .strip_prefix("https://")
+        .unwrap()
+        .trim_end_matches('/');
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(request).unwrap();
+    tls.flush().unwrap();
+    let mut buf = Vec::new();
+    // The server closes after `Connection: close`; a TLS close_notify may be missing.
+    let _ = tls.read_to_end(&mut buf);
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head: {}", String::from_utf8_lossy(&buf)));
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let mut body = buf[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    RawResponse { status, head, body }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(i) = b.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..i]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[i + 2..i + 2 + size]);
+        b = &b[i + 2 + size + 2..];
+    }
+    out
+}
+
+impl Demo {
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ca.crt")).unwrap()
+    }
+
+    /// A GET through Airlock with the agent's token plus `extra` header lines.
+    pub fn raw_get(&self, path: &str, extra: &str) -> RawResponse {
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: airlock\r\nAuthorization: Bearer {}\r\nAccept: application/json\r\nConnection: close\r\n{extra}\r\n",
+            self.agent_token
+        );
+        raw_https(&self.server, &self.ca_pem(), req.as_bytes())
+    }
+}

@@ -1,0 +1,486 @@
+//! Real kubectl (1.27, 1.30, 1.32, 1.33) through Airlock against the simulated cluster.
+//! Each test starts its own `airlock demo` and runs one area across every version.
+
+mod common;
+
+use common::{ok, stderr, Demo, KUBECTL_VERSIONS};
+
+const WEB_POD: &str = "web-6b7f9c5d4-x2k9p";
+
+#[test]
+fn get_in_every_output_format() {
+    let demo = Demo::start();
+    for v in KUBECTL_VERSIONS {
+        let table = ok(&demo.kubectl(v, &["get", "pods", "-n", "shop"]));
+        assert!(
+            table.contains("NAME") && table.contains("STATUS"),
+            "{v}: {table}"
+        );
+        assert!(
+            table.contains(WEB_POD) && table.contains("Running"),
+            "{v}: {table}"
+        );
+
+        let all = ok(&demo.kubectl(v, &["get", "pods", "-A"]));
+        assert!(
+            all.contains("NAMESPACE") && all.contains("kube-system") && all.contains("payments"),
+            "{v}: {all}"
+        );
+
+        let yaml = ok(&demo.kubectl(v, &["get", "deployment", "web", "-n", "shop", "-o", "yaml"]));
+        assert!(
+            yaml.contains("kind: Deployment") && yaml.contains("name: web"),
+            "{v}: {yaml}"
+        );
+
+        let json = ok(&demo.kubectl(v, &["get", "svc", "web", "-n", "shop", "-o", "json"]));
+        let svc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(svc["kind"], "Service", "{v}");
+
+        let jp = ok(&demo.kubectl(
+            v,
+            &[
+                "get",
+                "pod",
+                WEB_POD,
+                "-n",
+                "shop",
+                "-o",
+                "jsonpath={.spec.containers[*].name}",
+            ],
+        ));
+        assert_eq!(jp.trim(), "app log-shipper", "{v}");
+
+        let nodes = ok(&demo.kubectl(v, &["get", "nodes"]));
+        assert!(
+            nodes.contains("node-1") && nodes.contains("Ready"),
+            "{v}: {nodes}"
+        );
+
+        let ns = ok(&demo.kubectl(v, &["get", "ns"]));
+        assert!(ns.contains("shop") && ns.contains("Active"), "{v}: {ns}");
+    }
+}
+
+#[test]
+fn describe_and_discovery_commands() {
+    let demo = Demo::start();
+    for v in KUBECTL_VERSIONS {
+        let d = ok(&demo.kubectl(v, &["describe", "pod", WEB_POD, "-n", "shop"]));
+        assert!(
+            d.contains("Containers:") && d.contains("log-shipper"),
+            "{v}: {d}"
+        );
+        let d = ok(&demo.kubectl(v, &["describe", "deployment", "web", "-n", "shop"]));
+        assert!(d.contains("Replicas:"), "{v}: {d}");
+
+        let r = ok(&demo.kubectl(v, &["api-resources"]));
+        assert!(
+            r.contains("deployments") && r.contains("apps/v1") && r.contains("po "),
+            "{v}: {r}"
+        );
+
+        let can = demo.kubectl(v, &["auth", "can-i", "list", "pods", "-n", "shop"]);
+        assert_eq!(
+            String::from_utf8_lossy(&can.stdout).trim(),
+            "yes",
+            "{v}: {}",
+            stderr(&can)
+        );
+    }
+}
+
+#[test]
+fn writes_create_apply_edit_patch_label_scale_restart_delete() {
+    let demo = Demo::start();
+    for v in KUBECTL_VERSIONS {
+        let ns = format!("e2e-{}", v.replace('.', "-"));
+        ok(&demo.kubectl(v, &["create", "namespace", &ns]));
+        ok(&demo.kubectl(
+            v,
+            &[
+                "create",
+                "deployment",
+                "hello",
+                "--image=nginx:1.27",
+                "-n",
+                &ns,
+            ],
+        ));
+        ok(&demo.kubectl(
+            v,
+            &[
+                "create",
+                "configmap",
+                "cfg",
+                "--from-literal=a=1",
+                "-n",
+                &ns,
+            ],
+        ));
+
+        // Client-side apply: create, then change.
+        let manifest = |value: &str| {
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: {ns}\ndata:\n  key: {value}\n")
+        };
+        let file = demo.dir.join(format!("cm-{v}.yaml"));
+        std::fs::write(&file, manifest("one")).unwrap();
+        let out = ok(&demo.kubectl(v, &["apply", "-f", file.to_str().unwrap()]));
+        assert!(out.contains("created"), "{v}: {out}");
+        std::fs::write(&file, manifest("two")).unwrap();
+        let out = ok(&demo.kubectl(v, &["apply", "-f", file.to_str().unwrap()]));
+        assert!(out.contains("configured"), "{v}: {out}");
+        let got = ok(&demo.kubectl(
+            v,
+            &[
+                "get",
+                "cm",
+                "applied",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.data.key}",
+            ],
+        ));
+        assert_eq!(got, "two", "{v}");
+
+        // Server-side apply.
+        std::fs::write(&file, manifest("three")).unwrap();
+        let out = ok(&demo.kubectl(v, &["apply", "--server-side", "-f", file.to_str().unwrap()]));
+        assert!(out.contains("serverside-applied"), "{v}: {out}");
+        let got = ok(&demo.kubectl(
+            v,
+            &[
+                "get",
+                "cm",
+                "applied",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.data.key}",
+            ],
+        ));
+        assert_eq!(got, "three", "{v}");
+
+        // edit with a scripted editor.
+        let editor = demo.dir.join("editor.sh");
+        std::fs::write(
+            &editor,
+            "#!/bin/sh\nsed -i 's/a: \"1\"/a: \"edited\"/' \"$1\"\n",
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let out = demo.kubectl_with(
+            v,
+            &demo.agent_kubeconfig,
+            &["edit", "cm", "cfg", "-n", &ns],
+            &[("KUBE_EDITOR", editor.to_str().unwrap())],
+            None,
+        );
+        let out = ok(&out);
+        assert!(out.contains("edited"), "{v}: {out}");
+        let got = ok(&demo.kubectl(
+            v,
+            &["get", "cm", "cfg", "-n", &ns, "-o", "jsonpath={.data.a}"],
+        ));
+        assert_eq!(got, "edited", "{v}");
+
+        ok(&demo.kubectl(
+            v,
+            &[
+                "patch",
+                "cm",
+                "cfg",
+                "-n",
+                &ns,
+                "--type=merge",
+                "-p",
+                r#"{"data":{"b":"2"}}"#,
+            ],
+        ));
+        ok(&demo.kubectl(
+            v,
+            &[
+                "patch",
+                "cm",
+                "cfg",
+                "-n",
+                &ns,
+                "--type=json",
+                "-p",
+                r#"[{"op":"add","path":"/data/c","value":"3"}]"#,
+            ],
+        ));
+        let got = ok(&demo.kubectl(
+            v,
+            &[
+                "get",
+                "cm",
+                "cfg",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.data.b}{.data.c}",
+            ],
+        ));
+        assert_eq!(got, "23", "{v}");
+
+        ok(&demo.kubectl(
+            v,
+            &["label", "deployment", "hello", "-n", &ns, "tier=backend"],
+        ));
+        let got = ok(&demo.kubectl(
+            v,
+            &[
+                "get",
+                "deploy",
+                "-n",
+                &ns,
+                "-l",
+                "tier=backend",
+                "-o",
+                "name",
+            ],
+        ));
+        assert_eq!(got.trim(), "deployment.apps/hello", "{v}");
+
+        ok(&demo.kubectl(
+            v,
+            &["scale", "deployment", "hello", "-n", &ns, "--replicas=3"],
+        ));
+        let got = ok(&demo.kubectl(
+            v,
+            &[
+                "get",
+                "deploy",
+                "hello",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ],
+        ));
+        assert_eq!(got, "3", "{v}");
+
+        let out = ok(&demo.kubectl(v, &["rollout", "restart", "deployment", "hello", "-n", &ns]));
+        assert!(out.contains("restarted"), "{v}: {out}");
+
+        ok(&demo.kubectl(v, &["delete", "configmap", "cfg", "-n", &ns]));
+        let gone = demo.kubectl(v, &["get", "cm", "cfg", "-n", &ns]);
+        assert!(
+            !gone.status.success() && stderr(&gone).contains("NotFound"),
+            "{v}: {}",
+            stderr(&gone)
+        );
+        ok(&demo.kubectl(v, &["delete", "namespace", &ns]));
+    }
+}
+
+#[test]
+fn logs_and_follow() {
+    let demo = Demo::start();
+    for v in KUBECTL_VERSIONS {
+        let logs = ok(&demo.kubectl(v, &["logs", "-n", "shop", WEB_POD, "-c", "app"]));
+        assert!(logs.lines().count() >= 2, "{v}: {logs}");
+        // -f keeps streaming: stop it after a few seconds and check it received more than the
+        // initial lines (the simulated container writes one line a second).
+        let mut cmd = std::process::Command::new(common::kubectl_bin(v));
+        cmd.args(["logs", "-f", "-n", "shop", WEB_POD, "-c", "app", "--tail=1"])
+            .env("KUBECONFIG", &demo.agent_kubeconfig)
+            .env("HOME", &demo.dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        let out = common::wait_with_timeout(child, std::time::Duration::from_millis(3500));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.lines().count() >= 2,
+            "{v}: follow streamed only {text:?}"
+        );
+    }
+}
+
+#[test]
+fn watch_streams_changes() {
+    let demo = Demo::start();
+    for v in KUBECTL_VERSIONS {
+        let name = format!("watched-{}", v.replace('.', "-"));
+        let mut cmd = std::process::Command::new(common::kubectl_bin(v));
+        cmd.args(["get", "configmaps", "-n", "shop", "-w", "-o", "name"])
+            .env("KUBECONFIG", &demo.agent_kubeconfig)
+            .env("HOME", &demo.dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        ok(&demo.kubectl(v, &["create", "configmap", &name, "-n", "shop"]));
+        let out = common::wait_with_timeout(child, std::time::Duration::from_millis(1500));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("configmap/web-config"), "{v}: {text}");
+        assert!(
+            text.contains(&format!("configmap/{name}")),
+            "{v}: watch missed the new object: {text}"
+        );
+    }
+}
+
+#[test]
+fn exec_over_websocket_and_spdy() {
+    let demo = Demo::start();
+    for v in KUBECTL_VERSIONS {
+        // kubectl 1.27 speaks only SPDY; from 1.30 WebSocket is the default and
+        // KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false forces SPDY.
+        let transports: &[&str] = if *v == "1.27" {
+            &["true"]
+        } else {
+            &["true", "false"]
+        };
+        for ws in transports {
+            let env = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", *ws)];
+            let run = |args: &[&str], stdin: Option<&[u8]>| {
+                demo.kubectl_with(v, &demo.agent_kubeconfig, args, &env, stdin)
+            };
+            let out = ok(&run(
+                &[
+                    "exec", "-n", "shop", WEB_POD, "-c", "app", "--", "echo", "hello",
+                ],
+                None,
+            ));
+            assert_eq!(out, "hello\n", "{v} ws={ws}");
+            let out = ok(&run(
+                &["exec", "-n", "shop", WEB_POD, "-c", "app", "--", "env"],
+                None,
+            ));
+            assert!(out.contains("LOG_LEVEL=info"), "{v} ws={ws}: {out}");
+            let out = ok(&run(
+                &[
+                    "exec", "-i", "-n", "shop", WEB_POD, "-c", "app", "--", "cat",
+                ],
+                Some(b"from stdin\n"),
+            ));
+            assert_eq!(out, "from stdin\n", "{v} ws={ws}");
+            let out = run(
+                &[
+                    "exec",
+                    "-n",
+                    "shop",
+                    WEB_POD,
+                    "-c",
+                    "app",
+                    "--",
+                    "sh",
+                    "-c",
+                    "echo oops >&2; exit 3",
+                ],
+                None,
+            );
+            assert_eq!(out.status.code(), Some(3), "{v} ws={ws}: {}", stderr(&out));
+        }
+    }
+}
+
+#[test]
+fn attach_port_forward_and_cp() {
+    let demo = Demo::start();
+    for v in KUBECTL_VERSIONS {
+        let out = demo.kubectl_with(
+            v,
+            &demo.agent_kubeconfig,
+            &["attach", "-i", "-n", "shop", WEB_POD, "-c", "app"],
+            &[],
+            Some(b"ping\n"),
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("ping"),
+            "{v}: {}",
+            stderr(&out)
+        );
+
+        port_forward_echo(&demo, v, &[]);
+        if *v != "1.27" {
+            port_forward_echo(&demo, v, &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]);
+        }
+
+        let local = demo.dir.join(format!("cp-{v}.txt"));
+        std::fs::write(&local, "copied through airlock\n").unwrap();
+        let dest = format!("shop/{WEB_POD}:/tmp/cp-{v}.txt");
+        ok(&demo.kubectl(v, &["cp", "-c", "app", local.to_str().unwrap(), &dest]));
+        let back = demo.dir.join(format!("cp-{v}-back.txt"));
+        ok(&demo.kubectl(v, &["cp", "-c", "app", &dest, back.to_str().unwrap()]));
+        assert_eq!(
+            std::fs::read_to_string(&back).unwrap(),
+            "copied through airlock\n",
+            "{v}"
+        );
+    }
+}
+
+fn port_forward_echo(demo: &Demo, v: &str, env: &[(&str, &str)]) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut cmd = std::process::Command::new(common::kubectl_bin(v));
+    cmd.args([
+        "port-forward",
+        "-n",
+        "shop",
+        &format!("pod/{WEB_POD}"),
+        ":8080",
+    ])
+    .env("KUBECONFIG", &demo.agent_kubeconfig)
+    .env("HOME", &demo.dir)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    for (k, val) in env {
+        cmd.env(k, val);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // "Forwarding from 127.0.0.1:PORT -> 8080"
+    let line = lines.next().unwrap().unwrap();
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{v}: unexpected port-forward output {line:?}"));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(b"echo me").unwrap();
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"echo me", "{v} {env:?}");
+    drop(s);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn impersonation_is_refused() {
+    let demo = Demo::start();
+    for v in KUBECTL_VERSIONS {
+        let out = demo.kubectl(v, &["get", "pods", "-n", "shop", "--as", "admin"]);
+        assert!(!out.status.success(), "{v}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("Forbidden") && err.contains("impersonation is not allowed"),
+            "{v}: {err}"
+        );
+        // `auth whoami` needs authentication.k8s.io/v1 SelfSubjectReview: kubectl 1.28+.
+        if *v != "1.27" {
+            let who = ok(&demo.kubectl(
+                v,
+                &[
+                    "auth",
+                    "whoami",
+                    "-o",
+                    "jsonpath={.status.userInfo.username}",
+                ],
+            ));
+            assert_eq!(who, "agent@demo", "{v}");
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! Airlock's configuration: one YAML file, parsed into raw serde structs (`RawConfig`), then
+//! validated into the types the code uses (`Config`). `airlock check-config` prints the errors
+//! collected here, each naming the key that is wrong and why.
+//!
+//! Every field of `RawConfig` is documented; `docs/config.md` is the reference for users.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+/// The top-level configuration file, as written by users.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address of the agent-facing HTTPS listener. Default `127.0.0.1:8443`.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Address of the admin listener (metrics, health, later the approvals API and web UI).
+    /// Plain HTTP: bind it to loopback or a private interface. Default `127.0.0.1:9443`.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
+    /// Directory for generated state: the CA and serving certificate when `tls` is absent.
+    /// Default `/var/lib/airlock`.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Serving certificate. When absent, a CA and a serving certificate are generated into
+    /// `state_dir` on first start and reused afterwards.
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    /// Hostnames and IP addresses the generated serving certificate is valid for, in addition to
+    /// `localhost`, `127.0.0.1` and `::1`.
+    #[serde(default)]
+    pub tls_sans: Vec<String>,
+    /// The Kubernetes clusters Airlock fronts. At least one.
+    #[serde(default)]
+    pub clusters: Vec<RawCluster>,
+    /// The cluster served at the root path. Defaults to the first cluster.
+    #[serde(default)]
+    pub default_cluster: Option<String>,
+    /// How agents authenticate (OIDC issuers and static tokens).
+    #[serde(default)]
+    pub authn: authn::AuthnConfig,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Timeouts towards the clusters.
+    #[serde(default)]
+    pub upstream: RawUpstream,
+    /// Logging.
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// A serving certificate and key, PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificate written into generated kubeconfigs. Defaults to the last certificate of
+    /// `cert_file`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One upstream cluster: either a kubeconfig file and context, or the in-cluster service account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// Name used in `/clusters/{name}/...` URLs. Lowercase letters, digits and `-`.
+    pub name: String,
+    /// Path to a kubeconfig holding Airlock's own credential for this cluster.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in that kubeconfig. Defaults to its `current-context`.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Use the pod's service account (`KUBERNETES_SERVICE_HOST` and the mounted token and CA).
+    #[serde(default)]
+    pub in_cluster: bool,
+}
+
+/// Request limits; requests over them get a 400 `Status`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Maximum total size of request headers, in bytes. Default 32768.
+    pub max_header_bytes: usize,
+    /// Maximum request body size, in bytes. Default 3145728 (3 MiB, as kube-apiserver).
+    pub max_body_bytes: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 3 * 1024 * 1024,
+        }
+    }
+}
+
+/// Timeouts towards the clusters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    /// TCP and TLS connect timeout, in seconds. Default 10.
+    pub connect_timeout_seconds: u64,
+    /// Time to wait for response headers, in seconds. Default 60. Watches, `logs -f` and exec
+    /// streams are not limited once their headers arrive.
+    pub response_timeout_seconds: u64,
+    /// Idle pooled connections are closed after this many seconds. Default 90.
+    pub pool_idle_timeout_seconds: u64,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        RawUpstream {
+            connect_timeout_seconds: 10,
+            response_timeout_seconds: 60,
+            pool_idle_timeout_seconds: 90,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
+    /// A tracing filter such as `info` or `airlock=debug`. `RUST_LOG` overrides it.
+    pub level: Option<String>,
+}
+
+/// A configuration problem: which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigIssue {
+    pub key: String,
+    pub reason: String,
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{}", .0.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigIssue>),
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub tls: Option<RawTls>,
+    pub tls_sans: Vec<String>,
+    pub clusters: Vec<ClusterSource>,
+    pub default_cluster: String,
+    pub authn: authn::AuthnConfig,
+    pub limits: Limits,
+    pub upstream: UpstreamTimeouts,
+    pub log_json: bool,
+    pub log_level: Option<String>,
+}
+
+/// Where a cluster's address and credential come from.
+#[derive(Debug, Clone)]
+pub enum ClusterSource {
+    Kubeconfig {
+        name: String,
+        path: PathBuf,
+        context: Option<String>,
+    },
+    InCluster {
+        name: String,
+    },
+}
+
+impl ClusterSource {
+    pub fn name(&self) -> &str {
+        match self {
+            ClusterSource::Kubeconfig { name, .. } | ClusterSource::InCluster { name } => name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTimeouts {
+    pub connect: Duration,
+    pub response: Duration,
+    pub pool_idle: Duration,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        let raw = RawUpstream::default();
+        UpstreamTimeouts {
+            connect: Duration::from_secs(raw.connect_timeout_seconds),
+            response: Duration::from_secs(raw.response_timeout_seconds),
+            pool_idle: Duration::from_secs(raw.pool_idle_timeout_seconds),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file. Relative paths inside it are resolved against
+    /// the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let raw: RawConfig = serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_raw(raw, base)
+    }
+
+    /// Validates a raw configuration, collecting every problem rather than stopping at the first.
+    pub fn from_raw(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+        let mut issues = Vec::new();
+        let mut issue = |key: &str, reason: String| {
+            issues.push(ConfigIssue {
+                key: key.to_owned(),
+                reason,
+            })
+        };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+
+        let listen = parse_addr(
+            raw.listen.as_deref(),
+            "127.0.0.1:8443",
+            "listen",
+            &mut issue,
+        );
+        let admin_listen = parse_addr(
+            raw.admin_listen.as_deref(),
+            "127.0.0.1:9443",
+            "admin_listen",
+            &mut issue,
+        );
+
+        let tls = raw.tls.map(|t| RawTls {
+            cert_file: resolve(&t.cert_file),
+            key_file: resolve(&t.key_file),
+            ca_file: t.ca_file.as_deref().map(resolve),
+        });
+        if let Some(t) = &tls {
+            for (key, p) in [
+                ("tls.cert_file", &t.cert_file),
+                ("tls.key_file", &t.key_file),
+            ] {
+                if !p.is_file() {
+                    issue(key, format!("{} does not exist", p.display()));
+                }
+            }
+        }
+
+        let mut clusters = Vec::new();
+        if raw.clusters.is_empty() {
+            issue("clusters", "at least one cluster is required".into());
+        }
+        for (i, c) in raw.clusters.into_iter().enumerate() {
+            let key = format!("clusters[{i}]");
+            if !valid_cluster_name(&c.name) {
+                issue(
+                    &format!("{key}.name"),
+                    format!(
+                        "{:?} is not a valid name: use lowercase letters, digits and '-'",
+                        c.name
+                    ),
+                );
+            }
+            if clusters.iter().any(|s: &ClusterSource| s.name() == c.name) {
+                issue(
+                    &format!("{key}.name"),
+                    format!("cluster {:?} is defined twice", c.name),
+                );
+            }
+            match (c.kubeconfig, c.in_cluster) {
+                (Some(_), true) => {
+                    issue(&key, "set either kubeconfig or in_cluster, not both".into())
+                }
+                (None, false) => issue(&key, "set kubeconfig or in_cluster: true".into()),
+                (Some(p), false) => {
+                    let path = resolve(&p);
+                    if !path.is_file() {
+                        issue(
+                            &format!("{key}.kubeconfig"),
+                            format!("{} does not exist", path.display()),
+                        );
+                    }
+                    clusters.push(ClusterSource::Kubeconfig {
+                        name: c.name,
+                        path,
+                        context: c.context,
+                    })
+                }
+                (None, true) => clusters.push(ClusterSource::InCluster { name: c.name }),
+            }
+        }
+        let default_cluster = match raw.default_cluster {
+            Some(d) => {
+                if !clusters.iter().any(|c| c.name() == d) {
+                    issue(
+                        "default_cluster",
+                        format!("{d:?} is not one of the configured clusters"),
+                    );
+                }
+                d
+            }
+            None => clusters
+                .first()
+                .map(|c| c.name().to_owned())
+                .unwrap_or_default(),
+        };
+
+        if let Err(e) = authn::Authenticator::new(&raw.authn) {
+            issue("authn", e.to_string());
+        }
+        if raw.authn.oidc.is_empty() && raw.authn.static_tokens.is_empty() {
+            issue(
+                "authn",
+                "no OIDC issuer and no static token: nobody could authenticate".into(),
+            );
+        }
+        if raw.limits.max_header_bytes < 1024 {
+            issue("limits.max_header_bytes", "must be at least 1024".into());
+        }
+        if raw.limits.max_body_bytes < 1024 {
+            issue("limits.max_body_bytes", "must be at least 1024".into());
+        }
+        let log_json = match raw.log.format.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                issue("log.format", format!("{other:?} is not one of text, json"));
+                false
+            }
+        };
+
+        if !issues.is_empty() {
+            return Err(ConfigError::Invalid(issues));
+        }
+        Ok(Config {
+            listen,
+            admin_listen,
+            state_dir: raw
+                .state_dir
+                .as_deref()
+                .map(resolve)
+                .unwrap_or_else(|| PathBuf::from("/var/lib/airlock")),
+            tls,
+            tls_sans: raw.tls_sans,
+            clusters,
+            default_cluster,
+            authn: raw.authn,
+            limits: Limits {
+                max_header_bytes: raw.limits.max_header_bytes,
+                max_body_bytes: raw.limits.max_body_bytes,
+            },
+            upstream: UpstreamTimeouts {
+                connect: Duration::from_secs(raw.upstream.connect_timeout_seconds),
+                response: Duration::from_secs(raw.upstream.response_timeout_seconds),
+                pool_idle: Duration::from_secs(raw.upstream.pool_idle_timeout_seconds),
+            },
+            log_json,
+            log_level: raw.log.level,
+        })
+    }
+}
+
+fn parse_addr(
+    value: Option<&str>,
+    default: &str,
+    key: &str,
+    issue: &mut impl FnMut(&str, String),
+) -> SocketAddr {
+    let text = value.unwrap_or(default);
+    match text.parse() {
+        Ok(a) => a,
+        Err(_) => {
+            issue(
+                key,
+                format!("{text:?} is not an address such as 127.0.0.1:8443"),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        }
+    }
+}
+
+fn valid_cluster_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issues(yaml: &str) -> Vec<String> {
+        let raw: RawConfig = serde_yaml::from_str(yaml).unwrap();
+        match Config::from_raw(raw, Path::new("/nonexistent")) {
+            Ok(_) => vec![],
+            Err(ConfigError::Invalid(v)) => v.into_iter().map(|i| i.key).collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn every_problem_names_its_key() {
+        let cases: &[(&str, &[&str])] = &[
+            ("{}", &["clusters", "authn"]),
+            (
+                "clusters: [{name: Prod, in_cluster: true}]\nauthn: {static_tokens: [{sha256: '00', user: a}]}",
+                &["clusters[0].name"],
+            ),
+            (
+                "clusters: [{name: a}]\nauthn: {static_tokens: [{sha256: '00', user: a}]}",
+                &["clusters[0]"],
+            ),
+            (
+                "listen: nope\nclusters: [{name: a, in_cluster: true}]\ndefault_cluster: b\nauthn: {static_tokens: [{sha256: '00', user: a}]}",
+                &["listen", "default_cluster"],
+            ),
+            (
+                "clusters: [{name: a, in_cluster: true}]\nlog: {format: xml}\nauthn: {static_tokens: [{sha256: '00', user: a}]}",
+                &["log.format"],
+            ),
+        ];
+        for (yaml, want) in cases {
+            assert_eq!(issues(yaml), *want, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = serde_yaml::from_str::<RawConfig>("listn: 1").unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+}

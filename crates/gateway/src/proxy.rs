@@ -1,0 +1,608 @@
+//! The request pipeline: every agent request passes these stages in this order.
+//!
+//! ```text
+//! route -> limits -> attributes -> authenticate -> refuse client impersonation
+//!       -> authorize (policy) -> read body -> [write-ahead audit] -> forward
+//!       -> [response filter: masking] -> complete (metrics, log)
+//! ```
+//!
+//! Each stage returns `Result<_, GatewayError>`; the first error ends the request and becomes a
+//! Kubernetes `Status` in one place (`Gateway::handle`). Nothing is sent to the cluster before
+//! authentication has succeeded and the identity headers have been rebuilt by Airlock.
+//! Stages in brackets are seams for the audit and masking work; `docs/request-lifecycle.md` tells
+//! the same story for users.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use kube_request::{RequestInfo, RequestParts};
+use tracing::{debug, info, warn};
+
+use crate::{
+    body::{self, Body},
+    config::Limits,
+    error::GatewayError,
+    metrics::{Metrics, RequestLabels, SideLabels, TunnelLabels, UpstreamErrorLabels, VerbLabels},
+    upstream::Upstream,
+};
+
+/// `Impersonate-Extra-*` keys Airlock sends. Header names cannot hold `/`, so the key is
+/// percent-encoded as kube-apiserver expects.
+pub const EXTRA_SESSION: &str = "impersonate-extra-airlock.dev%2fsession-id";
+pub const EXTRA_CLIENT: &str = "impersonate-extra-airlock.dev%2fclient-id";
+pub const EXTRA_REQUEST: &str = "impersonate-extra-airlock.dev%2frequest-id";
+
+/// Everything the pipeline needs, shared by every connection.
+pub struct Gateway {
+    clusters: HashMap<String, Arc<Upstream>>,
+    default_cluster: String,
+    authn: authn::Authenticator,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+}
+
+/// What is known about a request once it has passed authentication.
+struct Call {
+    id: String,
+    cluster: Arc<Upstream>,
+    /// Path and query as the cluster sees them (the `/clusters/{name}` prefix removed).
+    path_and_query: String,
+    info: RequestInfo,
+    identity: authn::Identity,
+}
+
+/// What the completion stage reports.
+struct Outcome {
+    cluster: String,
+    verb: String,
+    resource: String,
+}
+
+impl Gateway {
+    pub fn new(
+        clusters: Vec<Arc<Upstream>>,
+        default_cluster: String,
+        authn: authn::Authenticator,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Gateway {
+        Gateway {
+            clusters: clusters.into_iter().map(|c| (c.name.clone(), c)).collect(),
+            default_cluster,
+            authn,
+            limits,
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Serves one request. Never fails: errors become `Status` responses here, and only here.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let started = Instant::now();
+        let mut outcome = Outcome {
+            cluster: String::new(),
+            verb: String::new(),
+            resource: String::new(),
+        };
+        let resp = match self.pipeline(req, &id, peer, &mut outcome).await {
+            Ok(resp) => resp,
+            Err(err) => {
+                let (code, _) = err.status();
+                self.metrics
+                    .errors
+                    .get_or_create(&SideLabels {
+                        side: err.side().as_str().to_owned(),
+                        code: code.as_u16(),
+                    })
+                    .inc();
+                if code.as_u16() >= 502 {
+                    self.metrics
+                        .upstream_errors
+                        .get_or_create(&UpstreamErrorLabels {
+                            cluster: outcome.cluster.clone(),
+                            code: code.as_u16(),
+                        })
+                        .inc();
+                }
+                info!(request_id = %id, side = err.side().as_str(), code = code.as_u16(), error = %err, "request refused");
+                err.into_response(Some(&id))
+            }
+        };
+        let code = resp.status().as_u16();
+        // Unknown resources must not grow the label set without bound.
+        let resource = if code == 404 {
+            "other".to_owned()
+        } else {
+            outcome.resource
+        };
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                cluster: outcome.cluster,
+                verb: outcome.verb.clone(),
+                resource,
+                code,
+            })
+            .inc();
+        self.metrics
+            .duration
+            .get_or_create(&VerbLabels { verb: outcome.verb })
+            .observe(started.elapsed().as_secs_f64());
+        resp
+    }
+
+    async fn pipeline(
+        &self,
+        mut req: Request<Incoming>,
+        id: &str,
+        peer: SocketAddr,
+        outcome: &mut Outcome,
+    ) -> Result<Response<Body>, GatewayError> {
+        let started = Instant::now();
+
+        // Stage: route. `/clusters/{name}/...` selects a cluster; anything else goes to the
+        // default cluster.
+        let (cluster, path) = self.route(req.uri().path())?;
+        outcome.cluster = cluster.name.clone();
+
+        // Stage: limits. Checked before anything is parsed or buffered.
+        check_header_size(req.headers(), self.limits.max_header_bytes)?;
+        if let Some(len) = content_length(req.headers()) {
+            if len > self.limits.max_body_bytes as u64 {
+                return Err(body_too_large(self.limits.max_body_bytes));
+            }
+        }
+
+        // Stage: attributes. Rejects non-canonical paths before anything else looks at them.
+        let query = req.uri().query().map(str::to_owned);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let parts = RequestParts {
+            method: req.method().as_str(),
+            path: &path,
+            query: query.as_deref(),
+            content_type: content_type.as_deref(),
+        };
+        let info =
+            kube_request::parse(&parts).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+        outcome.verb = info.verb.to_string();
+        outcome.resource = resource_label(&info);
+
+        // Stage: authenticate. The reason goes to the log; the token never does.
+        let identity = self.authenticate(req.headers(), id, peer).await?;
+
+        // Stage: refuse client impersonation. Stripping it silently would run the call as
+        // someone the client did not ask for.
+        if req
+            .headers()
+            .keys()
+            .any(|k| k.as_str().starts_with("impersonate-"))
+        {
+            return Err(GatewayError::Forbidden(format!(
+                "impersonation is not allowed through Airlock: requests run as {:?}; remove --as/--as-group",
+                identity.user
+            )));
+        }
+
+        let path_and_query = match &query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.clone(),
+        };
+        let call = Call {
+            id: id.to_owned(),
+            cluster,
+            path_and_query,
+            info,
+            identity,
+        };
+
+        // Stage: authorize. The policy engine plugs in here; until then every authenticated
+        // call is allowed and Kubernetes RBAC, seeing the impersonated identity, decides.
+
+        let upgrade = is_upgrade(&req);
+        let command = kube_request::kubectl_command(
+            &call.info,
+            &parts_for_log(&req, &path, query.as_deref(), content_type.as_deref()),
+        );
+        debug!(request_id = %id, user = %call.identity.user, command = %command, "forwarding");
+
+        let resp = if upgrade {
+            self.forward_upgrade(&mut req, &call).await?
+        } else {
+            // Stage: read body. Bounded by the configured limit; buffered because policy and
+            // audit need the whole object, and kube-apiserver caps bodies at 3 MiB anyway.
+            let (parts, incoming) = req.into_parts();
+            let body = read_body(incoming, self.limits.max_body_bytes).await?;
+            self.forward(parts, body, &call).await?
+        };
+        info!(
+            request_id = %id,
+            cluster = %call.cluster.name,
+            user = %call.identity.user,
+            verb = %call.info.verb,
+            resource = %outcome.resource,
+            namespace = %call.info.namespace,
+            name = %call.info.name,
+            code = resp.status().as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        Ok(resp)
+    }
+
+    fn route(&self, path: &str) -> Result<(Arc<Upstream>, String), GatewayError> {
+        if let Some(rest) = path.strip_prefix("/clusters/") {
+            let (name, tail) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            let cluster = self.clusters.get(name).ok_or_else(|| {
+                GatewayError::NotFound(format!("cluster {name:?} is not configured in Airlock"))
+            })?;
+            return Ok((cluster.clone(), tail.to_owned()));
+        }
+        let cluster = self
+            .clusters
+            .get(&self.default_cluster)
+            .ok_or_else(|| GatewayError::NotFound("no default cluster is configured".into()))?;
+        Ok((cluster.clone(), path.to_owned()))
+    }
+
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        id: &str,
+        peer: SocketAddr,
+    ) -> Result<authn::Identity, GatewayError> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            })
+            .filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            self.metrics.auth_failures.inc();
+            info!(request_id = %id, %peer, reason = "no bearer token", "authentication failed");
+            return Err(GatewayError::Unauthorized);
+        };
+        match self.authn.authenticate(token).await {
+            Ok(identity) => Ok(identity),
+            Err(e) => {
+                self.metrics.auth_failures.inc();
+                info!(request_id = %id, %peer, reason = %e, "authentication failed");
+                Err(GatewayError::Unauthorized)
+            }
+        }
+    }
+
+    /// Builds the upstream request headers: the client's, minus identity and hop-by-hop headers,
+    /// plus Airlock's credential, the impersonated identity and the Audit-ID.
+    fn upstream_headers(&self, client: &HeaderMap, call: &Call) -> Result<HeaderMap, GatewayError> {
+        let mut out = HeaderMap::with_capacity(client.len() + 6);
+        let connection_tokens = connection_tokens(client);
+        for (name, value) in client {
+            if is_stripped(name) || connection_tokens.iter().any(|t| t == name.as_str()) {
+                continue;
+            }
+            out.append(name.clone(), value.clone());
+        }
+        if let Some(auth) = call.cluster.authorization()? {
+            out.insert(header::AUTHORIZATION, auth);
+        }
+        let id = &call.identity;
+        out.insert("impersonate-user", header_value(&id.user)?);
+        for g in &id.groups {
+            out.append("impersonate-group", header_value(g)?);
+        }
+        if let Some(sid) = &id.session_id {
+            out.insert(EXTRA_SESSION, header_value(sid)?);
+        }
+        if let Some(cid) = &id.client_id {
+            out.insert(EXTRA_CLIENT, header_value(cid)?);
+        }
+        out.insert(EXTRA_REQUEST, header_value(&call.id)?);
+        // kube-apiserver adopts a client-sent Audit-ID, so its audit events join ours.
+        out.insert("audit-id", header_value(&call.id)?);
+        Ok(out)
+    }
+
+    async fn forward(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+        call: &Call,
+    ) -> Result<Response<Body>, GatewayError> {
+        let mut req = Request::new(body::full(body));
+        *req.method_mut() = parts.method;
+        *req.uri_mut() = call.cluster.uri(&call.path_and_query)?;
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = self.upstream_headers(&parts.headers, call)?;
+
+        let resp = call.cluster.send(req, false).await?;
+        let (mut parts, incoming) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        ensure_audit_id(&mut parts.headers, &call.id);
+
+        // Stage: response filter. Masking plugs in here; today the body streams through
+        // untouched, each chunk flushed to the client as it arrives (watch, logs -f, big lists).
+        let body: Body = if call.info.verb == "watch" && parts.status.is_success() {
+            let gauge = self.metrics.open_watches.clone();
+            gauge.inc();
+            body::guarded(incoming.map_err(Into::into).boxed(), move || {
+                gauge.dec();
+            })
+        } else {
+            incoming.map_err(Into::into).boxed()
+        };
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// exec, attach, port-forward and other upgrades. Only a real `101 Switching Protocols` from
+    /// the cluster opens a tunnel (CVE-2018-1002105): any other answer is relayed as a normal
+    /// response and the client connection is not upgraded.
+    async fn forward_upgrade(
+        &self,
+        req: &mut Request<Incoming>,
+        call: &Call,
+    ) -> Result<Response<Body>, GatewayError> {
+        let client_upgrade = hyper::upgrade::on(&mut *req);
+        let mut up = Request::new(body::empty());
+        *up.method_mut() = req.method().clone();
+        *up.uri_mut() = call.cluster.uri(&call.path_and_query)?;
+        *up.version_mut() = Version::HTTP_11;
+        let mut headers = self.upstream_headers(req.headers(), call)?;
+        if let Some(u) = req.headers().get(header::UPGRADE) {
+            headers.insert(header::UPGRADE, u.clone());
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        }
+        *up.headers_mut() = headers;
+
+        let mut resp = call.cluster.send(up, true).await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let (mut parts, incoming) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            ensure_audit_id(&mut parts.headers, &call.id);
+            return Ok(Response::from_parts(
+                parts,
+                incoming.map_err(Into::into).boxed(),
+            ));
+        }
+
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        let mut client_resp = Response::new(body::empty());
+        *client_resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        // A 101 must carry Connection and Upgrade; everything else (Sec-WebSocket-Accept and
+        // -Protocol, X-Stream-Protocol-Version) is the cluster's answer, relayed as is.
+        *client_resp.headers_mut() = resp.headers().clone();
+        ensure_audit_id(client_resp.headers_mut(), &call.id);
+
+        let kind = match call.info.stream_kind() {
+            Some(k) => format!("{k:?}").to_lowercase(),
+            None => "other".to_owned(),
+        };
+        let gauge = self
+            .metrics
+            .open_tunnels
+            .get_or_create(&TunnelLabels { kind: kind.clone() })
+            .clone();
+        let id = call.id.clone();
+        tokio::spawn(async move {
+            let (client, upstream) = tokio::join!(client_upgrade, upstream_upgrade);
+            let (client, upstream) = match (client, upstream) {
+                (Ok(c), Ok(u)) => (c, u),
+                (c, u) => {
+                    warn!(request_id = %id, client_ok = c.is_ok(), upstream_ok = u.is_ok(), "upgrade failed");
+                    return;
+                }
+            };
+            gauge.inc();
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            // Recording plugs in here. copy_bidirectional forwards a half-close (EOF) in one
+            // direction as a write shutdown on the other side and ends when both are done.
+            match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                Ok((to_up, to_client)) => {
+                    debug!(request_id = %id, %kind, to_up, to_client, "tunnel closed")
+                }
+                Err(e) => debug!(request_id = %id, %kind, error = %e, "tunnel ended"),
+            }
+            gauge.dec();
+        });
+        Ok(client_resp)
+    }
+}
+
+fn parts_for_log<'a>(
+    req: &'a Request<Incoming>,
+    path: &'a str,
+    query: Option<&'a str>,
+    content_type: Option<&'a str>,
+) -> RequestParts<'a> {
+    RequestParts {
+        method: req.method().as_str(),
+        path,
+        query,
+        content_type,
+    }
+}
+
+fn resource_label(info: &RequestInfo) -> String {
+    if !info.is_resource_request {
+        return "nonresource".to_owned();
+    }
+    let mut s = String::new();
+    if !info.api_group.is_empty() {
+        s.push_str(&info.api_group);
+        s.push('/');
+    }
+    s.push_str(&info.resource);
+    if !info.subresource.is_empty() {
+        s.push('/');
+        s.push_str(&info.subresource);
+    }
+    s
+}
+
+/// Headers that never reach the cluster from the client: identity, hop-by-hop, and the Audit-ID
+/// that Airlock sets itself.
+fn is_stripped(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    matches!(
+        n,
+        "authorization"
+            | "proxy-authorization"
+            | "audit-id"
+            | "host"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+    ) || n.starts_with("impersonate-")
+        || n.starts_with("x-forwarded-")
+        || n.starts_with("x-remote-")
+}
+
+fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let tokens = connection_tokens(headers);
+    for t in tokens {
+        if let Ok(name) = HeaderName::from_bytes(t.as_bytes()) {
+            headers.remove(name);
+        }
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+}
+
+fn ensure_audit_id(headers: &mut HeaderMap, id: &str) {
+    if !headers.contains_key("audit-id") {
+        if let Ok(v) = HeaderValue::from_str(id) {
+            headers.insert("audit-id", v);
+        }
+    }
+}
+
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && connection_tokens(req.headers())
+            .iter()
+            .any(|t| t == "upgrade")
+}
+
+fn header_value(s: &str) -> Result<HeaderValue, GatewayError> {
+    HeaderValue::from_str(s)
+        .map_err(|_| GatewayError::Internal("an identity value cannot be sent as a header".into()))
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn check_header_size(headers: &HeaderMap, max: usize) -> Result<(), GatewayError> {
+    let total: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if total > max {
+        return Err(GatewayError::BadRequest(format!(
+            "request headers are {total} bytes, over the {max}-byte limit"
+        )));
+    }
+    Ok(())
+}
+
+fn body_too_large(max: usize) -> GatewayError {
+    GatewayError::BadRequest(format!("request body is over the {max}-byte limit"))
+}
+
+async fn read_body(body: Incoming, max: usize) -> Result<Bytes, GatewayError> {
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(body_too_large(max)),
+        Err(e) => Err(GatewayError::BadRequest(format!(
+            "cannot read the request body: {e}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_and_hop_by_hop_headers_are_stripped() {
+        let cases = [
+            ("authorization", true),
+            ("Impersonate-User", true),
+            ("impersonate-extra-scopes", true),
+            ("audit-id", true),
+            ("x-forwarded-for", true),
+            ("X-Remote-User", true),
+            ("x-remote-group", true),
+            ("connection", true),
+            ("accept", false),
+            ("kubectl-command", false),
+            ("x-airlock-intent", false),
+            ("content-type", false),
+        ];
+        for (name, stripped) in cases {
+            let h = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(is_stripped(&h), stripped, "{name}");
+        }
+    }
+
+    #[test]
+    fn headers_named_by_connection_are_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert!(!h.contains_key("x-secret"));
+        assert!(h.contains_key("accept"));
+    }
+}

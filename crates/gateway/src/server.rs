@@ -1,0 +1,260 @@
+//! The listeners: the agent-facing HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN) and the admin
+//! listener (metrics and health; later the approvals API and web UI).
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+
+use http::{Request, Response, StatusCode};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tracing::{debug, info, warn};
+
+use crate::{
+    body::{self, Body},
+    config::{ClusterSource, Config},
+    kubeconfig,
+    metrics::Metrics,
+    proxy::Gateway,
+    tls,
+    upstream::Upstream,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cluster {name}: {reason}")]
+    Cluster { name: String, reason: String },
+    #[error("authentication: {0}")]
+    Authn(String),
+    #[error("certificate: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway: its bound addresses and the CA its clients should trust.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub ca_pem: String,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (up to a grace period) and returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Builds every part from a validated config and starts both listeners.
+pub async fn start(cfg: &Config) -> Result<Running, StartError> {
+    let mut clusters = Vec::new();
+    for source in &cfg.clusters {
+        let name = source.name().to_owned();
+        let err = |reason: String| StartError::Cluster {
+            name: name.clone(),
+            reason,
+        };
+        let access = match source {
+            ClusterSource::Kubeconfig { path, context, .. } => {
+                kubeconfig::load(path, context.as_deref())
+            }
+            ClusterSource::InCluster { .. } => kubeconfig::in_cluster(),
+        }
+        .map_err(|e| err(e.to_string()))?;
+        let upstream =
+            Upstream::new(&name, &access, cfg.upstream).map_err(|e| err(e.to_string()))?;
+        clusters.push(Arc::new(upstream));
+    }
+    let authn =
+        authn::Authenticator::new(&cfg.authn).map_err(|e| StartError::Authn(e.to_string()))?;
+    authn.spawn_refresh();
+    let metrics = Arc::new(Metrics::new());
+    let gateway = Arc::new(Gateway::new(
+        clusters,
+        cfg.default_cluster.clone(),
+        authn,
+        cfg.limits,
+        metrics.clone(),
+    ));
+
+    let cert = tls::load_or_generate(cfg.tls.as_ref(), &cfg.state_dir, &cfg.tls_sans)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config()?);
+
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: cfg.listen,
+        source,
+    })?;
+    let admin = TcpListener::bind(cfg.admin_listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: cfg.admin_listen,
+            source,
+        })?;
+    let admin_addr = admin.local_addr().map_err(|source| StartError::Listen {
+        addr: cfg.admin_listen,
+        source,
+    })?;
+
+    let (shutdown, rx) = watch::channel(false);
+    let header_limit = cfg.limits.max_header_bytes;
+    let main = tokio::spawn(serve_agents(
+        listener,
+        acceptor,
+        gateway,
+        header_limit,
+        rx.clone(),
+    ));
+    let admin_task = tokio::spawn(serve_admin(admin, metrics, rx));
+    info!(%addr, %admin_addr, "airlock is serving");
+    Ok(Running {
+        addr,
+        admin_addr,
+        ca_pem: cert.ca_pem,
+        shutdown,
+        tasks: vec![main, admin_task],
+    })
+}
+
+fn builder(header_limit: usize) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    // hyper's own limits sit above the configured one so that our check answers with a Status.
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size((header_limit * 2).max(16 * 1024));
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size((header_limit * 2).min(u32::MAX as usize) as u32)
+        .max_concurrent_streams(1000);
+    b
+}
+
+async fn serve_agents(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    gateway: Arc<Gateway>,
+    header_limit: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = Arc::new(builder(header_limit));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let gateway = gateway.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, Infallible>(gateway.handle(req, peer).await) }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drain(graceful).await;
+}
+
+async fn drain(graceful: GracefulShutdown) {
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(10)) => {
+            warn!("connections still open after the grace period");
+        }
+    }
+}
+
+async fn serve_admin(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => continue,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let metrics = metrics.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(admin(req, &metrics)) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+            let _ = watcher.watch(conn.into_owned()).await;
+        });
+    }
+    drain(graceful).await;
+}
+
+fn admin(req: Request<Incoming>, metrics: &Metrics) -> Response<Body> {
+    match req.uri().path() {
+        "/metrics" => {
+            let mut r = Response::new(body::full(metrics.encode()));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        }
+        "/healthz" | "/readyz" | "/livez" => Response::new(body::full("ok")),
+        _ => {
+            let mut r = Response::new(body::full("not found\n"));
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            r
+        }
+    }
+}
