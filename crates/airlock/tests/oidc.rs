@@ -15,8 +15,10 @@ use common::{http_get, kubectl_bin, ok, stderr, tempdir};
 
 /// Starts a process and returns it with the first stdout line that satisfies `pick`.
 fn spawn_until(mut cmd: Command, pick: impl Fn(&str) -> bool + Send + 'static) -> (Child, String) {
+    // stdin stays open while the child lives: the test IdP exits when its stdin closes, so a
+    // crashed test leaves no orphan behind.
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -233,18 +233,34 @@ impl OidcClient {
         }
     }
 
+    /// Adds client authentication to a request: public clients send `client_id` in the form;
+    /// confidential clients use HTTP Basic (`client_secret_basic`, the default per RFC 8414
+    /// §2), or the form (`client_secret_post`) when discovery offers only that.
+    fn client_auth<'a>(
+        &'a self,
+        form: &mut Vec<(&'a str, &'a str)>,
+        methods: Option<&[String]>,
+    ) -> Option<(&'a str, &'a str)> {
+        let Some(secret) = self.client_secret.as_deref() else {
+            form.push(("client_id", self.client_id.as_str()));
+            return None;
+        };
+        let offers = |m: &str| methods.is_some_and(|ms| ms.iter().any(|x| x == m));
+        if methods.is_some() && !offers("client_secret_basic") && offers("client_secret_post") {
+            form.push(("client_id", self.client_id.as_str()));
+            form.push(("client_secret", secret));
+            return None;
+        }
+        Some((self.client_id.as_str(), secret))
+    }
+
     async fn token_request(
         &self,
         url: &str,
         mut form: Vec<(&str, &str)>,
+        methods: Option<&[String]>,
     ) -> Result<Result<TokenResponse, OAuthErrorBody>, ClientError> {
-        let basic = match &self.client_secret {
-            Some(secret) => Some((self.client_id.as_str(), secret.as_str())),
-            None => {
-                form.push(("client_id", self.client_id.as_str()));
-                None
-            }
-        };
+        let basic = self.client_auth(&mut form, methods);
         let received = SystemTime::now();
         let resp = self.http.post_form(url, &form, basic).await?;
         let bad = || ClientError::BadResponse {
@@ -271,7 +287,8 @@ impl OidcClient {
         let url = self.endpoint(doc.token_endpoint, "token_endpoint")?;
         let mut form = vec![("grant_type", "client_credentials")];
         Self::extras(&mut form, scope, audience);
-        self.token_request(&url, form)
+        let methods = doc.token_endpoint_auth_methods_supported.as_deref();
+        self.token_request(&url, form, methods)
             .await?
             .map_err(|e| ClientError::OAuth {
                 error: e.error,
@@ -297,13 +314,8 @@ impl OidcClient {
 
         let mut form = Vec::new();
         Self::extras(&mut form, scope, audience);
-        let basic = self
-            .client_secret
-            .as_deref()
-            .map(|s| (self.client_id.as_str(), s));
-        if basic.is_none() {
-            form.push(("client_id", self.client_id.as_str()));
-        }
+        let methods = doc.token_endpoint_auth_methods_supported.as_deref();
+        let basic = self.client_auth(&mut form, methods);
         let resp = self.http.post_form(&device_url, &form, basic).await?;
         if resp.status != 200 {
             return Err(match serde_json::from_slice::<OAuthErrorBody>(&resp.body) {
@@ -335,7 +347,7 @@ impl OidcClient {
                 ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
                 ("device_code", auth.device_code.as_str()),
             ];
-            match self.token_request(&token_url, form).await? {
+            match self.token_request(&token_url, form, methods).await? {
                 Ok(t) => return Ok(t),
                 Err(e) => match e.error.as_str() {
                     "authorization_pending" => {}
@@ -664,6 +676,43 @@ mod tests {
             t.expires_at,
             Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
         );
+    }
+
+    #[test]
+    fn client_auth_method_table() {
+        let public = OidcClient::new("https://i", "pub", None, None).unwrap();
+        let conf = OidcClient::new("https://i", "conf", Some("s3"), None).unwrap();
+        let v = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // (client, advertised methods, expect basic?, expected form fields)
+        type Case<'a> = (
+            &'a OidcClient,
+            Option<Vec<String>>,
+            bool,
+            Vec<(&'a str, &'a str)>,
+        );
+        let cases: Vec<Case> = vec![
+            (&public, None, false, vec![("client_id", "pub")]),
+            (&conf, None, true, vec![]),
+            (
+                &conf,
+                Some(v(&["client_secret_basic", "client_secret_post"])),
+                true,
+                vec![],
+            ),
+            (
+                &conf,
+                Some(v(&["private_key_jwt", "client_secret_post"])),
+                false,
+                vec![("client_id", "conf"), ("client_secret", "s3")],
+            ),
+            (&conf, Some(v(&["private_key_jwt"])), true, vec![]),
+        ];
+        for (client, methods, basic, fields) in cases {
+            let mut form = Vec::new();
+            let got = client.client_auth(&mut form, methods.as_deref());
+            assert_eq!(got.is_some(), basic, "{methods:?}");
+            assert_eq!(form, fields, "{methods:?}");
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use serde::Deserialize;
+use serde_json::Value;
 
 pub use config::{AuthnConfig, OidcIssuerConfig, StaticTokenConfig};
 pub use error::{AuthError, ConfigError, FetchError};
@@ -95,7 +96,6 @@ struct UnverifiedIss {
     #[serde(default)]
     iss: Option<Value>,
 }
-use serde_json::Value;
 
 // === impl Authenticator ===
 
@@ -150,8 +150,8 @@ impl Authenticator {
     }
 
     /// Starts a background task per issuer that refreshes its JWKS every
-    /// `jwks_refresh_seconds`, so rotations are picked up before the first token with a new
-    /// `kid` arrives. The tasks end when the last clone of this authenticator is dropped.
+    /// `jwks_refresh_seconds` (the first fetch right away, warming the cache), so rotations
+    /// are picked up before the first token with a new `kid` arrives. The tasks end when the last clone of this authenticator is dropped.
     /// Needs a Tokio runtime; without one it logs a warning and does nothing (keys are then
     /// still fetched on demand).
     pub fn spawn_refresh(&self) {
@@ -197,9 +197,12 @@ fn peek_jwt(token: &str) -> Result<(RawHeader, String), AuthError> {
     };
     let header: RawHeader =
         serde_json::from_slice(&decode(h)?).map_err(|_| AuthError::Malformed)?;
-    // Reject unsigned tokens here, before anything else: `alg: none` has an empty signature.
-    if header.alg.eq_ignore_ascii_case("none") || s.is_empty() {
+    // Reject unsigned tokens here, before anything else, whatever the issuer says.
+    if header.alg.eq_ignore_ascii_case("none") {
         return Err(AuthError::AlgorithmNotAllowed);
+    }
+    if s.is_empty() {
+        return Err(AuthError::Malformed);
     }
     let claims: UnverifiedIss =
         serde_json::from_slice(&decode(p)?).map_err(|_| AuthError::Malformed)?;
@@ -229,7 +232,7 @@ mod tests {
             (format!("{h}.{p}.c2ln.x"), Err("malformed")),
             (format!("{}.{p}.", b64(r#"{"alg":"none"}"#)), Err("alg")),
             (format!("{}.{p}.c2ln", b64(r#"{"alg":"None"}"#)), Err("alg")),
-            (format!("{h}.{p}."), Err("alg")),
+            (format!("{h}.{p}."), Err("malformed")),
             (
                 format!("{h}.{}.c2ln", b64(r#"{"sub":"x"}"#)),
                 Err("missing"),

@@ -42,6 +42,8 @@ pub(crate) struct Discovery {
     pub token_endpoint: Option<String>,
     #[serde(default)]
     pub device_authorization_endpoint: Option<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
 }
 
 /// Fetches `<issuer>/.well-known/openid-configuration` and checks its `issuer`.
@@ -115,11 +117,21 @@ impl IssuerState {
                 uri
             }
         };
-        let resp = self.http.get_raw(&jwks_uri).await?;
-        let keys = parse_jwks(&resp).map_err(|source| FetchError::Json {
-            url: jwks_uri.clone(),
-            source,
-        })?;
+        let fetched = match self.http.get_raw(&jwks_uri).await {
+            Ok(body) => parse_jwks(&body).map_err(|source| FetchError::Json {
+                url: jwks_uri.clone(),
+                source,
+            }),
+            Err(e) => Err(e),
+        };
+        let keys = match fetched {
+            Ok(keys) => keys,
+            Err(e) => {
+                // The IdP may have moved its JWKS; rediscover on the next attempt.
+                state.jwks_uri = None;
+                return Err(e);
+            }
+        };
         tracing::debug!(issuer = %self.settings.issuer, keys = keys.len(), "jwks refreshed");
         self.install(keys);
         Ok(())
@@ -129,7 +141,7 @@ impl IssuerState {
     pub(crate) async fn refresh_now(&self) {
         let mut state = self.refresh.lock().await;
         if let Err(e) = self.fetch(&mut state).await {
-            tracing::warn!(issuer = %self.settings.issuer, error = %e, "jwks refresh failed");
+            tracing::warn!(issuer = %self.settings.issuer, error = %chain(&e), "jwks refresh failed");
         }
     }
 
@@ -150,7 +162,7 @@ impl IssuerState {
             .is_some_and(|t| t.elapsed() < self.settings.jwks_min_refresh);
         if !recent {
             if let Err(e) = self.fetch(&mut state).await {
-                tracing::warn!(issuer = %self.settings.issuer, error = %e, "jwks fetch failed");
+                tracing::warn!(issuer = %self.settings.issuer, error = %chain(&e), "jwks fetch failed");
                 if current.is_empty() {
                     return Err(AuthError::KeysUnavailable(e));
                 }
@@ -221,6 +233,19 @@ impl IssuerState {
         claims::check_audience(&claims, &self.settings.audiences)?;
         claims::map_identity(&self.settings.mapping, &self.settings.issuer, exp, &claims)
     }
+}
+
+/// An error with its causes, `a: b: c`: operators need the TLS or connect reason, which
+/// lives in the sources.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
 }
 
 /// Keys that may verify a token with this `kid` and `alg`.

@@ -31,7 +31,10 @@ pub struct LatencyArgs {
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
     /// Path and query of the GET.
-    #[arg(long, default_value = "/api/v1/namespaces/shop/pods/web-6b7f9c5d4-x2k9p")]
+    #[arg(
+        long,
+        default_value = "/api/v1/namespaces/shop/pods/web-6b7f9c5d4-x2k9p"
+    )]
     path: String,
     /// Concurrent connections (one worker each), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
@@ -117,12 +120,15 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
     let baseline = args.baseline.clone().unwrap_or_else(|| names[0].to_owned());
-    for n in [Some(&baseline), args.peer.as_ref(), args.subject.as_ref()].into_iter().flatten() {
+    for n in [Some(&baseline), args.peer.as_ref(), args.subject.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         if !names.contains(&n.as_str()) {
             bail!("{n:?} is not one of the targets {names:?}");
         }
     }
-    if args.concurrency.iter().any(|&c| c == 0) || args.rounds == 0 {
+    if args.concurrency.contains(&0) || args.rounds == 0 {
         bail!("concurrency and rounds must be at least 1");
     }
     let warmup = Duration::from_secs_f64(args.warmup);
@@ -155,13 +161,23 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<()> {
                 s.rps,
                 s.median_us,
                 s.p99_us,
-                if s.errors > 0 { format!("  {} errors", s.errors) } else { String::new() }
+                if s.errors > 0 {
+                    format!("  {} errors", s.errors)
+                } else {
+                    String::new()
+                }
             );
             samples.push(s);
         }
     }
 
-    let summary = summarize(&samples, &names, &args.concurrency, &baseline, args.peer.as_deref());
+    let summary = summarize(
+        &samples,
+        &names,
+        &args.concurrency,
+        &baseline,
+        args.peer.as_deref(),
+    );
     if let Some(path) = &args.json {
         let report = Report {
             path: &args.path,
@@ -323,7 +339,8 @@ fn summarize(
                 .iter()
                 .filter(|s| s.target == name && s.concurrency == c)
                 .collect();
-            let pick = |f: fn(&Sample) -> f64| median(&mine.iter().map(|s| f(s)).collect::<Vec<_>>());
+            let pick =
+                |f: fn(&Sample) -> f64| median(&mine.iter().map(|s| f(s)).collect::<Vec<_>>());
             let paired = |other: &str, f: fn(&Sample, &Sample) -> f64| {
                 let v: Vec<f64> = mine
                     .iter()
@@ -360,7 +377,10 @@ fn markdown(summary: &[Summary], args: &LatencyArgs, baseline: &str) -> String {
         s,
         "| connections | target | median | p99 | throughput | added median vs {baseline} | throughput vs {peer} | errors |"
     );
-    let _ = writeln!(s, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        s,
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for r in summary {
         let _ = writeln!(
             s,
@@ -370,7 +390,8 @@ fn markdown(summary: &[Summary], args: &LatencyArgs, baseline: &str) -> String {
             r.median_us,
             r.p99_us,
             r.rps,
-            r.added_median_us.map_or("—".into(), |v| format!("{v:+.0} µs")),
+            r.added_median_us
+                .map_or("—".into(), |v| format!("{v:+.0} µs")),
             r.rps_vs_peer.map_or("—".into(), |v| format!("{v:.2}×")),
             r.errors,
         );
@@ -441,7 +462,13 @@ mod tests {
             sample(3, "airlock", 200.0, 1000.0),
             sample(3, "proxy", 450.0, 500.0),
         ];
-        let s = summarize(&samples, &["direct", "airlock", "proxy"], &[1], "direct", Some("proxy"));
+        let s = summarize(
+            &samples,
+            &["direct", "airlock", "proxy"],
+            &[1],
+            "direct",
+            Some("proxy"),
+        );
         let airlock = &s[1];
         assert_eq!(airlock.median_us, 200.0);
         // Per-round differences 80, 50, 90: median 80 (not 200 - 110).

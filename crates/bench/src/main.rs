@@ -16,7 +16,10 @@ mod watches;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "airlock-bench", about = "Load generator for Airlock's benchmark")]
+#[command(
+    name = "airlock-bench",
+    about = "Load generator for Airlock's benchmark"
+)]
 struct Cli {
     /// Runtime worker threads. Default: one per CPU. The load generator shares the CPUs with the
     /// servers it measures; see docs/benchmarks.md.

@@ -58,7 +58,13 @@ impl Target {
         if let Some(path) = rest.strip_prefix("kubeconfig:") {
             let kc = Kubeconfig::load(Path::new(path))
                 .with_context(|| format!("target {name}: kubeconfig {path}"))?;
-            return Target::new(name, &kc.server, kc.ca_pem.as_deref(), kc.token.as_deref(), kc.client);
+            return Target::new(
+                name,
+                &kc.server,
+                kc.ca_pem.as_deref(),
+                kc.token.as_deref(),
+                kc.client,
+            );
         }
         let mut parts = rest.split(';');
         let url = parts.next().unwrap_or_default();
@@ -93,7 +99,9 @@ impl Target {
         token: Option<&str>,
         client: Option<(String, String)>,
     ) -> anyhow::Result<Target> {
-        let uri: http::Uri = url.parse().with_context(|| format!("target {name}: bad URL {url:?}"))?;
+        let uri: http::Uri = url
+            .parse()
+            .with_context(|| format!("target {name}: bad URL {url:?}"))?;
         let host = uri
             .host()
             .ok_or_else(|| anyhow!("target {name}: URL {url:?} has no host"))?
@@ -149,15 +157,21 @@ impl Target {
         let mut headers = HeaderMap::with_capacity(4);
         if h2 {
             let scheme = if self.tls.is_some() { "https" } else { "http" };
-            *req.uri_mut() = format!("{scheme}://{}{}{path_and_query}", self.authority, self.prefix)
-                .parse()?;
+            *req.uri_mut() = format!(
+                "{scheme}://{}{}{path_and_query}",
+                self.authority, self.prefix
+            )
+            .parse()?;
             *req.version_mut() = http::Version::HTTP_2;
         } else {
             *req.uri_mut() = format!("{}{path_and_query}", self.prefix).parse()?;
             headers.insert(header::HOST, HeaderValue::from_str(&self.authority)?);
         }
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        headers.insert(header::USER_AGENT, HeaderValue::from_static("airlock-bench"));
+        headers.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static("airlock-bench"),
+        );
         if let Some(a) = &self.authorization {
             headers.insert(header::AUTHORIZATION, a.clone());
         }
@@ -243,7 +257,8 @@ fn client_config(
     .with_root_certificates(roots);
     Ok(match client {
         Some((cert, key)) => {
-            let chain = rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+            let chain =
+                rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<Vec<_>, _>>()?;
             let key = rustls_pemfile::private_key(&mut key.as_bytes())?
                 .ok_or_else(|| anyhow!("no private key in client-key-data"))?;
             builder.with_client_auth_cert(chain, key)?
@@ -271,7 +286,10 @@ impl Kubeconfig {
         let named = |list: &str, name: &str, field: &str| -> anyhow::Result<Value> {
             doc.get(list)
                 .and_then(Value::as_sequence)
-                .and_then(|s| s.iter().find(|e| e.get("name").and_then(Value::as_str) == Some(name)))
+                .and_then(|s| {
+                    s.iter()
+                        .find(|e| e.get("name").and_then(Value::as_str) == Some(name))
+                })
                 .and_then(|e| e.get(field))
                 .cloned()
                 .ok_or_else(|| anyhow!("{list}: no entry named {name:?}"))
@@ -282,7 +300,8 @@ impl Kubeconfig {
             .ok_or_else(|| anyhow!("no current-context"))?;
         let context = named("contexts", current, "context")?;
         let field = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-        let cluster_name = field(&context, "cluster").ok_or_else(|| anyhow!("context has no cluster"))?;
+        let cluster_name =
+            field(&context, "cluster").ok_or_else(|| anyhow!("context has no cluster"))?;
         let cluster = named("clusters", &cluster_name, "cluster")?;
         let user = match field(&context, "user") {
             Some(u) => named("users", &u, "user")?,
@@ -310,7 +329,11 @@ impl Kubeconfig {
         let key = data(&user, "client-key-data", "client-key")?;
         Ok(Kubeconfig {
             server: field(&cluster, "server").ok_or_else(|| anyhow!("cluster has no server"))?,
-            ca_pem: data(&cluster, "certificate-authority-data", "certificate-authority")?,
+            ca_pem: data(
+                &cluster,
+                "certificate-authority-data",
+                "certificate-authority",
+            )?,
             // A bearer token is preferred when both are present: it is what the issue asks for.
             client: if token.is_none() { cert.zip(key) } else { None },
             token,
@@ -333,7 +356,12 @@ mod tests {
         let req = t.get("/api/v1/pods", true).unwrap();
         assert_eq!(req.uri(), "http://127.0.0.1:8001/api/v1/pods");
 
-        for bad in ["noequals", "x=ftp://a:1", "x=http://a:1;frob=1", "x=https://a:1"] {
+        for bad in [
+            "noequals",
+            "x=ftp://a:1",
+            "x=http://a:1;frob=1",
+            "x=https://a:1",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }

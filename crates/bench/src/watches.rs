@@ -301,7 +301,11 @@ async fn one_watch(
     let status = resp.status();
     let mut body = resp.into_body();
     if !status.is_success() {
-        let text = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let text = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         bail!(
             "watch answered {status}: {}",
             String::from_utf8_lossy(&text[..text.len().min(300)])
@@ -353,12 +357,18 @@ async fn wait_open(batch: &Batch, count: usize, timeout: Duration) -> anyhow::Re
         if opened + failed >= count {
             if failed > 0 {
                 let e = p.first_error.lock().ok().and_then(|e| e.clone());
-                bail!("{failed} of {count} watches failed; first error: {}", e.unwrap_or_default());
+                bail!(
+                    "{failed} of {count} watches failed; first error: {}",
+                    e.unwrap_or_default()
+                );
             }
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("only {opened} of {count} watches open after {}s ({failed} failed)", timeout.as_secs());
+            bail!(
+                "only {opened} of {count} watches open after {}s ({failed} failed)",
+                timeout.as_secs()
+            );
         }
         if last_report.elapsed() > Duration::from_secs(5) {
             eprintln!("  {opened}/{count} open, {failed} failed");
@@ -369,7 +379,11 @@ async fn wait_open(batch: &Batch, count: usize, timeout: Duration) -> anyhow::Re
 }
 
 /// Polls the gateway's `airlock_open_watches` gauge until `done` holds; returns its value.
-async fn wait_gauge(admin: &Target, done: impl Fn(f64) -> bool, timeout: Duration) -> anyhow::Result<f64> {
+async fn wait_gauge(
+    admin: &Target,
+    done: impl Fn(f64) -> bool,
+    timeout: Duration,
+) -> anyhow::Result<f64> {
     let deadline = Instant::now() + timeout;
     loop {
         let g = read_gauge(admin).await?;
@@ -393,12 +407,10 @@ async fn read_gauge(admin: &Target) -> anyhow::Result<f64> {
 }
 
 fn parse_gauge(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (n, rest) = l.split_once(' ')?;
-            (n == name).then(|| rest.split_whitespace().next()?.parse().ok())?
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (n, rest) = l.split_once(' ')?;
+        (n == name).then(|| rest.split_whitespace().next()?.parse().ok())?
+    })
 }
 
 /// VmRSS of a process, in KiB.
@@ -421,7 +433,11 @@ async fn settled_rss(pid: u32) -> anyhow::Result<u64> {
     while stable < 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let now = rss_kib(pid)?;
-        stable = if now.abs_diff(last) <= 128 { stable + 1 } else { 0 };
+        stable = if now.abs_diff(last) <= 128 {
+            stable + 1
+        } else {
+            0
+        };
         last = now;
     }
     Ok(last)

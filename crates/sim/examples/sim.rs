@@ -4,11 +4,17 @@
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "sim.kubeconfig".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "sim.kubeconfig".into());
     let sim = sim::start(sim::SimConfig::default()).await?;
     std::fs::write(&path, sim.admin_kubeconfig())?;
     std::fs::write(format!("{path}.cert"), sim.client_cert_kubeconfig())?;
-    println!("api {} introspect {:?} kubeconfig {path}", sim.server_url(), sim.introspect_addr);
+    println!(
+        "api {} introspect {:?} kubeconfig {path}",
+        sim.server_url(),
+        sim.introspect_addr
+    );
     tokio::signal::ctrl_c().await?;
     sim.shutdown().await;
     Ok(())

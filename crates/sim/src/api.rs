@@ -56,8 +56,14 @@ pub fn parse_path(path: &str) -> Option<Target> {
     if rest.iter().any(|s| s.is_empty()) {
         return None;
     }
-    let namespaced_path = rest[0] == "namespaces" && rest.len() >= 3 && !(rest.len() == 3 && matches!(rest[2], "status" | "finalize"));
-    let (namespace, tail) = if namespaced_path { (Some(rest[1].to_string()), &rest[2..]) } else { (None, rest) };
+    let namespaced_path = rest[0] == "namespaces"
+        && rest.len() >= 3
+        && !(rest.len() == 3 && matches!(rest[2], "status" | "finalize"));
+    let (namespace, tail) = if namespaced_path {
+        (Some(rest[1].to_string()), &rest[2..])
+    } else {
+        (None, rest)
+    };
     Some(Target {
         group: group.to_string(),
         version: version.to_string(),
@@ -92,7 +98,10 @@ fn respond(code: u16, v: &Value, output: &Output) -> Response<Body> {
         Output::Yaml => {
             let text = serde_yaml::to_string(v).unwrap_or_default();
             let mut r = http::text(code, &text);
-            r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/yaml"));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/yaml"),
+            );
             r
         }
         other => http::json_with_type(code, v, &other.content_type()),
@@ -100,21 +109,37 @@ fn respond(code: u16, v: &Value, output: &Output) -> Response<Body> {
 }
 
 /// Renders one object per the negotiated output.
-fn respond_object(code: u16, info: &ResourceInfo, obj: &Value, output: &Output, q: &HashMap<String, String>) -> Response<Body> {
+fn respond_object(
+    code: u16,
+    info: &ResourceInfo,
+    obj: &Value,
+    output: &Output,
+    q: &HashMap<String, String>,
+) -> Response<Body> {
     let obj = render_for_version(info, obj);
     match output {
         Output::Table(v) => {
             let include = IncludeObject::parse(q.get("includeObject").map(String::as_str));
-            respond(code, &to_table(&info.kind, &[obj], include, v, "", None), output)
+            respond(
+                code,
+                &to_table(&info.kind, &[obj], include, v, "", None),
+                output,
+            )
         }
         Output::Metadata(v) => respond(code, &partial_metadata(&obj, v), output),
         _ => respond(code, &obj, output),
     }
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<(hyper::http::request::Parts, Vec<u8>), ApiError> {
+async fn read_body(
+    req: Request<Incoming>,
+) -> Result<(hyper::http::request::Parts, Vec<u8>), ApiError> {
     let (parts, body) = req.into_parts();
-    let bytes = body.collect().await.map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?.to_bytes();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?
+        .to_bytes();
     Ok((parts, bytes.to_vec()))
 }
 
@@ -127,14 +152,21 @@ fn parse_object(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
         return Err(ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml")));
     }
     let v: Value = if ct.contains("yaml") {
-        serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+        serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
         serde_json::from_slice(body)
             .or_else(|_| serde_yaml::from_slice(body))
-            .map_err(|e| ApiError::bad_request(format!("the server rejected our request due to an error in our request: {e}")))?
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
+            })?
     };
     if !v.is_object() {
-        return Err(ApiError::bad_request("the object provided is not a JSON object"));
+        return Err(ApiError::bad_request(
+            "the object provided is not a JSON object",
+        ));
     }
     Ok(v)
 }
@@ -147,7 +179,8 @@ fn valid_dns_subdomain(s: &str) -> bool {
             !b.is_empty()
                 && b[0].is_ascii_alphanumeric()
                 && b[b.len() - 1].is_ascii_alphanumeric()
-                && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         })
 }
 
@@ -166,8 +199,16 @@ fn validate(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
         }
     }
     if info.kind == "Pod" || info.kind == "Deployment" {
-        let spec = if info.kind == "Pod" { &obj["spec"] } else { &obj["spec"]["template"]["spec"] };
-        let field = if info.kind == "Pod" { "spec.containers" } else { "spec.template.spec.containers" };
+        let spec = if info.kind == "Pod" {
+            &obj["spec"]
+        } else {
+            &obj["spec"]["template"]["spec"]
+        };
+        let field = if info.kind == "Pod" {
+            "spec.containers"
+        } else {
+            "spec.template.spec.containers"
+        };
         if spec["containers"].as_array().is_none_or(Vec::is_empty) {
             return Err(ApiError::invalid(&info.kind, name, field, "Required value"));
         }
@@ -180,7 +221,10 @@ fn manager(q: &HashMap<String, String>, headers: &hyper::HeaderMap) -> String {
     if let Some(m) = q.get("fieldManager").filter(|m| !m.is_empty()) {
         return m.clone();
     }
-    let ua = headers.get(hyper::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+    let ua = headers
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown");
     ua.split('/').next().unwrap_or("unknown").to_string()
 }
 
@@ -189,20 +233,38 @@ fn is_dry_run(q: &HashMap<String, String>) -> bool {
 }
 
 /// Entry point for resource paths. `ident` is the effective user.
-pub async fn handle(state: Arc<State>, ident: Identity, t: Target, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    state: Arc<State>,
+    ident: Identity,
+    t: Target,
+    req: Request<Incoming>,
+) -> Response<Body> {
     match handle_inner(state, ident, t, req).await {
         Ok(r) => r,
         Err(e) => http::error(&e),
     }
 }
 
-async fn handle_inner(state: Arc<State>, ident: Identity, t: Target, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let info = state.registry.lookup(&t.group, &t.version, &t.resource).cloned().ok_or_else(ApiError::path_not_found)?;
+async fn handle_inner(
+    state: Arc<State>,
+    ident: Identity,
+    t: Target,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let info = state
+        .registry
+        .lookup(&t.group, &t.version, &t.resource)
+        .cloned()
+        .ok_or_else(ApiError::path_not_found)?;
     if t.namespace.is_some() && !info.namespaced {
         return Err(ApiError::path_not_found());
     }
     let q = parse_query(req.uri().query());
-    let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let accept = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let key: ResourceKey = (info.group.clone(), info.plural.clone());
 
     // Streaming pod subresources go to the pods module with the raw request (upgrades).
@@ -216,8 +278,15 @@ async fn handle_inner(state: Arc<State>, ident: Identity, t: Target, req: Reques
         };
         if let Some(which) = which {
             let ns = t.namespace.clone().unwrap_or_default();
-            let pod = state.store.get(&key, &ns, name).ok_or_else(|| ApiError::not_found("", "pods", name))?;
-            let ctx = PodContext { namespace: ns, name: name.clone(), pod };
+            let pod = state
+                .store
+                .get(&key, &ns, name)
+                .ok_or_else(|| ApiError::not_found("", "pods", name))?;
+            let ctx = PodContext {
+                namespace: ns,
+                name: name.clone(),
+                pod,
+            };
             return Ok(crate::pods::handle(which, ctx, req).await);
         }
     }
@@ -236,7 +305,10 @@ async fn handle_inner(state: Arc<State>, ident: Identity, t: Target, req: Reques
                 let ns = t.namespace.clone().unwrap_or_default();
                 let name = t.name.clone().unwrap_or_default();
                 state.store.delete(&key, &ns, &name, true)?;
-                Ok(http::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+                Ok(http::json(
+                    201,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                ))
             }
             "token" => {
                 let (_, body) = read_body(req).await?;
@@ -246,7 +318,11 @@ async fn handle_inner(state: Arc<State>, ident: Identity, t: Target, req: Reques
                 tr["kind"] = json!("TokenRequest");
                 Ok(http::json(201, &tr))
             }
-            _ => Err(ApiError::new(503, "ServiceUnavailable", format!("the {sub} subresource is not simulated"))),
+            _ => Err(ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!("the {sub} subresource is not simulated"),
+            )),
         };
     }
     match &t.name {
@@ -273,32 +349,75 @@ async fn collection_verb(
     match *req.method() {
         Method::GET => {
             let output = negotiate(accept.as_deref())?;
-            let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())?;
-            let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default())?;
+            let labels = LabelSelector::parse(
+                q.get("labelSelector")
+                    .map(String::as_str)
+                    .unwrap_or_default(),
+            )?;
+            let fields = FieldSelector::parse(
+                q.get("fieldSelector")
+                    .map(String::as_str)
+                    .unwrap_or_default(),
+            )?;
             let include = IncludeObject::parse(q.get("includeObject").map(String::as_str));
             if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
-                let w = watch::WatchRequest { info: info.clone(), scope, labels, fields, output, include, query: q };
+                let w = watch::WatchRequest {
+                    info: info.clone(),
+                    scope,
+                    labels,
+                    fields,
+                    output,
+                    include,
+                    query: q,
+                };
                 return Ok(watch::serve(state.store.clone(), w));
             }
-            list(state, info, key, &scope, &labels, &fields, &output, include, &q)
+            list(
+                state, info, key, &scope, &labels, &fields, &output, include, &q,
+            )
         }
         Method::POST => {
-            let ct = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string();
+            let ct = req
+                .headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json")
+                .to_string();
             let headers = req.headers().clone();
             let (_, body) = read_body(req).await?;
             let obj = parse_object(&ct, &body)?;
             let output = negotiate(accept.as_deref())?;
-            let created = create(state, info, key, t.namespace.as_deref(), obj, &q, &headers, "Update")?;
+            let created = create(
+                state,
+                info,
+                key,
+                t.namespace.as_deref(),
+                obj,
+                &q,
+                &headers,
+                "Update",
+            )?;
             let _ = ident;
             Ok(respond_object(201, info, &created, &output, &q))
         }
         Method::DELETE => {
-            let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())?;
-            let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default())?;
+            let labels = LabelSelector::parse(
+                q.get("labelSelector")
+                    .map(String::as_str)
+                    .unwrap_or_default(),
+            )?;
+            let fields = FieldSelector::parse(
+                q.get("fieldSelector")
+                    .map(String::as_str)
+                    .unwrap_or_default(),
+            )?;
             let ns = t.namespace.as_deref();
             let (items, _) = state.store.list(key, ns);
             let mut deleted = Vec::new();
-            for o in items.iter().filter(|o| labels.matches(&o["metadata"]["labels"]) && fields.matches(o)) {
+            for o in items
+                .iter()
+                .filter(|o| labels.matches(&o["metadata"]["labels"]) && fields.matches(o))
+            {
                 let n = o["metadata"]["name"].as_str().unwrap_or_default();
                 let ons = o["metadata"]["namespace"].as_str().unwrap_or_default();
                 if is_dry_run(&q) {
@@ -307,7 +426,10 @@ async fn collection_verb(
                     deleted.push(render_for_version(info, &d));
                 }
             }
-            Ok(http::json(200, &json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": {"resourceVersion": state.store.current_rv().to_string()}, "items": deleted})))
+            Ok(http::json(
+                200,
+                &json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": {"resourceVersion": state.store.current_rv().to_string()}, "items": deleted}),
+            ))
         }
         _ => Err(ApiError::method_not_allowed()),
     }
@@ -338,26 +460,46 @@ fn list(
         Scope::All => None,
     };
     let (items, rv) = state.store.list(key, ns);
-    let mut items: Vec<Value> = items.into_iter().filter(|o| labels.matches(&o["metadata"]["labels"]) && fields.matches(o)).collect();
+    let mut items: Vec<Value> = items
+        .into_iter()
+        .filter(|o| labels.matches(&o["metadata"]["labels"]) && fields.matches(o))
+        .collect();
     // Continue tokens encode the last returned (namespace/name); the list is not a snapshot,
     // a documented simplification (upstream serves continuations from the original rv).
-    let id = |o: &Value| format!("{}/{}", o["metadata"]["namespace"].as_str().unwrap_or_default(), o["metadata"]["name"].as_str().unwrap_or_default());
+    let id = |o: &Value| {
+        format!(
+            "{}/{}",
+            o["metadata"]["namespace"].as_str().unwrap_or_default(),
+            o["metadata"]["name"].as_str().unwrap_or_default()
+        )
+    };
     if let Some(tok) = q.get("continue").filter(|c| !c.is_empty()) {
         let c: Continue = b64
             .decode(tok)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion"))?;
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "continue key is not valid: incorrect encoded start resourceVersion",
+                )
+            })?;
         items.retain(|o| id(o) > c.start);
     }
     let mut cont = None;
     let mut remaining = None;
-    if let Some(limit) = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0) {
+    if let Some(limit) = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0)
+    {
         if items.len() > limit {
             remaining = Some(items.len() - limit);
             items.truncate(limit);
             if let Some(last) = items.last() {
-                let c = Continue { rv, start: id(last) };
+                let c = Continue {
+                    rv,
+                    start: id(last),
+                };
                 cont = Some(b64.encode(serde_json::to_vec(&c).unwrap_or_default()));
             }
         }
@@ -416,14 +558,32 @@ pub fn create(
     } else if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("namespace");
     }
-    let has_name = obj["metadata"]["name"].as_str().is_some_and(|n| !n.is_empty());
+    let has_name = obj["metadata"]["name"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty());
     if !has_name {
         match obj["metadata"]["generateName"].as_str() {
-            Some(g) if !g.is_empty() => obj["metadata"]["name"] = json!(format!("{g}{}", defaults::name_suffix())),
-            _ => return Err(ApiError::invalid(&info.kind, "", "metadata.name", "Required value: name or generateName is required")),
+            Some(g) if !g.is_empty() => {
+                obj["metadata"]["name"] = json!(format!("{g}{}", defaults::name_suffix()))
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    &info.kind,
+                    "",
+                    "metadata.name",
+                    "Required value: name or generateName is required",
+                ))
+            }
         }
     }
-    for k in ["resourceVersion", "uid", "creationTimestamp", "managedFields", "generation", "deletionTimestamp"] {
+    for k in [
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "managedFields",
+        "generation",
+        "deletionTimestamp",
+    ] {
         if let Some(m) = obj["metadata"].as_object_mut() {
             m.remove(k);
         }
@@ -432,17 +592,39 @@ pub fn create(
     validate(info, &obj)?;
     defaults::on_create(&info.kind, &mut obj);
     let fields = patch::fields_v1(&obj);
-    patch::record_managed_fields(&mut obj, &manager(q, headers), operation, &info.api_version(), fields, None);
+    patch::record_managed_fields(
+        &mut obj,
+        &manager(q, headers),
+        operation,
+        &info.api_version(),
+        fields,
+        None,
+    );
     if obj.get("spec").is_some() {
         obj["metadata"]["generation"] = json!(1);
     }
     defaults::reconcile_status(&info.kind, &mut obj);
     if is_dry_run(q) {
-        if info.namespaced && !state.store.namespace_exists(obj["metadata"]["namespace"].as_str().unwrap_or_default()) {
-            return Err(ApiError::not_found("", "namespaces", obj["metadata"]["namespace"].as_str().unwrap_or_default()));
+        if info.namespaced
+            && !state
+                .store
+                .namespace_exists(obj["metadata"]["namespace"].as_str().unwrap_or_default())
+        {
+            return Err(ApiError::not_found(
+                "",
+                "namespaces",
+                obj["metadata"]["namespace"].as_str().unwrap_or_default(),
+            ));
         }
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        if state.store.get(key, path_ns.unwrap_or_default(), &name).is_some() {
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if state
+            .store
+            .get(key, path_ns.unwrap_or_default(), &name)
+            .is_some()
+        {
             return Err(ApiError::already_exists(&info.group, &info.plural, &name));
         }
         obj["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
@@ -450,6 +632,12 @@ pub fn create(
         return Ok(obj);
     }
     let created = state.store.create(key, obj)?;
+    crate::controller::after_write(
+        state,
+        &info.kind,
+        path_ns.unwrap_or_default(),
+        created["metadata"]["name"].as_str().unwrap_or_default(),
+    );
     if info.kind == "Namespace" && info.group.is_empty() {
         // What the serviceaccount and root-ca-cert-publisher controllers do for a new namespace.
         let ns = created["metadata"]["name"].as_str().unwrap_or_default();
@@ -478,17 +666,27 @@ async fn object_verb(
     let method = req.method().clone();
     match method {
         Method::GET => {
-            let obj = state.store.get(key, &ns, &name).ok_or_else(|| ApiError::not_found(&info.group, &info.plural, &name))?;
+            let obj = state
+                .store
+                .get(key, &ns, &name)
+                .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, &name))?;
             Ok(respond_object(200, info, &obj, &output, &q))
         }
         Method::PUT => {
-            let ct = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string();
+            let ct = req
+                .headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json")
+                .to_string();
             let headers = req.headers().clone();
             let (_, body) = read_body(req).await?;
             let new = parse_object(&ct, &body)?;
             if let Some(n) = new["metadata"]["name"].as_str() {
                 if n != name {
-                    return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({n}) does not match the name on the URL ({name})"
+                    )));
                 }
             }
             let mgr = manager(&q, &headers);
@@ -499,43 +697,74 @@ async fn object_verb(
                     Some("status") => {
                         let mut c = cur.clone();
                         c["status"] = next["status"].clone();
-                        c["metadata"]["resourceVersion"] = next["metadata"]["resourceVersion"].clone();
+                        c["metadata"]["resourceVersion"] =
+                            next["metadata"]["resourceVersion"].clone();
                         next = c;
                     }
                     // The main resource ignores status changes when a status subresource exists.
-                    _ if info.subresource("status").is_some() => next["status"] = cur["status"].clone(),
+                    _ if info.subresource("status").is_some() => {
+                        next["status"] = cur["status"].clone()
+                    }
                     _ => {}
                 }
                 if next["metadata"]["managedFields"].is_null() {
                     next["metadata"]["managedFields"] = cur["metadata"]["managedFields"].clone();
                 }
                 let fields = patch::fields_v1(&new);
-                patch::record_managed_fields(&mut next, &mgr, "Update", &info.api_version(), fields, sub);
+                patch::record_managed_fields(
+                    &mut next,
+                    &mgr,
+                    "Update",
+                    &info.api_version(),
+                    fields,
+                    sub,
+                );
                 Ok(next)
             })?;
             Ok(respond_object(200, info, &out, &output, &q))
         }
         Method::PATCH => {
-            let ct = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let ct = req
+                .headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
             let headers = req.headers().clone();
             let pt = PatchType::from_content_type(&ct).ok_or_else(|| {
                 ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"))
             })?;
             let (_, body) = read_body(req).await?;
             let p: Value = if pt == PatchType::Apply {
-                serde_yaml::from_slice(&body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+                serde_yaml::from_slice(&body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
             } else {
-                serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the server rejected our request due to an error in our request: {e}")))?
+                serde_json::from_slice(&body).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "the server rejected our request due to an error in our request: {e}"
+                    ))
+                })?
             };
             let mgr = manager(&q, &headers);
             if pt == PatchType::Apply {
                 if !q.get("fieldManager").is_some_and(|m| !m.is_empty()) {
-                    return Err(ApiError::bad_request("PATCH requests for apply must specify fieldManager"));
+                    return Err(ApiError::bad_request(
+                        "PATCH requests for apply must specify fieldManager",
+                    ));
                 }
                 if state.store.get(key, &ns, &name).is_none() && sub.is_none() {
                     let mut obj = p.clone();
                     obj["metadata"]["name"] = json!(name);
-                    let created = create(state, info, key, t.namespace.as_deref(), obj, &q, &headers, "Apply")?;
+                    let created = create(
+                        state,
+                        info,
+                        key,
+                        t.namespace.as_deref(),
+                        obj,
+                        &q,
+                        &headers,
+                        "Apply",
+                    )?;
                     return Ok(respond_object(201, info, &created, &output, &q));
                 }
             }
@@ -553,11 +782,24 @@ async fn object_verb(
                         c["status"] = next["status"].clone();
                         next = c;
                     }
-                    _ if info.subresource("status").is_some() && pt != PatchType::Apply => next["status"] = cur["status"].clone(),
+                    _ if info.subresource("status").is_some() && pt != PatchType::Apply => {
+                        next["status"] = cur["status"].clone()
+                    }
                     _ => {}
                 }
-                let op = if pt == PatchType::Apply { "Apply" } else { "Update" };
-                patch::record_managed_fields(&mut next, &mgr, op, &info.api_version(), patch::fields_v1(&p), sub);
+                let op = if pt == PatchType::Apply {
+                    "Apply"
+                } else {
+                    "Update"
+                };
+                patch::record_managed_fields(
+                    &mut next,
+                    &mgr,
+                    op,
+                    &info.api_version(),
+                    patch::fields_v1(&p),
+                    sub,
+                );
                 Ok(next)
             })?;
             Ok(respond_object(200, info, &out, &output, &q))
@@ -565,10 +807,19 @@ async fn object_verb(
         Method::DELETE => {
             let (_, body) = read_body(req).await?;
             let opts: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let policy = opts["propagationPolicy"].as_str().or(q.get("propagationPolicy").map(String::as_str)).unwrap_or("Background");
+            let policy = opts["propagationPolicy"]
+                .as_str()
+                .or(q.get("propagationPolicy").map(String::as_str))
+                .unwrap_or("Background");
             let orphan = policy == "Orphan" || opts["orphanDependents"] == true;
-            let dry = is_dry_run(&q) || opts["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
-            let cur = state.store.get(key, &ns, &name).ok_or_else(|| ApiError::not_found(&info.group, &info.plural, &name))?;
+            let dry = is_dry_run(&q)
+                || opts["dryRun"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|v| v == "All"));
+            let cur = state
+                .store
+                .get(key, &ns, &name)
+                .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, &name))?;
             if let Some(pre) = opts["preconditions"]["resourceVersion"].as_str() {
                 if Some(pre) != cur["metadata"]["resourceVersion"].as_str() {
                     return Err(ApiError::conflict(&info.group, &info.plural, &name));
@@ -579,13 +830,25 @@ async fn object_verb(
                     return Err(ApiError::conflict(&info.group, &info.plural, &name));
                 }
             }
-            let mut deleted = if dry { cur } else { state.store.delete(key, &ns, &name, !orphan)? };
+            let mut deleted = if dry {
+                cur
+            } else {
+                state.store.delete(key, &ns, &name, !orphan)?
+            };
+            if !dry {
+                // The owning ReplicaSet or StatefulSet replaces a deleted pod, as upstream.
+                crate::controller::after_delete(state, &deleted);
+            }
             match info.kind.as_str() {
                 // Pods are deleted gracefully upstream, namespaces go Terminating: both answer
                 // with the object rather than a Status.
                 "Pod" => {
                     deleted["metadata"]["deletionTimestamp"] = json!(crate::store::now_rfc3339());
-                    deleted["metadata"]["deletionGracePeriodSeconds"] = json!(opts["gracePeriodSeconds"].as_i64().or(q.get("gracePeriodSeconds").and_then(|g| g.parse().ok())).unwrap_or(30));
+                    deleted["metadata"]["deletionGracePeriodSeconds"] = json!(opts
+                        ["gracePeriodSeconds"]
+                        .as_i64()
+                        .or(q.get("gracePeriodSeconds").and_then(|g| g.parse().ok()))
+                        .unwrap_or(30));
                     Ok(respond_object(200, info, &deleted, &Output::Json, &q))
                 }
                 "Namespace" => {
@@ -634,7 +897,11 @@ where
             // Controllers would converge the status to the new spec; do it in the same write
             // so watchers see one event. The store bumps generation the same way.
             if let Some(g) = cur["metadata"]["generation"].as_i64() {
-                let bumped = if crate::store::spec_changed(cur, &next) { g + 1 } else { g };
+                let bumped = if crate::store::spec_changed(cur, &next) {
+                    g + 1
+                } else {
+                    g
+                };
                 next["metadata"]["generation"] = json!(bumped);
             }
             defaults::reconcile_status(&kind, &mut next);
@@ -642,14 +909,27 @@ where
         Ok(next)
     };
     if is_dry_run(q) {
-        let cur = state.store.get(key, ns, name).ok_or_else(|| ApiError::not_found(&info.group, &info.plural, name))?;
+        let cur = state
+            .store
+            .get(key, ns, name)
+            .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, name))?;
         return wrapped(&cur);
     }
-    state.store.modify(key, ns, name, wrapped)
+    let out = state.store.modify(key, ns, name, wrapped)?;
+    crate::controller::after_write(state, &kind, ns, name);
+    // The controllers may have written again (e.g. the revision annotation).
+    Ok(state.store.get(key, ns, name).unwrap_or(out))
 }
 
 /// The `scale` subresource of deployments, replicasets, statefulsets, replicationcontrollers.
-async fn scale(state: &Arc<State>, info: &ResourceInfo, key: &ResourceKey, t: &Target, req: Request<Incoming>, q: HashMap<String, String>) -> Result<Response<Body>, ApiError> {
+async fn scale(
+    state: &Arc<State>,
+    info: &ResourceInfo,
+    key: &ResourceKey,
+    t: &Target,
+    req: Request<Incoming>,
+    q: HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
     let ns = t.namespace.clone().unwrap_or_default();
     let name = t.name.clone().unwrap_or_default();
     let to_scale = |o: &Value| {
@@ -661,13 +941,28 @@ async fn scale(state: &Arc<State>, info: &ResourceInfo, key: &ResourceKey, t: &T
         })
     };
     let method = req.method().clone();
-    let ct = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let ct = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let (_, body) = read_body(req).await?;
     let out = match method {
-        Method::GET => state.store.get(key, &ns, &name).ok_or_else(|| ApiError::not_found(&info.group, &info.plural, &name))?,
+        Method::GET => state
+            .store
+            .get(key, &ns, &name)
+            .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, &name))?,
         Method::PUT | Method::PATCH => {
-            let input: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let pt = if method == Method::PUT { None } else { Some(PatchType::from_content_type(&ct).ok_or_else(|| ApiError::new(415, "UnsupportedMediaType", "unsupported patch type"))?) };
+            let input: Value =
+                serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let pt = if method == Method::PUT {
+                None
+            } else {
+                Some(PatchType::from_content_type(&ct).ok_or_else(|| {
+                    ApiError::new(415, "UnsupportedMediaType", "unsupported patch type")
+                })?)
+            };
             let sname = name.clone();
             write(state, info, key, &ns, &name, &q, None, move |cur| {
                 let sc = to_scale(cur);
@@ -677,9 +972,16 @@ async fn scale(state: &Arc<State>, info: &ResourceInfo, key: &ResourceKey, t: &T
                     Some(PatchType::Merge) => patch::merge_patch(&sc, &input),
                     Some(_) => patch::strategic_merge(&sc, &input)?,
                 };
-                let replicas = new_sc["spec"]["replicas"].as_i64().ok_or_else(|| ApiError::invalid("Scale", &sname, "spec.replicas", "Required value"))?;
+                let replicas = new_sc["spec"]["replicas"].as_i64().ok_or_else(|| {
+                    ApiError::invalid("Scale", &sname, "spec.replicas", "Required value")
+                })?;
                 if replicas < 0 {
-                    return Err(ApiError::invalid("Scale", &sname, "spec.replicas", &format!("Invalid value: {replicas}: must be greater than or equal to 0")));
+                    return Err(ApiError::invalid(
+                        "Scale",
+                        &sname,
+                        "spec.replicas",
+                        &format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                    ));
                 }
                 let mut next = cur.clone();
                 next["spec"]["replicas"] = json!(replicas);
@@ -695,7 +997,13 @@ async fn scale(state: &Arc<State>, info: &ResourceInfo, key: &ResourceKey, t: &T
 }
 
 /// Create-only "review" resources: answered, never stored. Everything is allowed.
-async fn virtual_create(state: &Arc<State>, ident: &Identity, info: &ResourceInfo, t: &Target, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn virtual_create(
+    state: &Arc<State>,
+    ident: &Identity,
+    info: &ResourceInfo,
+    t: &Target,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     if req.method() != Method::POST || t.name.is_some() {
         return Err(ApiError::method_not_allowed());
     }
@@ -708,7 +1016,8 @@ async fn virtual_create(state: &Arc<State>, ident: &Identity, info: &ResourceInf
     obj["metadata"]["creationTimestamp"] = Value::Null;
     match info.kind.as_str() {
         "SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview" => {
-            obj["status"] = json!({"allowed": true, "reason": "simulated cluster: every request is allowed"});
+            obj["status"] =
+                json!({"allowed": true, "reason": "simulated cluster: every request is allowed"});
         }
         "SelfSubjectRulesReview" => {
             obj["status"] = json!({
@@ -737,14 +1046,22 @@ async fn virtual_create(state: &Arc<State>, ident: &Identity, info: &ResourceInf
         }
         "Binding" => {
             let ns = t.namespace.clone().unwrap_or_default();
-            let pod = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let pod = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let node = obj["target"]["name"].clone();
-            state.store.modify(&(String::new(), "pods".into()), &ns, &pod, |cur| {
-                let mut n = cur.clone();
-                n["spec"]["nodeName"] = node;
-                Ok(n)
-            })?;
-            return Ok(http::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})));
+            state
+                .store
+                .modify(&(String::new(), "pods".into()), &ns, &pod, |cur| {
+                    let mut n = cur.clone();
+                    n["spec"]["nodeName"] = node;
+                    Ok(n)
+                })?;
+            return Ok(http::json(
+                201,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ));
         }
         _ => return Err(ApiError::method_not_allowed()),
     }
@@ -758,18 +1075,67 @@ mod tests {
 
     #[test]
     fn path_table() {
-        let t = |g: &str, v: &str, ns: Option<&str>, r: &str, n: Option<&str>, s: Option<&str>| Target {
-            group: g.into(), version: v.into(), namespace: ns.map(Into::into), resource: r.into(), name: n.map(Into::into), sub: s.map(Into::into),
+        let t = |g: &str, v: &str, ns: Option<&str>, r: &str, n: Option<&str>, s: Option<&str>| {
+            Target {
+                group: g.into(),
+                version: v.into(),
+                namespace: ns.map(Into::into),
+                resource: r.into(),
+                name: n.map(Into::into),
+                sub: s.map(Into::into),
+            }
         };
         let cases = [
             ("/api/v1/pods", Some(t("", "v1", None, "pods", None, None))),
-            ("/api/v1/namespaces", Some(t("", "v1", None, "namespaces", None, None))),
-            ("/api/v1/namespaces/shop", Some(t("", "v1", None, "namespaces", Some("shop"), None))),
-            ("/api/v1/namespaces/shop/status", Some(t("", "v1", None, "namespaces", Some("shop"), Some("status")))),
-            ("/api/v1/namespaces/shop/pods", Some(t("", "v1", Some("shop"), "pods", None, None))),
-            ("/api/v1/namespaces/shop/pods/web/log", Some(t("", "v1", Some("shop"), "pods", Some("web"), Some("log")))),
-            ("/apis/apps/v1/namespaces/shop/deployments/web/scale", Some(t("apps", "v1", Some("shop"), "deployments", Some("web"), Some("scale")))),
-            ("/apis/rbac.authorization.k8s.io/v1/clusterroles/admin", Some(t("rbac.authorization.k8s.io", "v1", None, "clusterroles", Some("admin"), None))),
+            (
+                "/api/v1/namespaces",
+                Some(t("", "v1", None, "namespaces", None, None)),
+            ),
+            (
+                "/api/v1/namespaces/shop",
+                Some(t("", "v1", None, "namespaces", Some("shop"), None)),
+            ),
+            (
+                "/api/v1/namespaces/shop/status",
+                Some(t(
+                    "",
+                    "v1",
+                    None,
+                    "namespaces",
+                    Some("shop"),
+                    Some("status"),
+                )),
+            ),
+            (
+                "/api/v1/namespaces/shop/pods",
+                Some(t("", "v1", Some("shop"), "pods", None, None)),
+            ),
+            (
+                "/api/v1/namespaces/shop/pods/web/log",
+                Some(t("", "v1", Some("shop"), "pods", Some("web"), Some("log"))),
+            ),
+            (
+                "/apis/apps/v1/namespaces/shop/deployments/web/scale",
+                Some(t(
+                    "apps",
+                    "v1",
+                    Some("shop"),
+                    "deployments",
+                    Some("web"),
+                    Some("scale"),
+                )),
+            ),
+            (
+                "/apis/rbac.authorization.k8s.io/v1/clusterroles/admin",
+                Some(t(
+                    "rbac.authorization.k8s.io",
+                    "v1",
+                    None,
+                    "clusterroles",
+                    Some("admin"),
+                    None,
+                )),
+            ),
             ("/api/v1", None),
             ("/apis/apps/v1", None),
         ];

@@ -18,9 +18,13 @@ fn default_container(c: &mut Value) {
     set_default(c, "terminationMessagePolicy", json!("File"));
     let image = c["image"].as_str().unwrap_or_default();
     let always = !image.contains(':') || image.ends_with(":latest");
-    set_default(c, "imagePullPolicy", json!(if always { "Always" } else { "IfNotPresent" }));
+    set_default(
+        c,
+        "imagePullPolicy",
+        json!(if always { "Always" } else { "IfNotPresent" }),
+    );
     set_default(c, "resources", json!({}));
-    if let Some(ports) = c["ports"].as_array_mut() {
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ports {
             set_default(p, "protocol", json!("TCP"));
         }
@@ -38,12 +42,57 @@ pub fn default_pod_spec(spec: &mut Value) {
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "schedulerName", json!("default-scheduler"));
     for field in ["containers", "initContainers"] {
-        if let Some(cs) = spec[field].as_array_mut() {
+        // `get_mut`, not indexing: IndexMut would insert nulls for absent lists.
+        if let Some(cs) = spec.get_mut(field).and_then(Value::as_array_mut) {
             for c in cs {
                 default_container(c);
             }
         }
     }
+}
+
+/// What the ServiceAccount admission plugin adds to every pod that does not opt out: a
+/// projected `kube-api-access-*` volume mounted at the well-known path in each container.
+pub fn mount_service_account_token(spec: &mut Value, pod_name: &str) {
+    if spec["automountServiceAccountToken"] == false {
+        return;
+    }
+    let already = spec["volumes"].as_array().is_some_and(|vs| {
+        vs.iter().any(|v| {
+            v["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("kube-api-access-"))
+        })
+    });
+    if already {
+        return;
+    }
+    let vol = format!(
+        "kube-api-access-{}",
+        pod_name.chars().rev().take(5).collect::<String>()
+    );
+    let mut volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
+    volumes.push(json!({"name": vol, "projected": {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+    ]}}));
+    spec["volumes"] = json!(volumes);
+    if let Some(cs) = spec["containers"].as_array_mut() {
+        for c in cs {
+            let mut mounts = c["volumeMounts"].as_array().cloned().unwrap_or_default();
+            mounts.push(json!({"name": vol, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}));
+            c["volumeMounts"] = json!(mounts);
+        }
+    }
+}
+
+/// `spec.template.spec`, if present.
+fn template_spec(obj: &mut Value) -> Option<&mut Value> {
+    obj.get_mut("spec")?
+        .get_mut("template")?
+        .get_mut("spec")
+        .filter(|s| s.is_object())
 }
 
 /// A random-looking pod IP in the pod CIDR.
@@ -83,7 +132,10 @@ pub fn running_pod_status(pod: &Value, ip: &str, node_ip: &str, started: &str) -
 
 /// Defaulting on create (and for objects created by server-side apply).
 pub fn on_create(kind: &str, obj: &mut Value) {
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     match kind {
         "Pod" => {
             default_pod_spec(&mut obj["spec"]);
@@ -93,9 +145,18 @@ pub fn on_create(kind: &str, obj: &mut Value) {
             set_default(&mut obj["spec"], "nodeName", json!("node-1"));
             set_default(&mut obj["spec"], "enableServiceLinks", json!(true));
             set_default(&mut obj["spec"], "priority", json!(0));
-            set_default(&mut obj["spec"], "preemptionPolicy", json!("PreemptLowerPriority"));
+            set_default(
+                &mut obj["spec"],
+                "preemptionPolicy",
+                json!("PreemptLowerPriority"),
+            );
+            mount_service_account_token(&mut obj["spec"], &name);
             if obj["status"]["phase"].as_str().is_none() {
-                let node_ip = if obj["spec"]["nodeName"] == "node-2" { "172.18.0.3" } else { "172.18.0.2" };
+                let node_ip = if obj["spec"]["nodeName"] == "node-2" {
+                    "172.18.0.3"
+                } else {
+                    "172.18.0.2"
+                };
                 obj["status"] = running_pod_status(obj, &pod_ip(), node_ip, &now_rfc3339());
             }
         }
@@ -104,29 +165,49 @@ pub fn on_create(kind: &str, obj: &mut Value) {
             set_default(spec, "replicas", json!(1));
             set_default(spec, "revisionHistoryLimit", json!(10));
             set_default(spec, "progressDeadlineSeconds", json!(600));
-            set_default(spec, "strategy", json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
-            default_pod_spec(&mut spec["template"]["spec"]);
+            set_default(
+                spec,
+                "strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+            );
+            if let Some(t) = template_spec(obj) {
+                default_pod_spec(t);
+            }
             obj["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!("1");
         }
         "ReplicaSet" | "StatefulSet" => {
             set_default(&mut obj["spec"], "replicas", json!(1));
-            default_pod_spec(&mut obj["spec"]["template"]["spec"]);
+            if let Some(t) = template_spec(obj) {
+                default_pod_spec(t);
+            }
         }
-        "DaemonSet" | "Job" => default_pod_spec(&mut obj["spec"]["template"]["spec"]),
+        "DaemonSet" | "Job" => {
+            if let Some(t) = template_spec(obj) {
+                default_pod_spec(t);
+            }
+        }
         "Service" => {
             let spec = &mut obj["spec"];
             set_default(spec, "type", json!("ClusterIP"));
             set_default(spec, "sessionAffinity", json!("None"));
             if spec["clusterIP"].as_str() != Some("None") {
                 let mut rng = rand::thread_rng();
-                set_default(spec, "clusterIP", json!(format!("10.96.{}.{}", rng.gen_range(0..255), rng.gen_range(1..255))));
+                set_default(
+                    spec,
+                    "clusterIP",
+                    json!(format!(
+                        "10.96.{}.{}",
+                        rng.gen_range(0..255),
+                        rng.gen_range(1..255)
+                    )),
+                );
             }
             let ip = spec["clusterIP"].clone();
             set_default(spec, "clusterIPs", json!([ip]));
             set_default(spec, "ipFamilies", json!(["IPv4"]));
             set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
             set_default(spec, "internalTrafficPolicy", json!("Cluster"));
-            if let Some(ports) = spec["ports"].as_array_mut() {
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
                 for p in ports {
                     set_default(p, "protocol", json!("TCP"));
                     let port = p["port"].clone();
@@ -154,7 +235,8 @@ pub fn normalize(kind: &str, obj: &mut Value) {
         if let Some(sd) = obj.get("stringData").and_then(Value::as_object).cloned() {
             use base64::Engine;
             for (k, v) in sd {
-                let enc = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
+                let enc = base64::engine::general_purpose::STANDARD
+                    .encode(v.as_str().unwrap_or_default());
                 obj["data"][k] = json!(enc);
             }
             if let Some(m) = obj.as_object_mut() {
@@ -179,7 +261,10 @@ pub fn reconcile_status(kind: &str, obj: &mut Value) {
     };
     match kind {
         "Deployment" => {
-            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let keep = |t: &str| {
                 obj["status"]["conditions"]
                     .as_array()
@@ -201,7 +286,11 @@ pub fn reconcile_status(kind: &str, obj: &mut Value) {
             obj["status"] = with_replicas(st);
         }
         "StatefulSet" => {
-            let rev = format!("{}-{}", obj["metadata"]["name"].as_str().unwrap_or_default(), "7b9c6d5f8");
+            let rev = format!(
+                "{}-{}",
+                obj["metadata"]["name"].as_str().unwrap_or_default(),
+                "7b9c6d5f8"
+            );
             let st = json!({"replicas": replicas, "currentReplicas": replicas, "updatedReplicas": replicas, "observedGeneration": gen, "currentRevision": rev, "updateRevision": rev, "collisionCount": 0});
             obj["status"] = with_replicas(st);
         }
@@ -216,7 +305,9 @@ pub fn reconcile_status(kind: &str, obj: &mut Value) {
 pub fn name_suffix() -> String {
     const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::thread_rng();
-    (0..5).map(|_| ALPHA[rng.gen_range(0..ALPHA.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHA[rng.gen_range(0..ALPHA.len())] as char)
+        .collect()
 }
 
 #[cfg(test)]
@@ -228,7 +319,12 @@ mod tests {
         let mut d = json!({"metadata": {"name": "web", "generation": 3}, "spec": {"replicas": 4}});
         reconcile_status("Deployment", &mut d);
         assert_eq!(d["status"]["observedGeneration"], 3);
-        for k in ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas"] {
+        for k in [
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+        ] {
             assert_eq!(d["status"][k], 4, "{k}");
         }
     }

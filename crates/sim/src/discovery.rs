@@ -12,26 +12,86 @@ use crate::error::SimError;
 /// The per-group-version `APIResourceList` documents we have, as (file name, contents).
 const GROUP_VERSION_DOCS: &[(&str, &str)] = &[
     ("api__v1.json", include_str!("../discovery/api__v1.json")),
-    ("apis__admissionregistration.k8s.io__v1.json", include_str!("../discovery/apis__admissionregistration.k8s.io__v1.json")),
-    ("apis__apiextensions.k8s.io__v1.json", include_str!("../discovery/apis__apiextensions.k8s.io__v1.json")),
-    ("apis__apiregistration.k8s.io__v1.json", include_str!("../discovery/apis__apiregistration.k8s.io__v1.json")),
-    ("apis__apps__v1.json", include_str!("../discovery/apis__apps__v1.json")),
-    ("apis__authentication.k8s.io__v1.json", include_str!("../discovery/apis__authentication.k8s.io__v1.json")),
-    ("apis__authorization.k8s.io__v1.json", include_str!("../discovery/apis__authorization.k8s.io__v1.json")),
-    ("apis__autoscaling__v1.json", include_str!("../discovery/apis__autoscaling__v1.json")),
-    ("apis__autoscaling__v2.json", include_str!("../discovery/apis__autoscaling__v2.json")),
-    ("apis__batch__v1.json", include_str!("../discovery/apis__batch__v1.json")),
-    ("apis__certificates.k8s.io__v1.json", include_str!("../discovery/apis__certificates.k8s.io__v1.json")),
-    ("apis__coordination.k8s.io__v1.json", include_str!("../discovery/apis__coordination.k8s.io__v1.json")),
-    ("apis__discovery.k8s.io__v1.json", include_str!("../discovery/apis__discovery.k8s.io__v1.json")),
-    ("apis__events.k8s.io__v1.json", include_str!("../discovery/apis__events.k8s.io__v1.json")),
-    ("apis__flowcontrol.apiserver.k8s.io__v1.json", include_str!("../discovery/apis__flowcontrol.apiserver.k8s.io__v1.json")),
-    ("apis__networking.k8s.io__v1.json", include_str!("../discovery/apis__networking.k8s.io__v1.json")),
-    ("apis__node.k8s.io__v1.json", include_str!("../discovery/apis__node.k8s.io__v1.json")),
-    ("apis__policy__v1.json", include_str!("../discovery/apis__policy__v1.json")),
-    ("apis__rbac.authorization.k8s.io__v1.json", include_str!("../discovery/apis__rbac.authorization.k8s.io__v1.json")),
-    ("apis__scheduling.k8s.io__v1.json", include_str!("../discovery/apis__scheduling.k8s.io__v1.json")),
-    ("apis__storage.k8s.io__v1.json", include_str!("../discovery/apis__storage.k8s.io__v1.json")),
+    (
+        "apis__admissionregistration.k8s.io__v1.json",
+        include_str!("../discovery/apis__admissionregistration.k8s.io__v1.json"),
+    ),
+    (
+        "apis__apiextensions.k8s.io__v1.json",
+        include_str!("../discovery/apis__apiextensions.k8s.io__v1.json"),
+    ),
+    (
+        "apis__apiregistration.k8s.io__v1.json",
+        include_str!("../discovery/apis__apiregistration.k8s.io__v1.json"),
+    ),
+    (
+        "apis__apps__v1.json",
+        include_str!("../discovery/apis__apps__v1.json"),
+    ),
+    (
+        "apis__authentication.k8s.io__v1.json",
+        include_str!("../discovery/apis__authentication.k8s.io__v1.json"),
+    ),
+    (
+        "apis__authorization.k8s.io__v1.json",
+        include_str!("../discovery/apis__authorization.k8s.io__v1.json"),
+    ),
+    (
+        "apis__autoscaling__v1.json",
+        include_str!("../discovery/apis__autoscaling__v1.json"),
+    ),
+    (
+        "apis__autoscaling__v2.json",
+        include_str!("../discovery/apis__autoscaling__v2.json"),
+    ),
+    (
+        "apis__batch__v1.json",
+        include_str!("../discovery/apis__batch__v1.json"),
+    ),
+    (
+        "apis__certificates.k8s.io__v1.json",
+        include_str!("../discovery/apis__certificates.k8s.io__v1.json"),
+    ),
+    (
+        "apis__coordination.k8s.io__v1.json",
+        include_str!("../discovery/apis__coordination.k8s.io__v1.json"),
+    ),
+    (
+        "apis__discovery.k8s.io__v1.json",
+        include_str!("../discovery/apis__discovery.k8s.io__v1.json"),
+    ),
+    (
+        "apis__events.k8s.io__v1.json",
+        include_str!("../discovery/apis__events.k8s.io__v1.json"),
+    ),
+    (
+        "apis__flowcontrol.apiserver.k8s.io__v1.json",
+        include_str!("../discovery/apis__flowcontrol.apiserver.k8s.io__v1.json"),
+    ),
+    (
+        "apis__networking.k8s.io__v1.json",
+        include_str!("../discovery/apis__networking.k8s.io__v1.json"),
+    ),
+    (
+        "apis__node.k8s.io__v1.json",
+        include_str!("../discovery/apis__node.k8s.io__v1.json"),
+    ),
+    (
+        "apis__policy__v1.json",
+        include_str!("../discovery/apis__policy__v1.json"),
+    ),
+    (
+        "apis__rbac.authorization.k8s.io__v1.json",
+        include_str!("../discovery/apis__rbac.authorization.k8s.io__v1.json"),
+    ),
+    (
+        "apis__scheduling.k8s.io__v1.json",
+        include_str!("../discovery/apis__scheduling.k8s.io__v1.json"),
+    ),
+    (
+        "apis__storage.k8s.io__v1.json",
+        include_str!("../discovery/apis__storage.k8s.io__v1.json"),
+    ),
 ];
 
 /// Upstream `/apis`, used only for group order and preferred versions.
@@ -131,13 +191,19 @@ pub struct Registry {
 
 fn strs(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Whether a version string is GA (`v1`, `v2`): the only ones we have documents for.
 fn is_stable(version: &str) -> bool {
-    version.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    version
+        .strip_prefix('v')
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
 }
 
 // === impl Registry ===
@@ -147,18 +213,25 @@ impl Registry {
     pub fn load() -> Result<Registry, SimError> {
         let mut gvs = Vec::new();
         for (name, text) in GROUP_VERSION_DOCS {
-            let doc: Value = serde_json::from_str(text).map_err(|source| SimError::Discovery { name, source })?;
+            let doc: Value = serde_json::from_str(text)
+                .map_err(|source| SimError::Discovery { name, source })?;
             let gv = doc["groupVersion"].as_str().unwrap_or_default().to_string();
             let (group, version) = match gv.split_once('/') {
                 Some((g, v)) => (g.to_string(), v.to_string()),
                 None => (String::new(), gv.clone()),
             };
             if is_stable(&version) {
-                gvs.push(GroupVersion { group, version, doc });
+                gvs.push(GroupVersion {
+                    group,
+                    version,
+                    doc,
+                });
             }
         }
-        let apis: Value =
-            serde_json::from_str(APIS_DOC).map_err(|source| SimError::Discovery { name: "apis.json", source })?;
+        let apis: Value = serde_json::from_str(APIS_DOC).map_err(|source| SimError::Discovery {
+            name: "apis.json",
+            source,
+        })?;
         let mut groups = Vec::new();
         let have = |g: &str, v: &str| gvs.iter().any(|x| x.group == g && x.version == v);
         for g in apis["groups"].as_array().into_iter().flatten() {
@@ -174,18 +247,31 @@ impl Registry {
             if versions.is_empty() {
                 continue;
             }
-            let upstream_pref = g["preferredVersion"]["version"].as_str().unwrap_or_default();
-            let preferred =
-                if versions.iter().any(|v| v == upstream_pref) { upstream_pref.to_string() } else { versions[0].clone() };
+            let upstream_pref = g["preferredVersion"]["version"]
+                .as_str()
+                .unwrap_or_default();
+            let preferred = if versions.iter().any(|v| v == upstream_pref) {
+                upstream_pref.to_string()
+            } else {
+                versions[0].clone()
+            };
             // Preferred first, like upstream orders versions.
             let mut ordered = vec![preferred.clone()];
             ordered.extend(versions.into_iter().filter(|v| *v != preferred));
-            groups.push(Group { name, versions: ordered, preferred });
+            groups.push(Group {
+                name,
+                versions: ordered,
+                preferred,
+            });
         }
         // Any group/version document whose group apis.json did not name is still served.
         for gv in &gvs {
             if !gv.group.is_empty() && !groups.iter().any(|g| g.name == gv.group) {
-                groups.push(Group { name: gv.group.clone(), versions: vec![gv.version.clone()], preferred: gv.version.clone() });
+                groups.push(Group {
+                    name: gv.group.clone(),
+                    versions: vec![gv.version.clone()],
+                    preferred: gv.version.clone(),
+                });
             }
         }
         let mut resources = Vec::new();
@@ -224,12 +310,18 @@ impl Registry {
                 });
             }
         }
-        Ok(Registry { gvs, groups, resources })
+        Ok(Registry {
+            gvs,
+            groups,
+            resources,
+        })
     }
 
     /// The resource served at `group/version/plural`.
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceInfo> {
-        self.resources.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
     }
 
     /// Preferred version of a group ("v1" for core).
@@ -237,7 +329,10 @@ impl Registry {
         if group.is_empty() {
             return Some("v1");
         }
-        self.groups.iter().find(|g| g.name == group).map(|g| g.preferred.as_str())
+        self.groups
+            .iter()
+            .find(|g| g.name == group)
+            .map(|g| g.preferred.as_str())
     }
 
     /// All resources of every served version.
@@ -286,7 +381,10 @@ impl Registry {
 
     /// `GET /api/v1` or `GET /apis/GROUP/VERSION`.
     pub fn resource_list(&self, group: &str, version: &str) -> Option<Value> {
-        self.gvs.iter().find(|g| g.group == group && g.version == version).map(|g| g.doc.clone())
+        self.gvs
+            .iter()
+            .find(|g| g.group == group && g.version == version)
+            .map(|g| g.doc.clone())
     }
 
     /// The aggregated discovery document for `/api` (`core`) or `/apis`, in the requested
@@ -322,8 +420,18 @@ impl Registry {
             .map(|r| {
                 let mut o = Map::new();
                 o.insert("resource".into(), json!(r.plural));
-                o.insert("responseKind".into(), json!({"group": "", "version": "", "kind": r.kind}));
-                o.insert("scope".into(), json!(if r.namespaced { "Namespaced" } else { "Cluster" }));
+                o.insert(
+                    "responseKind".into(),
+                    json!({"group": "", "version": "", "kind": r.kind}),
+                );
+                o.insert(
+                    "scope".into(),
+                    json!(if r.namespaced {
+                        "Namespaced"
+                    } else {
+                        "Cluster"
+                    }),
+                );
                 o.insert("singularResource".into(), json!(r.singular));
                 o.insert("verbs".into(), json!(r.verbs));
                 if !r.short_names.is_empty() {
@@ -376,7 +484,9 @@ mod tests {
         for item in agg["items"].as_array().unwrap() {
             let name = item["metadata"]["name"].as_str().unwrap();
             for v in item["versions"].as_array().unwrap() {
-                assert!(reg.resource_list(name, v["version"].as_str().unwrap()).is_some());
+                assert!(reg
+                    .resource_list(name, v["version"].as_str().unwrap())
+                    .is_some());
             }
         }
     }
@@ -384,14 +494,25 @@ mod tests {
     #[test]
     fn lookups() {
         let reg = Registry::load().unwrap();
-        let cases = [("", "v1", "pods", "Pod", true), ("apps", "v1", "deployments", "Deployment", true), ("", "v1", "nodes", "Node", false)];
+        let cases = [
+            ("", "v1", "pods", "Pod", true),
+            ("apps", "v1", "deployments", "Deployment", true),
+            ("", "v1", "nodes", "Node", false),
+        ];
         for (g, v, p, kind, ns) in cases {
             let r = reg.lookup(g, v, p).unwrap();
             assert_eq!(r.kind, kind);
             assert_eq!(r.namespaced, ns);
         }
         assert!(reg.lookup("apps", "v1beta1", "deployments").is_none());
-        assert_eq!(reg.lookup("apps", "v1", "deployments").unwrap().subresource("scale").unwrap().kind, "Scale");
+        assert_eq!(
+            reg.lookup("apps", "v1", "deployments")
+                .unwrap()
+                .subresource("scale")
+                .unwrap()
+                .kind,
+            "Scale"
+        );
         assert_eq!(reg.preferred_version("autoscaling"), Some("v2"));
     }
 }

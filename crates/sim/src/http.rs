@@ -41,7 +41,10 @@ pub fn error(e: &ApiError) -> Response<Body> {
 pub fn text(code: u16, s: &str) -> Response<Body> {
     let mut r = Response::new(full(s.to_string()));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -67,7 +70,9 @@ impl Output {
             Output::Json => "application/json".into(),
             Output::Yaml => "application/yaml".into(),
             Output::Table(v) => format!("application/json;as=Table;v={v};g=meta.k8s.io"),
-            Output::Metadata(v) => format!("application/json;as=PartialObjectMetadata;v={v};g=meta.k8s.io"),
+            Output::Metadata(v) => {
+                format!("application/json;as=PartialObjectMetadata;v={v};g=meta.k8s.io")
+            }
         }
     }
 }
@@ -93,7 +98,12 @@ pub fn parse_accept(accept: &str) -> Vec<MediaRange> {
             }
             let params = it
                 .filter_map(|p| p.split_once('='))
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"').to_string()))
+                .map(|(k, v)| {
+                    (
+                        k.trim().to_ascii_lowercase(),
+                        v.trim().trim_matches('"').to_string(),
+                    )
+                })
                 .collect();
             Some(MediaRange { mime, params })
         })
@@ -108,14 +118,21 @@ pub fn negotiate(accept: Option<&str>) -> Result<Output, ApiError> {
         return Ok(Output::Json);
     };
     for r in parse_accept(accept) {
-        let json_like = matches!(r.mime.as_str(), "application/json" | "*/*" | "application/*");
+        let json_like = matches!(
+            r.mime.as_str(),
+            "application/json" | "*/*" | "application/*"
+        );
         if json_like {
             let g = r.params.get("g").map(String::as_str);
             let v = r.params.get("v").cloned().unwrap_or_else(|| "v1".into());
             match r.params.get("as").map(String::as_str) {
                 None => return Ok(Output::Json),
-                Some("Table") if g == Some("meta.k8s.io") && (v == "v1" || v == "v1beta1") => return Ok(Output::Table(v)),
-                Some("PartialObjectMetadata" | "PartialObjectMetadataList") if g == Some("meta.k8s.io") && (v == "v1" || v == "v1beta1") => {
+                Some("Table") if g == Some("meta.k8s.io") && (v == "v1" || v == "v1beta1") => {
+                    return Ok(Output::Table(v))
+                }
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList")
+                    if g == Some("meta.k8s.io") && (v == "v1" || v == "v1beta1") =>
+                {
                     return Ok(Output::Metadata(v))
                 }
                 Some(_) => continue,
@@ -134,7 +151,9 @@ pub fn negotiate(accept: Option<&str>) -> Result<Output, ApiError> {
 
 /// Parsed query string (last value wins, like upstream's single-valued options).
 pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
-    url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
 }
 
 #[cfg(test)]

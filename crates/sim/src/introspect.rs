@@ -70,7 +70,11 @@ impl Recorder {
 
     /// Forgets everything (sequence numbers keep counting).
     pub fn clear(&self) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).1.clear();
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clear();
     }
 }
 
@@ -78,16 +82,24 @@ impl Recorder {
 pub fn header_map(h: &hyper::HeaderMap) -> Map<String, Value> {
     let mut m = Map::new();
     for (k, v) in h {
-        let entry = m.entry(k.as_str().to_string()).or_insert_with(|| Value::Array(vec![]));
+        let entry = m
+            .entry(k.as_str().to_string())
+            .or_insert_with(|| Value::Array(vec![]));
         if let Value::Array(a) = entry {
-            a.push(Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()));
+            a.push(Value::String(
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            ));
         }
     }
     m
 }
 
 /// Serves the introspection endpoints.
-pub async fn serve(recorder: Arc<Recorder>, store: Arc<Store>, req: Request<Incoming>) -> Response<Body> {
+pub async fn serve(
+    recorder: Arc<Recorder>,
+    store: Arc<Store>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/requests") => json_resp(200, &recorder.to_json()),
         (&Method::DELETE, "/requests") => {

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod controller;
 mod defaults;
 mod discovery;
 mod error;
@@ -86,8 +87,16 @@ pub struct SimHandle {
 pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
     let pki = tls::generate()?;
     let registry = discovery::Registry::load()?;
-    let listener = TcpListener::bind(cfg.listen).await.map_err(|source| SimError::Bind { addr: cfg.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| SimError::Bind { addr: cfg.listen, source })?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| SimError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| SimError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
     let state = Arc::new(server::State {
         registry,
         store: Arc::new(store::Store::new()),
@@ -107,11 +116,21 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         }
     }
     let (tx, rx) = signal::channel(false);
-    let mut tasks = vec![tokio::spawn(server::serve_api(listener, pki.server_config.clone(), state.clone(), rx.clone()))];
+    let mut tasks = vec![tokio::spawn(server::serve_api(
+        listener,
+        pki.server_config.clone(),
+        state.clone(),
+        rx.clone(),
+    ))];
     let mut introspect_addr = None;
     if let Some(ia) = cfg.introspect_listen {
-        let l = TcpListener::bind(ia).await.map_err(|source| SimError::Bind { addr: ia, source })?;
-        introspect_addr = Some(l.local_addr().map_err(|source| SimError::Bind { addr: ia, source })?);
+        let l = TcpListener::bind(ia)
+            .await
+            .map_err(|source| SimError::Bind { addr: ia, source })?;
+        introspect_addr = Some(
+            l.local_addr()
+                .map_err(|source| SimError::Bind { addr: ia, source })?,
+        );
         tasks.push(tokio::spawn(server::serve_introspect(l, state.clone(), rx)));
     }
     Ok(SimHandle {

@@ -14,7 +14,12 @@ use crate::discovery::Registry;
 
 fn params() -> Value {
     let p = |n: &str| json!({"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
-    json!([p("dryRun"), p("fieldManager"), p("fieldValidation"), p("pretty")])
+    json!([
+        p("dryRun"),
+        p("fieldManager"),
+        p("fieldValidation"),
+        p("pretty")
+    ])
 }
 
 /// The `/openapi/v3` index: one entry per served group/version.
@@ -22,10 +27,17 @@ pub fn index(reg: &Registry) -> Value {
     let mut paths = Map::new();
     let mut seen = Vec::new();
     for r in reg.all_resources() {
-        let gv = if r.group.is_empty() { "api/v1".to_string() } else { format!("apis/{}/{}", r.group, r.version) };
+        let gv = if r.group.is_empty() {
+            "api/v1".to_string()
+        } else {
+            format!("apis/{}/{}", r.group, r.version)
+        };
         if !seen.contains(&gv) {
             seen.push(gv.clone());
-            paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash=SIM{}", gv.len())}));
+            paths.insert(
+                gv.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash=SIM{}", gv.len())}),
+            );
         }
     }
     json!({"paths": paths})
@@ -38,21 +50,35 @@ pub fn group_version(reg: &Registry, gv: &str) -> Option<Value> {
         ["apis", g, v] => (g.to_string(), v.to_string()),
         _ => return None,
     };
-    let resources: Vec<_> = reg.all_resources().iter().filter(|r| r.group == group && r.version == version).collect();
+    let resources: Vec<_> = reg
+        .all_resources()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if resources.is_empty() {
         return None;
     }
     let mut paths = Map::new();
     for r in resources {
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        let op = |action: &str| json!({
-            "x-kubernetes-action": action,
-            "x-kubernetes-group-version-kind": gvk,
-            "parameters": params(),
-            "responses": {"200": {"description": "OK"}},
-        });
-        let base = if group.is_empty() { "/api/v1".to_string() } else { format!("/apis/{group}/{version}") };
-        let coll = if r.namespaced { format!("{base}/namespaces/{{namespace}}/{}", r.plural) } else { format!("{base}/{}", r.plural) };
+        let op = |action: &str| {
+            json!({
+                "x-kubernetes-action": action,
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": params(),
+                "responses": {"200": {"description": "OK"}},
+            })
+        };
+        let base = if group.is_empty() {
+            "/api/v1".to_string()
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        let coll = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{base}/{}", r.plural)
+        };
         let mut c = Map::new();
         if r.has_verb("list") {
             c.insert("get".into(), op("list"));

@@ -28,12 +28,19 @@ pub enum PatchType {
 impl PatchType {
     /// From a Content-Type header value (parameters ignored).
     pub fn from_content_type(ct: &str) -> Option<PatchType> {
-        let base = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        let base = ct
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         match base.as_str() {
             "application/json-patch+json" => Some(PatchType::Json),
             "application/merge-patch+json" => Some(PatchType::Merge),
             "application/strategic-merge-patch+json" => Some(PatchType::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Some(PatchType::Apply),
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+                Some(PatchType::Apply)
+            }
             _ => None,
         }
     }
@@ -43,7 +50,12 @@ impl PatchType {
 /// `parent`, or `None` when the list is atomic. Primitive merge lists return `Some("")`.
 pub fn merge_key(parent: Option<&str>, field: &str) -> Option<&'static str> {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
         | "resourceClaims" => Some("name"),
         "readinessGates" => Some("conditionType"),
         "ports" => match parent {
@@ -70,22 +82,38 @@ pub fn merge_patch(target: &Value, patch: &Value) -> Value {
 
 /// Applies a JSON patch (list of operations).
 pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, ApiError> {
-    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-        .map_err(|e| ApiError::bad_request(format!("the server rejected our request due to an error in our request: {e}")))?;
+    let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the server rejected our request due to an error in our request: {e}"
+        ))
+    })?;
     let mut out = target.clone();
-    json_patch::patch(&mut out, &ops).map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?;
+    json_patch::patch(&mut out, &ops).map_err(|e| {
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("the server rejected our request due to an error in our request: {e}"),
+        )
+    })?;
     Ok(out)
 }
 
 /// Applies a strategic merge patch.
 pub fn strategic_merge(target: &Value, patch: &Value) -> Result<Value, ApiError> {
     if !patch.is_object() {
-        return Err(ApiError::bad_request("strategic merge patch must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "strategic merge patch must be a JSON object",
+        ));
     }
     Ok(smp_value(target, patch, None, None))
 }
 
-fn smp_value(target: &Value, patch: &Value, list_parent: Option<&str>, field: Option<&str>) -> Value {
+fn smp_value(
+    target: &Value,
+    patch: &Value,
+    list_parent: Option<&str>,
+    field: Option<&str>,
+) -> Value {
     match (target, patch) {
         (Value::Object(t), Value::Object(p)) => Value::Object(smp_map(t, p, list_parent)),
         (Value::Array(t), Value::Array(p)) => match field.and_then(|f| merge_key(list_parent, f)) {
@@ -105,7 +133,11 @@ fn smp_value(target: &Value, patch: &Value, list_parent: Option<&str>, field: Op
     }
 }
 
-fn smp_map(t: &Map<String, Value>, p: &Map<String, Value>, list_parent: Option<&str>) -> Map<String, Value> {
+fn smp_map(
+    t: &Map<String, Value>,
+    p: &Map<String, Value>,
+    list_parent: Option<&str>,
+) -> Map<String, Value> {
     if p.get("$patch").and_then(Value::as_str) == Some("replace") {
         return match strip_directives(&Value::Object(p.clone())) {
             Value::Object(m) => m,
@@ -166,14 +198,20 @@ fn smp_list(t: &[Value], p: &[Value], key: &str, field: Option<&str>) -> Vec<Val
 }
 
 fn strip_directives_list(p: &[Value]) -> Vec<Value> {
-    p.iter().filter(|v| v.get("$patch").is_none() || v.as_object().is_some_and(|m| m.len() > 1)).map(strip_directives).collect()
+    p.iter()
+        .filter(|v| v.get("$patch").is_none() || v.as_object().is_some_and(|m| m.len() > 1))
+        .map(strip_directives)
+        .collect()
 }
 
 /// Removes `$patch`-style directives from a value inserted as new.
 fn strip_directives(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
-            m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), strip_directives(v))).collect(),
+            m.iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k.clone(), strip_directives(v)))
+                .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(strip_directives).collect()),
         other => other.clone(),
@@ -218,7 +256,13 @@ fn fields_of(v: &Value, at: At<'_>) -> Value {
             || (at == At::Metadata
                 && matches!(
                     k.as_str(),
-                    "name" | "namespace" | "uid" | "resourceVersion" | "creationTimestamp" | "generation" | "managedFields"
+                    "name"
+                        | "namespace"
+                        | "uid"
+                        | "resourceVersion"
+                        | "creationTimestamp"
+                        | "generation"
+                        | "managedFields"
                 ));
         if skip {
             continue;
@@ -255,9 +299,23 @@ fn fields_of(v: &Value, at: At<'_>) -> Value {
 
 /// Records (replacing any previous entry of the same manager and operation) a managedFields
 /// entry on `obj`.
-pub fn record_managed_fields(obj: &mut Value, manager: &str, operation: &str, api_version: &str, fields: Value, subresource: Option<&str>) {
-    let mut entries: Vec<Value> = obj["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
-    entries.retain(|e| !(e["manager"] == manager && e["operation"] == operation && e.get("subresource").and_then(Value::as_str) == subresource));
+pub fn record_managed_fields(
+    obj: &mut Value,
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+    fields: Value,
+    subresource: Option<&str>,
+) {
+    let mut entries: Vec<Value> = obj["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    entries.retain(|e| {
+        !(e["manager"] == manager
+            && e["operation"] == operation
+            && e.get("subresource").and_then(Value::as_str) == subresource)
+    });
     let mut e = json!({
         "manager": manager,
         "operation": operation,
@@ -293,28 +351,77 @@ mod tests {
     #[test]
     fn strategic_merge_table() {
         let cases: Vec<(&str, Value, Box<dyn Fn(&Value) -> bool>)> = vec![
-            ("change image by name", json!({"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}),
-                Box::new(|v| v["spec"]["containers"][0]["image"] == "nginx:1.27" && v["spec"]["containers"][1]["name"] == "side" && v["spec"]["containers"][0]["env"].as_array().unwrap().len() == 2)),
-            ("add container", json!({"spec": {"containers": [{"name": "new", "image": "x"}]}}),
-                Box::new(|v| v["spec"]["containers"].as_array().unwrap().len() == 3)),
-            ("delete container", json!({"spec": {"containers": [{"name": "side", "$patch": "delete"}]}}),
-                Box::new(|v| v["spec"]["containers"].as_array().unwrap().len() == 1)),
-            ("env merge by name", json!({"spec": {"containers": [{"name": "app", "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}]}]}}),
-                Box::new(|v| v["spec"]["containers"][0]["env"] == json!([{"name": "A", "value": "1"}, {"name": "B", "value": "3"}, {"name": "C", "value": "4"}]))),
-            ("null deletes label", json!({"metadata": {"labels": {"app": null, "x": "y"}}}),
-                Box::new(|v| v["metadata"]["labels"] == json!({"x": "y"}))),
-            ("atomic list replaced", json!({"spec": {"tolerations": [{"key": "y"}]}}),
-                Box::new(|v| v["spec"]["tolerations"] == json!([{"key": "y"}]))),
-            ("primitive merge list", json!({"metadata": {"finalizers": ["b"]}}),
-                Box::new(|v| v["metadata"]["finalizers"] == json!(["a", "b"]))),
-            ("delete from primitive list", json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
-                Box::new(|v| v["metadata"]["finalizers"] == json!([]))),
-            ("set element order ignored", json!({"spec": {"$setElementOrder/containers": [{"name": "app"}], "containers": [{"name": "app", "image": "z"}]}}),
-                Box::new(|v| v["spec"]["containers"][0]["image"] == "z" && v["spec"].get("$setElementOrder/containers").is_none())),
-            ("replace directive", json!({"spec": {"$patch": "replace", "containers": []}}),
-                Box::new(|v| v["spec"] == json!({"containers": []}))),
-            ("container ports by containerPort", json!({"spec": {"containers": [{"name": "app", "ports": [{"containerPort": 443}]}]}}),
-                Box::new(|v| v["spec"]["containers"][0]["ports"].as_array().unwrap().len() == 2)),
+            (
+                "change image by name",
+                json!({"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}),
+                Box::new(|v| {
+                    v["spec"]["containers"][0]["image"] == "nginx:1.27"
+                        && v["spec"]["containers"][1]["name"] == "side"
+                        && v["spec"]["containers"][0]["env"].as_array().unwrap().len() == 2
+                }),
+            ),
+            (
+                "add container",
+                json!({"spec": {"containers": [{"name": "new", "image": "x"}]}}),
+                Box::new(|v| v["spec"]["containers"].as_array().unwrap().len() == 3),
+            ),
+            (
+                "delete container",
+                json!({"spec": {"containers": [{"name": "side", "$patch": "delete"}]}}),
+                Box::new(|v| v["spec"]["containers"].as_array().unwrap().len() == 1),
+            ),
+            (
+                "env merge by name",
+                json!({"spec": {"containers": [{"name": "app", "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}]}]}}),
+                Box::new(|v| {
+                    v["spec"]["containers"][0]["env"]
+                        == json!([{"name": "A", "value": "1"}, {"name": "B", "value": "3"}, {"name": "C", "value": "4"}])
+                }),
+            ),
+            (
+                "null deletes label",
+                json!({"metadata": {"labels": {"app": null, "x": "y"}}}),
+                Box::new(|v| v["metadata"]["labels"] == json!({"x": "y"})),
+            ),
+            (
+                "atomic list replaced",
+                json!({"spec": {"tolerations": [{"key": "y"}]}}),
+                Box::new(|v| v["spec"]["tolerations"] == json!([{"key": "y"}])),
+            ),
+            (
+                "primitive merge list",
+                json!({"metadata": {"finalizers": ["b"]}}),
+                Box::new(|v| v["metadata"]["finalizers"] == json!(["a", "b"])),
+            ),
+            (
+                "delete from primitive list",
+                json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+                Box::new(|v| v["metadata"]["finalizers"] == json!([])),
+            ),
+            (
+                "set element order ignored",
+                json!({"spec": {"$setElementOrder/containers": [{"name": "app"}], "containers": [{"name": "app", "image": "z"}]}}),
+                Box::new(|v| {
+                    v["spec"]["containers"][0]["image"] == "z"
+                        && v["spec"].get("$setElementOrder/containers").is_none()
+                }),
+            ),
+            (
+                "replace directive",
+                json!({"spec": {"$patch": "replace", "containers": []}}),
+                Box::new(|v| v["spec"] == json!({"containers": []})),
+            ),
+            (
+                "container ports by containerPort",
+                json!({"spec": {"containers": [{"name": "app", "ports": [{"containerPort": 443}]}]}}),
+                Box::new(|v| {
+                    v["spec"]["containers"][0]["ports"]
+                        .as_array()
+                        .unwrap()
+                        .len()
+                        == 2
+                }),
+            ),
         ];
         for (name, patch, check) in cases {
             let out = strategic_merge(&pod(), &patch).unwrap();
@@ -326,9 +433,18 @@ mod tests {
     fn merge_and_json_patch() {
         let out = merge_patch(&pod(), &json!({"spec": {"containers": [{"name": "only"}]}}));
         assert_eq!(out["spec"]["containers"].as_array().unwrap().len(), 1);
-        let out = json_patch(&pod(), &json!([{"op": "replace", "path": "/metadata/labels/app", "value": "api"}])).unwrap();
+        let out = json_patch(
+            &pod(),
+            &json!([{"op": "replace", "path": "/metadata/labels/app", "value": "api"}]),
+        )
+        .unwrap();
         assert_eq!(out["metadata"]["labels"]["app"], "api");
-        assert_eq!(json_patch(&pod(), &json!([{"op": "remove", "path": "/nope"}])).unwrap_err().code, 422);
+        assert_eq!(
+            json_patch(&pod(), &json!([{"op": "remove", "path": "/nope"}]))
+                .unwrap_err()
+                .code,
+            422
+        );
         assert_eq!(json_patch(&pod(), &json!({"op": 1})).unwrap_err().code, 400);
     }
 
@@ -336,8 +452,14 @@ mod tests {
     fn patch_types() {
         let cases = [
             ("application/json-patch+json", Some(PatchType::Json)),
-            ("application/merge-patch+json; charset=utf-8", Some(PatchType::Merge)),
-            ("application/strategic-merge-patch+json", Some(PatchType::Strategic)),
+            (
+                "application/merge-patch+json; charset=utf-8",
+                Some(PatchType::Merge),
+            ),
+            (
+                "application/strategic-merge-patch+json",
+                Some(PatchType::Strategic),
+            ),
             ("application/apply-patch+yaml", Some(PatchType::Apply)),
             ("application/json", None),
         ];
@@ -348,7 +470,12 @@ mod tests {
 
     #[test]
     fn fields_v1_shape() {
-        let f = fields_v1(&json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {"containers": [{"name": "app", "image": "x"}]}}));
-        assert_eq!(f, json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {"f:name": {}, "f:image": {}, ".": {}}}}}));
+        let f = fields_v1(
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}}, "spec": {"containers": [{"name": "app", "image": "x"}]}}),
+        );
+        assert_eq!(
+            f,
+            json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {"f:name": {}, "f:image": {}, ".": {}}}}})
+        );
     }
 }

@@ -16,13 +16,14 @@ use serde_json::{json, Map, Value};
 use crate::error::ApiError;
 
 /// Message schemas: `number name type` entries separated by `;`. Types: `s` string, `b` bytes
-/// (base64 in JSON), `i` integer, `t` bool, `ms`/`mb`/`mq` maps of string/bytes/Quantity,
+/// (base64 in JSON), `i` integer (zero dropped: a non-pointer Go field), `I` integer (pointer
+/// field: zero kept), `t` bool, `ms`/`mb`/`mq` maps of string/bytes/Quantity,
 /// `time`, `ios` IntOrString, `q` Quantity, `raw` RawExtension, or a message name.
 /// A leading `*` marks a repeated field.
 const SCHEMAS: &[(&str, &str)] = &[
     ("Unknown", "1 typeMeta TypeMeta; 2 raw b; 3 contentEncoding s; 4 contentType s"),
     ("TypeMeta", "1 apiVersion s; 2 kind s"),
-    ("ObjectMeta", "1 name s; 2 generateName s; 3 namespace s; 5 uid s; 6 resourceVersion s; 7 generation i; 8 creationTimestamp time; 10 deletionGracePeriodSeconds i; 11 labels ms; 12 annotations ms; 13 ownerReferences *OwnerReference; 14 finalizers *s"),
+    ("ObjectMeta", "1 name s; 2 generateName s; 3 namespace s; 5 uid s; 6 resourceVersion s; 7 generation i; 8 creationTimestamp time; 10 deletionGracePeriodSeconds I; 11 labels ms; 12 annotations ms; 13 ownerReferences *OwnerReference; 14 finalizers *s"),
     ("OwnerReference", "1 kind s; 3 name s; 4 uid s; 5 apiVersion s; 6 controller t; 7 blockOwnerDeletion t"),
     ("LabelSelector", "1 matchLabels ms; 2 matchExpressions *LabelSelectorRequirement"),
     ("LabelSelectorRequirement", "1 key s; 2 operator s; 3 values *s"),
@@ -39,7 +40,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("ServicePort", "1 name s; 2 protocol s; 3 port i; 4 targetPort ios; 5 nodePort i; 6 appProtocol s"),
     ("Pod", "1 metadata ObjectMeta; 2 spec PodSpec"),
     ("PodTemplateSpec", "1 metadata ObjectMeta; 2 spec PodSpec"),
-    ("PodSpec", "2 containers *Container; 3 restartPolicy s; 4 terminationGracePeriodSeconds i; 5 activeDeadlineSeconds i; 6 dnsPolicy s; 7 nodeSelector ms; 8 serviceAccountName s; 9 serviceAccount s; 10 nodeName s; 11 hostNetwork t; 12 hostPID t; 13 hostIPC t; 15 imagePullSecrets *LocalObjectReference; 16 hostname s; 17 subdomain s; 19 schedulerName s; 20 initContainers *Container; 21 automountServiceAccountToken t; 24 priorityClassName s; 25 priority i"),
+    ("PodSpec", "2 containers *Container; 3 restartPolicy s; 4 terminationGracePeriodSeconds I; 5 activeDeadlineSeconds I; 6 dnsPolicy s; 7 nodeSelector ms; 8 serviceAccountName s; 9 serviceAccount s; 10 nodeName s; 11 hostNetwork t; 12 hostPID t; 13 hostIPC t; 15 imagePullSecrets *LocalObjectReference; 16 hostname s; 17 subdomain s; 19 schedulerName s; 20 initContainers *Container; 21 automountServiceAccountToken t; 24 priorityClassName s; 25 priority I"),
     ("Container", "1 name s; 2 image s; 3 command *s; 4 args *s; 5 workingDir s; 6 ports *ContainerPort; 7 env *EnvVar; 8 resources ResourceRequirements; 13 terminationMessagePath s; 14 imagePullPolicy s; 16 stdin t; 17 stdinOnce t; 18 tty t; 20 terminationMessagePolicy s"),
     ("ContainerPort", "1 name s; 2 hostPort i; 3 containerPort i; 4 protocol s; 5 hostIP s"),
     ("EnvVar", "1 name s; 2 value s"),
@@ -48,13 +49,13 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("ResourceQuotaSpec", "1 hard mq; 2 scopes *s"),
     // apps/v1
     ("Deployment", "1 metadata ObjectMeta; 2 spec DeploymentSpec"),
-    ("DeploymentSpec", "1 replicas i; 2 selector LabelSelector; 3 template PodTemplateSpec; 4 strategy DeploymentStrategy; 5 minReadySeconds i; 6 revisionHistoryLimit i; 7 paused t; 9 progressDeadlineSeconds i"),
+    ("DeploymentSpec", "1 replicas I; 2 selector LabelSelector; 3 template PodTemplateSpec; 4 strategy DeploymentStrategy; 5 minReadySeconds i; 6 revisionHistoryLimit I; 7 paused t; 9 progressDeadlineSeconds I"),
     ("DeploymentStrategy", "1 type s"),
     // batch/v1
     ("Job", "1 metadata ObjectMeta; 2 spec JobSpec"),
-    ("JobSpec", "1 parallelism i; 2 completions i; 3 activeDeadlineSeconds i; 4 selector LabelSelector; 5 manualSelector t; 6 template PodTemplateSpec; 7 backoffLimit i; 8 ttlSecondsAfterFinished i; 9 completionMode s; 10 suspend t"),
+    ("JobSpec", "1 parallelism I; 2 completions I; 3 activeDeadlineSeconds I; 4 selector LabelSelector; 5 manualSelector t; 6 template PodTemplateSpec; 7 backoffLimit I; 8 ttlSecondsAfterFinished I; 9 completionMode s; 10 suspend t"),
     ("CronJob", "1 metadata ObjectMeta; 2 spec CronJobSpec"),
-    ("CronJobSpec", "1 schedule s; 2 startingDeadlineSeconds i; 3 concurrencyPolicy s; 4 suspend t; 5 jobTemplate JobTemplateSpec; 6 successfulJobsHistoryLimit i; 7 failedJobsHistoryLimit i; 8 timeZone s"),
+    ("CronJobSpec", "1 schedule s; 2 startingDeadlineSeconds I; 3 concurrencyPolicy s; 4 suspend t; 5 jobTemplate JobTemplateSpec; 6 successfulJobsHistoryLimit I; 7 failedJobsHistoryLimit I; 8 timeZone s"),
     ("JobTemplateSpec", "1 metadata ObjectMeta; 2 spec JobSpec"),
     // rbac/v1
     ("Role", "1 metadata ObjectMeta; 2 rules *PolicyRule"),
@@ -65,7 +66,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("Subject", "1 kind s; 2 apiGroup s; 3 name s; 4 namespace s"),
     ("RoleRef", "1 apiGroup s; 2 kind s; 3 name s"),
     // scheduling, policy
-    ("PriorityClass", "1 metadata ObjectMeta; 2 value i; 3 globalDefault t; 4 description s; 5 preemptionPolicy s"),
+    ("PriorityClass", "1 metadata ObjectMeta; 2 value I; 3 globalDefault t; 4 description s; 5 preemptionPolicy s"),
     ("PodDisruptionBudget", "1 metadata ObjectMeta; 2 spec PodDisruptionBudgetSpec"),
     ("PodDisruptionBudgetSpec", "1 minAvailable ios; 2 selector LabelSelector; 3 maxUnavailable ios"),
     ("Eviction", "1 metadata ObjectMeta"),
@@ -84,7 +85,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("TokenReview", "1 metadata ObjectMeta; 2 spec TokenReviewSpec"),
     ("TokenReviewSpec", "1 token s; 2 audiences *s"),
     ("TokenRequest", "1 metadata ObjectMeta; 2 spec TokenRequestSpec"),
-    ("TokenRequestSpec", "1 audiences *s; 3 boundObjectRef BoundObjectReference; 4 expirationSeconds i"),
+    ("TokenRequestSpec", "1 audiences *s; 3 boundObjectRef BoundObjectReference; 4 expirationSeconds I"),
     ("BoundObjectReference", "1 kind s; 2 apiVersion s; 3 name s; 4 uid s"),
 ];
 
@@ -111,7 +112,14 @@ fn schemas() -> &'static Schema {
                         let name = it.next()?.to_string();
                         let ty = it.next()?;
                         let repeated = ty.starts_with('*');
-                        Some((num, Field { name, ty: ty.trim_start_matches('*').to_string(), repeated }))
+                        Some((
+                            num,
+                            Field {
+                                name,
+                                ty: ty.trim_start_matches('*').to_string(),
+                                repeated,
+                            },
+                        ))
                     })
                     .collect();
                 (msg.to_string(), fields)
@@ -124,7 +132,9 @@ fn schemas() -> &'static Schema {
 const MAGIC: &[u8] = b"k8s\0";
 
 fn bad(msg: &str) -> ApiError {
-    ApiError::bad_request(format!("the server rejected our request due to an error in our request: protobuf: {msg}"))
+    ApiError::bad_request(format!(
+        "the server rejected our request due to an error in our request: protobuf: {msg}"
+    ))
 }
 
 struct Reader<'a> {
@@ -138,7 +148,10 @@ impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, ApiError> {
         let mut out = 0u64;
         for shift in (0..64).step_by(7) {
-            let b = *self.buf.get(self.pos).ok_or_else(|| bad("truncated varint"))?;
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or_else(|| bad("truncated varint"))?;
             self.pos += 1;
             out |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
@@ -150,7 +163,11 @@ impl<'a> Reader<'a> {
 
     fn bytes(&mut self) -> Result<&'a [u8], ApiError> {
         let len = usize::try_from(self.varint()?).map_err(|_| bad("length overflow"))?;
-        let end = self.pos.checked_add(len).filter(|e| *e <= self.buf.len()).ok_or_else(|| bad("truncated field"))?;
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or_else(|| bad("truncated field"))?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -204,7 +221,8 @@ fn string(b: &[u8]) -> Value {
 fn decode_value(ty: &str, raw: &Raw<'_>) -> Result<Option<Value>, ApiError> {
     let b64 = base64::engine::general_purpose::STANDARD;
     Ok(match (ty, raw) {
-        ("i", Raw::Varint(v)) => Some(json!(*v as i64)),
+        ("i", Raw::Varint(0)) => None,
+        ("i" | "I", Raw::Varint(v)) => Some(json!(*v as i64)),
         ("t", Raw::Varint(v)) => Some(json!(*v != 0)),
         ("s", Raw::Bytes(b)) => Some(string(b)),
         ("b", Raw::Bytes(b)) => Some(json!(b64.encode(b))),
@@ -231,7 +249,9 @@ fn decode_value(ty: &str, raw: &Raw<'_>) -> Result<Option<Value>, ApiError> {
             });
             match secs.and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok()) {
                 Some(t) => {
-                    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+                    let fmt = time::macros::format_description!(
+                        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+                    );
                     Some(json!(t.format(&fmt).unwrap_or_default()))
                 }
                 None => Some(Value::Null),
@@ -263,7 +283,9 @@ fn map_entry(ty: &str, b: &[u8]) -> Result<Option<(String, Value)>, ApiError> {
 /// Decodes one message into JSON. Empty strings and false booleans are dropped (they are
 /// the zero values gogo-protobuf always writes; JSON omits them).
 fn decode_message(msg: &str, buf: &[u8]) -> Result<Value, ApiError> {
-    let schema = schemas().get(msg).ok_or_else(|| bad(&format!("unsupported message {msg}")))?;
+    let schema = schemas()
+        .get(msg)
+        .ok_or_else(|| bad(&format!("unsupported message {msg}")))?;
     let mut out = Map::new();
     for (num, raw) in fields(buf)? {
         let Some(f) = schema.get(&num) else {
@@ -302,12 +324,22 @@ pub fn is_protobuf(body: &[u8]) -> bool {
 
 /// Decodes a `k8s\0`-prefixed body into the equivalent JSON object.
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
-    let rest = body.strip_prefix(MAGIC).ok_or_else(|| bad("missing magic"))?;
+    let rest = body
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| bad("missing magic"))?;
     let env = decode_message("Unknown", rest)?;
-    let kind = env["typeMeta"]["kind"].as_str().unwrap_or_default().to_string();
-    let api_version = env["typeMeta"]["apiVersion"].as_str().unwrap_or_default().to_string();
+    let kind = env["typeMeta"]["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let api_version = env["typeMeta"]["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let raw = env["raw"].as_str().unwrap_or_default();
-    let raw = base64::engine::general_purpose::STANDARD.decode(raw).map_err(|_| bad("raw"))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .map_err(|_| bad("raw"))?;
     if !schemas().contains_key(kind.as_str()) {
         return Err(ApiError::new(
             415,
@@ -377,7 +409,10 @@ mod tests {
         ld(3, b"", &mut env);
         ld(4, b"", &mut env);
         let v = decode(&env).unwrap();
-        assert_eq!(v, json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "cm", "labels": {"app": "web"}, "creationTimestamp": null}, "data": {"k": "v"}}));
+        assert_eq!(
+            v,
+            json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "cm", "labels": {"app": "web"}, "creationTimestamp": null}, "data": {"k": "v"}})
+        );
     }
 
     #[test]
@@ -386,14 +421,20 @@ mod tests {
         vi(1, 3, &mut spec);
         let mut dep = Vec::new();
         ld(2, &spec, &mut dep);
-        assert_eq!(decode_message("Deployment", &dep).unwrap(), json!({"spec": {"replicas": 3}}));
+        assert_eq!(
+            decode_message("Deployment", &dep).unwrap(),
+            json!({"spec": {"replicas": 3}})
+        );
         let mut ios = Vec::new();
         vi(1, 1, &mut ios);
         ld(3, b"http", &mut ios);
         let mut port = Vec::new();
         vi(3, 80, &mut port);
         ld(4, &ios, &mut port);
-        assert_eq!(decode_message("ServicePort", &port).unwrap(), json!({"port": 80, "targetPort": "http"}));
+        assert_eq!(
+            decode_message("ServicePort", &port).unwrap(),
+            json!({"port": 80, "targetPort": "http"})
+        );
         assert!(decode(b"k8s\0\xff").is_err());
     }
 }

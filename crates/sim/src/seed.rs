@@ -16,7 +16,9 @@ pub const DATABASE_URL: &str = "postgres://shop:S3cr3t-Pa55w0rd@db.shop.svc:5432
 
 fn ago(secs: i64) -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    (time::OffsetDateTime::now_utc() - time::Duration::seconds(secs)).format(&fmt).unwrap_or_default()
+    (time::OffsetDateTime::now_utc() - time::Duration::seconds(secs))
+        .format(&fmt)
+        .unwrap_or_default()
 }
 
 const DAY: i64 = 86400;
@@ -24,7 +26,8 @@ const DAY: i64 = 86400;
 /// A JWT-shaped service account token (unsigned filler; only its shape matters here).
 pub fn fake_jwt(ns: &str, sa: &str) -> String {
     let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header = b.encode(br#"{"alg":"RS256","kid":"Xq7sQhV3cM2kPz9wR1tYbN4eLd8fGj6uAoIv0HsT5yE"}"#);
+    let header =
+        b.encode(br#"{"alg":"RS256","kid":"Xq7sQhV3cM2kPz9wR1tYbN4eLd8fGj6uAoIv0HsT5yE"}"#);
     let payload = b.encode(
         json!({
             "iss": "kubernetes/serviceaccount",
@@ -36,13 +39,29 @@ pub fn fake_jwt(ns: &str, sa: &str) -> String {
         })
         .to_string(),
     );
-    let sig: String = b.encode((0..256u32).map(|i| (i.wrapping_mul(151).wrapping_add(ns.len() as u32 * 7 + sa.len() as u32) % 251) as u8).collect::<Vec<u8>>());
+    let sig: String = b.encode(
+        (0..256u32)
+            .map(|i| {
+                (i.wrapping_mul(151)
+                    .wrapping_add(ns.len() as u32 * 7 + sa.len() as u32)
+                    % 251) as u8
+            })
+            .collect::<Vec<u8>>(),
+    );
     format!("{header}.{payload}.{sig}")
 }
 
 /// Stores an object as the given manager created it, with defaults and converged status.
 fn put(state: &State, group: &str, plural: &str, mut obj: Value, manager: &str) -> Value {
-    let Some(info) = state.registry.lookup(group, state.registry.preferred_version(group).unwrap_or("v1"), plural).cloned() else {
+    let Some(info) = state
+        .registry
+        .lookup(
+            group,
+            state.registry.preferred_version(group).unwrap_or("v1"),
+            plural,
+        )
+        .cloned()
+    else {
         tracing::error!(group, plural, "seed: unknown resource");
         return obj;
     };
@@ -52,13 +71,26 @@ fn put(state: &State, group: &str, plural: &str, mut obj: Value, manager: &str) 
     }
     let fields = fields_v1(&obj);
     if obj["metadata"]["managedFields"].is_null() {
-        record_managed_fields(&mut obj, manager, "Update", &info.api_version(), fields, None);
-        if let Some(ts) = obj["metadata"]["creationTimestamp"].as_str().map(str::to_string) {
+        record_managed_fields(
+            &mut obj,
+            manager,
+            "Update",
+            &info.api_version(),
+            fields,
+            None,
+        );
+        if let Some(ts) = obj["metadata"]["creationTimestamp"]
+            .as_str()
+            .map(str::to_string)
+        {
             obj["metadata"]["managedFields"][0]["time"] = json!(ts);
         }
     }
     reconcile_status(&info.kind, &mut obj);
-    match state.store.create(&(group.to_string(), plural.to_string()), obj.clone()) {
+    match state
+        .store
+        .create(&(group.to_string(), plural.to_string()), obj.clone())
+    {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(?e, "seed: create failed");
@@ -70,8 +102,18 @@ fn put(state: &State, group: &str, plural: &str, mut obj: Value, manager: &str) 
 /// What controllers add to every new namespace: the `default` ServiceAccount and the
 /// `kube-root-ca.crt` ConfigMap.
 pub fn namespace_extras(state: &State, ns: &str) {
-    let created = state.store.get(&(String::new(), "namespaces".into()), "", ns).map(|n| n["metadata"]["creationTimestamp"].clone()).unwrap_or(Value::Null);
-    put(state, "", "serviceaccounts", json!({"metadata": {"name": "default", "namespace": ns, "creationTimestamp": created}}), "kube-controller-manager");
+    let created = state
+        .store
+        .get(&(String::new(), "namespaces".into()), "", ns)
+        .map(|n| n["metadata"]["creationTimestamp"].clone())
+        .unwrap_or(Value::Null);
+    put(
+        state,
+        "",
+        "serviceaccounts",
+        json!({"metadata": {"name": "default", "namespace": ns, "creationTimestamp": created}}),
+        "kube-controller-manager",
+    );
     put(
         state,
         "",
@@ -167,34 +209,42 @@ fn deploy_app(state: &State, app: App<'_>) {
     );
     for (suffix, node, ip) in app.pods {
         let name = format!("{rs_name}-{suffix}");
-        pod(state, app.ns, &name, &tpl_labels, &spec, node, ip, Some(owner("ReplicaSet", &rs_name, &rs["metadata"]["uid"])), app.age);
+        pod(
+            state,
+            app.ns,
+            &name,
+            &tpl_labels,
+            &spec,
+            node,
+            ip,
+            Some(owner("ReplicaSet", &rs_name, &rs["metadata"]["uid"])),
+            app.age,
+        );
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn pod(state: &State, ns: &str, name: &str, labels: &Value, spec: &Value, node: &str, ip: &str, owners: Option<Value>, age: i64) {
+fn pod(
+    state: &State,
+    ns: &str,
+    name: &str,
+    labels: &Value,
+    spec: &Value,
+    node: &str,
+    ip: &str,
+    owners: Option<Value>,
+    age: i64,
+) {
     let created = ago(age);
     let mut spec = spec.clone();
     spec["nodeName"] = json!(node);
-    let sa = spec["serviceAccountName"].as_str().unwrap_or("default").to_string();
+    let sa = spec["serviceAccountName"]
+        .as_str()
+        .unwrap_or("default")
+        .to_string();
     spec["serviceAccountName"] = json!(sa);
     spec["serviceAccount"] = json!(sa);
-    // The projected service account token volume the admission plugin adds to every pod.
-    let vol = format!("kube-api-access-{}", &name.chars().rev().take(5).collect::<String>());
-    let mut volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
-    volumes.push(json!({"name": vol, "projected": {"defaultMode": 420, "sources": [
-        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
-    ]}}));
-    spec["volumes"] = json!(volumes);
-    if let Some(cs) = spec["containers"].as_array_mut() {
-        for c in cs {
-            let mut mounts = c["volumeMounts"].as_array().cloned().unwrap_or_default();
-            mounts.push(json!({"name": vol, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}));
-            c["volumeMounts"] = json!(mounts);
-        }
-    }
+    crate::defaults::mount_service_account_token(&mut spec, name);
     spec["tolerations"] = json!([
         {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
         {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
@@ -210,8 +260,16 @@ fn pod(state: &State, ns: &str, name: &str, labels: &Value, spec: &Value, node: 
     let stored = put(state, "", "pods", p, "kubelet");
     // The events `kubectl describe pod` shows for a pod that started normally.
     let evs = [
-        ("Scheduled", "default-scheduler", format!("Successfully assigned {ns}/{name} to {node}")),
-        ("Pulled", "kubelet", "Container image already present on machine".to_string()),
+        (
+            "Scheduled",
+            "default-scheduler",
+            format!("Successfully assigned {ns}/{name} to {node}"),
+        ),
+        (
+            "Pulled",
+            "kubelet",
+            "Container image already present on machine".to_string(),
+        ),
         ("Created", "kubelet", "Created container".to_string()),
         ("Started", "kubelet", "Started container".to_string()),
     ];
@@ -233,7 +291,15 @@ fn pod(state: &State, ns: &str, name: &str, labels: &Value, spec: &Value, node: 
     }
 }
 
-fn service(state: &State, ns: &str, name: &str, labels: Value, selector: Value, ip: &str, ports: Value) {
+fn service(
+    state: &State,
+    ns: &str,
+    name: &str,
+    labels: Value,
+    selector: Value,
+    ip: &str,
+    ports: Value,
+) {
     put(
         state,
         "",
@@ -246,12 +312,52 @@ fn service(state: &State, ns: &str, name: &str, labels: Value, selector: Value, 
 
 /// Loads the seed data into an empty store.
 pub fn seed(state: &State) {
-    put(state, "", "nodes", node("node-1", "172.18.0.2", true), "kubelet");
-    put(state, "", "nodes", node("node-2", "172.18.0.3", false), "kubelet");
-    for ns in ["default", "kube-system", "kube-public", "kube-node-lease", "shop", "payments"] {
-        let age = if matches!(ns, "shop" | "payments") { 3 * DAY } else { 12 * DAY };
-        put(state, "", "namespaces", json!({"metadata": {"name": ns, "creationTimestamp": ago(age)}}), "kube-apiserver");
+    put(
+        state,
+        "",
+        "nodes",
+        node("node-1", "172.18.0.2", true),
+        "kubelet",
+    );
+    put(
+        state,
+        "",
+        "nodes",
+        node("node-2", "172.18.0.3", false),
+        "kubelet",
+    );
+    for ns in [
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "shop",
+        "payments",
+    ] {
+        let age = if matches!(ns, "shop" | "payments") {
+            3 * DAY
+        } else {
+            12 * DAY
+        };
+        put(
+            state,
+            "",
+            "namespaces",
+            json!({"metadata": {"name": ns, "creationTimestamp": ago(age)}}),
+            "kube-apiserver",
+        );
         namespace_extras(state, ns);
+    }
+    for n in ["node-1", "node-2"] {
+        // Node heartbeats, which `kubectl describe node` shows.
+        put(
+            state,
+            "coordination.k8s.io",
+            "leases",
+            json!({"metadata": {"name": n, "namespace": "kube-node-lease", "creationTimestamp": ago(12 * DAY)},
+            "spec": {"holderIdentity": n, "leaseDurationSeconds": 40, "renewTime": format!("{}.000000Z", ago(5).trim_end_matches('Z'))}}),
+            "kubelet",
+        );
     }
     put(
         state,
@@ -261,7 +367,13 @@ pub fn seed(state: &State) {
             "spec": {"clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"], "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}], "type": "ClusterIP"}}),
         "kube-apiserver",
     );
-    put(state, "", "endpoints", json!({"metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}, "creationTimestamp": ago(12 * DAY)}, "subsets": [{"addresses": [{"ip": "172.18.0.2"}], "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}]}), "kube-apiserver");
+    put(
+        state,
+        "",
+        "endpoints",
+        json!({"metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}, "creationTimestamp": ago(12 * DAY)}, "subsets": [{"addresses": [{"ip": "172.18.0.2"}], "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}]}),
+        "kube-apiserver",
+    );
 
     // kube-system: CoreDNS.
     deploy_app(
@@ -277,11 +389,20 @@ pub fn seed(state: &State) {
                 "volumeMounts": [{"name": "config-volume", "mountPath": "/etc/coredns", "readOnly": true}]}],
                 "serviceAccountName": "coredns", "priorityClassName": "system-cluster-critical",
                 "volumes": [{"name": "config-volume", "configMap": {"name": "coredns", "defaultMode": 420, "items": [{"key": "Corefile", "path": "Corefile"}]}}]}),
-            pods: &[("8xk2p", "node-1", "10.244.0.2"), ("q4w7n", "node-2", "10.244.1.2")],
+            pods: &[
+                ("8xk2p", "node-1", "10.244.0.2"),
+                ("q4w7n", "node-2", "10.244.1.2"),
+            ],
             age: 12 * DAY,
         },
     );
-    put(state, "", "serviceaccounts", json!({"metadata": {"name": "coredns", "namespace": "kube-system", "creationTimestamp": ago(12 * DAY)}}), "kubeadm");
+    put(
+        state,
+        "",
+        "serviceaccounts",
+        json!({"metadata": {"name": "coredns", "namespace": "kube-system", "creationTimestamp": ago(12 * DAY)}}),
+        "kubeadm",
+    );
     put(
         state,
         "",
@@ -290,11 +411,24 @@ pub fn seed(state: &State) {
             "data": {"Corefile": ".:53 {\n    errors\n    health {\n       lameduck 5s\n    }\n    ready\n    kubernetes cluster.local in-addr.arpa ip6.arpa {\n       pods insecure\n       fallthrough in-addr.arpa ip6.arpa\n       ttl 30\n    }\n    prometheus :9153\n    forward . /etc/resolv.conf {\n       max_concurrent 1000\n    }\n    cache 30\n    loop\n    reload\n    loadbalance\n}\n"}}),
         "kubeadm",
     );
-    service(state, "kube-system", "kube-dns", json!({"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}), json!({"k8s-app": "kube-dns"}), "10.96.0.10",
-        json!([{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53}, {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}, {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]));
+    service(
+        state,
+        "kube-system",
+        "kube-dns",
+        json!({"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}),
+        json!({"k8s-app": "kube-dns"}),
+        "10.96.0.10",
+        json!([{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53}, {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}, {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]),
+    );
 
     // shop: the web app.
-    put(state, "", "serviceaccounts", json!({"metadata": {"name": "web", "namespace": "shop", "creationTimestamp": ago(3 * DAY)}, "secrets": [{"name": "web-token"}]}), "kubectl-client-side-apply");
+    put(
+        state,
+        "",
+        "serviceaccounts",
+        json!({"metadata": {"name": "web", "namespace": "shop", "creationTimestamp": ago(3 * DAY)}, "secrets": [{"name": "web-token"}]}),
+        "kubectl-client-side-apply",
+    );
     put(
         state,
         "",
@@ -314,7 +448,13 @@ pub fn seed(state: &State) {
             "type": "Opaque", "data": {"password": B64.encode("S3cr3t-Pa55w0rd"), "username": B64.encode("shop")}}),
         "kubectl-client-side-apply",
     );
-    put(state, "", "configmaps", json!({"metadata": {"name": "web-config", "namespace": "shop", "creationTimestamp": ago(3 * DAY)}, "data": {"DATABASE_URL": DATABASE_URL, "LOG_FORMAT": "json"}}), "kubectl-client-side-apply");
+    put(
+        state,
+        "",
+        "configmaps",
+        json!({"metadata": {"name": "web-config", "namespace": "shop", "creationTimestamp": ago(3 * DAY)}, "data": {"DATABASE_URL": DATABASE_URL, "LOG_FORMAT": "json"}}),
+        "kubectl-client-side-apply",
+    );
     let env = json!([{"name": "LOG_LEVEL", "value": "info"}, {"name": "DATABASE_URL", "value": DATABASE_URL}]);
     deploy_app(
         state,
@@ -329,14 +469,31 @@ pub fn seed(state: &State) {
                  "volumeMounts": [{"name": "logs", "mountPath": "/var/log/nginx"}]},
                 {"name": "log-shipper", "image": "fluent/fluent-bit:3.0", "volumeMounts": [{"name": "logs", "mountPath": "/var/log/nginx", "readOnly": true}]},
             ], "volumes": [{"name": "logs", "emptyDir": {}}]}),
-            pods: &[("x2k9p", "node-1", "10.244.0.15"), ("q8m3z", "node-2", "10.244.1.17")],
+            pods: &[
+                ("x2k9p", "node-1", "10.244.0.15"),
+                ("q8m3z", "node-2", "10.244.1.17"),
+            ],
             age: 3 * DAY,
         },
     );
-    service(state, "shop", "web", json!({"app": "web"}), json!({"app": "web"}), "10.96.142.27", json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}]));
-    put(state, "", "endpoints", json!({"metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}, "creationTimestamp": ago(3 * DAY)},
+    service(
+        state,
+        "shop",
+        "web",
+        json!({"app": "web"}),
+        json!({"app": "web"}),
+        "10.96.142.27",
+        json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}]),
+    );
+    put(
+        state,
+        "",
+        "endpoints",
+        json!({"metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}, "creationTimestamp": ago(3 * DAY)},
         "subsets": [{"addresses": [{"ip": "10.244.0.15", "nodeName": "node-1", "targetRef": {"kind": "Pod", "namespace": "shop", "name": "web-6b7f9c5d4-x2k9p"}}, {"ip": "10.244.1.17", "nodeName": "node-2", "targetRef": {"kind": "Pod", "namespace": "shop", "name": "web-6b7f9c5d4-q8m3z"}}],
-            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}]}), "kube-controller-manager");
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}]}),
+        "kube-controller-manager",
+    );
 
     // payments.
     deploy_app(
@@ -369,8 +526,31 @@ pub fn seed(state: &State) {
     let mut pod_labels = worker_labels.clone();
     pod_labels["statefulset.kubernetes.io/pod-name"] = json!("payments-worker-0");
     pod_labels["apps.kubernetes.io/pod-index"] = json!("0");
-    pod(state, "payments", "payments-worker-0", &pod_labels, &tpl, "node-1", "10.244.0.31",
-        Some(json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "payments-worker", "uid": sts["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}])), 3 * DAY);
-    put(state, "", "secrets", json!({"metadata": {"name": "stripe-key", "namespace": "payments", "creationTimestamp": ago(3 * DAY)}, "type": "Opaque", "data": {"api-key": B64.encode("sk_live_51HxAirlockTestKey0000000000")}}), "kubectl-create");
-    put(state, "", "configmaps", json!({"metadata": {"name": "payments-config", "namespace": "payments", "creationTimestamp": ago(3 * DAY)}, "data": {"STRIPE_API_BASE": "https://api.stripe.com", "CURRENCY": "usd", "WEBHOOK_PATH": "/hooks/stripe"}}), "kubectl-client-side-apply");
+    pod(
+        state,
+        "payments",
+        "payments-worker-0",
+        &pod_labels,
+        &tpl,
+        "node-1",
+        "10.244.0.31",
+        Some(
+            json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "payments-worker", "uid": sts["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}]),
+        ),
+        3 * DAY,
+    );
+    put(
+        state,
+        "",
+        "secrets",
+        json!({"metadata": {"name": "stripe-key", "namespace": "payments", "creationTimestamp": ago(3 * DAY)}, "type": "Opaque", "data": {"api-key": B64.encode("sk_live_51HxAirlockTestKey0000000000")}}),
+        "kubectl-create",
+    );
+    put(
+        state,
+        "",
+        "configmaps",
+        json!({"metadata": {"name": "payments-config", "namespace": "payments", "creationTimestamp": ago(3 * DAY)}, "data": {"STRIPE_API_BASE": "https://api.stripe.com", "CURRENCY": "usd", "WEBHOOK_PATH": "/hooks/stripe"}}),
+        "kubectl-client-side-apply",
+    );
 }

@@ -68,12 +68,19 @@ pub fn valid_label_value(v: &str) -> bool {
     v.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
 fn parse_set(s: &str) -> Option<Vec<String>> {
     let inner = s.trim().strip_prefix('(')?.strip_suffix(')')?;
-    Some(inner.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+    Some(
+        inner
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+    )
 }
 
 // === impl LabelSelector ===
@@ -164,7 +171,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{s}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                )));
             };
             terms.push((k.trim().to_string(), eq, v.trim().to_string()));
         }
@@ -251,7 +260,11 @@ mod tests {
             ("involvedObject.name=", true),
         ];
         for (sel, want) in cases {
-            assert_eq!(FieldSelector::parse(sel).unwrap().matches(&pod), *want, "{sel}");
+            assert_eq!(
+                FieldSelector::parse(sel).unwrap().matches(&pod),
+                *want,
+                "{sel}"
+            );
         }
         assert!(FieldSelector::parse("garbage").is_err());
     }

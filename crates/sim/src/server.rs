@@ -66,7 +66,12 @@ fn admin() -> Identity {
 /// anyone). Returns `None` when no impersonation was requested.
 pub fn impersonate(headers: &hyper::HeaderMap) -> Result<Option<Identity>, ApiError> {
     let get_all = |name: &str| -> Vec<String> {
-        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
     };
     let user = get_all("impersonate-user").into_iter().next();
     let groups = get_all("impersonate-group");
@@ -74,8 +79,13 @@ pub fn impersonate(headers: &hyper::HeaderMap) -> Result<Option<Identity>, ApiEr
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in headers {
         if let Some(key) = k.as_str().strip_prefix("impersonate-extra-") {
-            let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy().to_string();
-            extra.entry(key).or_default().push(v.to_str().unwrap_or_default().to_string());
+            let key = percent_encoding::percent_decode_str(key)
+                .decode_utf8_lossy()
+                .to_string();
+            extra
+                .entry(key)
+                .or_default()
+                .push(v.to_str().unwrap_or_default().to_string());
         }
     }
     let Some(user) = user else {
@@ -91,7 +101,10 @@ pub fn impersonate(headers: &hyper::HeaderMap) -> Result<Option<Identity>, ApiEr
     let mut all_groups = groups;
     if let Some(rest) = user.strip_prefix("system:serviceaccount:") {
         let ns = rest.split(':').next().unwrap_or_default();
-        for g in ["system:serviceaccounts".to_string(), format!("system:serviceaccounts:{ns}")] {
+        for g in [
+            "system:serviceaccounts".to_string(),
+            format!("system:serviceaccounts:{ns}"),
+        ] {
             if !all_groups.contains(&g) {
                 all_groups.push(g);
             }
@@ -100,11 +113,21 @@ pub fn impersonate(headers: &hyper::HeaderMap) -> Result<Option<Identity>, ApiEr
     if user != "system:anonymous" && !all_groups.iter().any(|g| g == "system:authenticated") {
         all_groups.push("system:authenticated".into());
     }
-    Ok(Some(Identity { user, groups: all_groups, uid: uid.unwrap_or_default(), extra }))
+    Ok(Some(Identity {
+        user,
+        groups: all_groups,
+        uid: uid.unwrap_or_default(),
+        extra,
+    }))
 }
 
 /// Serves the API listener until `shutdown` flips.
-pub async fn serve_api(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve_api(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let (tcp, _) = tokio::select! {
@@ -128,7 +151,10 @@ pub async fn serve_api(listener: TcpListener, tls: Arc<rustls::ServerConfig>, st
                     return;
                 }
             };
-            let cert_admin = crate::tls::is_admin_cert(tls.get_ref().1.peer_certificates(), &state.admin_cert_der);
+            let cert_admin = crate::tls::is_admin_cert(
+                tls.get_ref().1.peer_certificates(),
+                &state.admin_cert_der,
+            );
             let svc = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(handle(state, cert_admin, req).await) }
@@ -144,7 +170,11 @@ pub async fn serve_api(listener: TcpListener, tls: Arc<rustls::ServerConfig>, st
 }
 
 /// Serves the plain-HTTP introspection listener until `shutdown` flips.
-pub async fn serve_introspect(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve_introspect(
+    listener: TcpListener,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (tcp, _) = tokio::select! {
             _ = shutdown.changed() => return,
@@ -156,7 +186,9 @@ pub async fn serve_introspect(listener: TcpListener, state: Arc<State>, mut shut
                 let (rec, store) = (state.recorder.clone(), state.store.clone());
                 async move { Ok::<_, Infallible>(crate::introspect::serve(rec, store, req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
         });
     }
 }
@@ -213,7 +245,10 @@ async fn handle(state: Arc<State>, cert_admin: bool, req: Request<Incoming>) -> 
 fn aggregated_version(accept: Option<&str>) -> Option<String> {
     for r in parse_accept(accept.unwrap_or_default()) {
         let p = |k: &str| r.params.get(k).map(String::as_str);
-        if r.mime == "application/json" && p("as") == Some("APIGroupDiscoveryList") && p("g") == Some("apidiscovery.k8s.io") {
+        if r.mime == "application/json"
+            && p("as") == Some("APIGroupDiscoveryList")
+            && p("g") == Some("apidiscovery.k8s.io")
+        {
             if let Some(v @ ("v2" | "v2beta1")) = p("v") {
                 return Some(v.to_string());
             }
@@ -228,17 +263,29 @@ fn aggregated_version(accept: Option<&str>) -> Option<String> {
 
 fn discovery_response(v: serde_json::Value, agg: Option<&str>) -> Response<Body> {
     match agg {
-        Some(ver) => http::json_with_type(200, &v, &format!("application/json;g=apidiscovery.k8s.io;v={ver};as=APIGroupDiscoveryList")),
+        Some(ver) => http::json_with_type(
+            200,
+            &v,
+            &format!("application/json;g=apidiscovery.k8s.io;v={ver};as=APIGroupDiscoveryList"),
+        ),
         None => http::json(200, &v),
     }
 }
 
 async fn route(state: Arc<State>, ident: Identity, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
-    let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let accept = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let is_get = req.method() == Method::GET || req.method() == Method::HEAD;
     let reg = &state.registry;
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match (is_get, segs.as_slice()) {
         (true, ["healthz" | "livez" | "readyz", ..]) => return http::text(200, "ok"),
         (true, ["version"]) => {
@@ -253,7 +300,9 @@ async fn route(state: Arc<State>, ident: Identity, req: Request<Incoming>) -> Re
                 let mut r = Response::new(http::full(openapi::v2_protobuf()));
                 r.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+                    hyper::header::HeaderValue::from_static(
+                        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                    ),
                 );
                 return r;
             }
@@ -317,17 +366,34 @@ mod tests {
         let h = |pairs: &[(&str, &str)]| {
             let mut m = hyper::HeaderMap::new();
             for (k, v) in pairs {
-                m.append(hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+                m.append(
+                    hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
             }
             m
         };
         assert_eq!(impersonate(&h(&[])).unwrap(), None);
-        let i = impersonate(&h(&[("Impersonate-User", "jane"), ("Impersonate-Group", "dev"), ("Impersonate-Group", "ops"), ("Impersonate-Extra-Scopes%2Fx", "a")])).unwrap().unwrap();
+        let i = impersonate(&h(&[
+            ("Impersonate-User", "jane"),
+            ("Impersonate-Group", "dev"),
+            ("Impersonate-Group", "ops"),
+            ("Impersonate-Extra-Scopes%2Fx", "a"),
+        ]))
+        .unwrap()
+        .unwrap();
         assert_eq!(i.user, "jane");
         assert_eq!(i.groups, vec!["dev", "ops", "system:authenticated"]);
         assert_eq!(i.extra.get("scopes/x").unwrap(), &vec!["a".to_string()]);
-        let sa = impersonate(&h(&[("Impersonate-User", "system:serviceaccount:shop:web")])).unwrap().unwrap();
-        assert!(sa.groups.contains(&"system:serviceaccounts:shop".to_string()));
+        let sa = impersonate(&h(&[(
+            "Impersonate-User",
+            "system:serviceaccount:shop:web",
+        )]))
+        .unwrap()
+        .unwrap();
+        assert!(sa
+            .groups
+            .contains(&"system:serviceaccounts:shop".to_string()));
         assert!(impersonate(&h(&[("Impersonate-Group", "dev")])).is_err());
     }
 

@@ -83,13 +83,21 @@ pub struct TooOld {
 /// Now, as upstream renders `metav1.Time`.
 pub fn now_rfc3339() -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    time::OffsetDateTime::now_utc().format(&fmt).unwrap_or_default()
+    time::OffsetDateTime::now_utc()
+        .format(&fmt)
+        .unwrap_or_default()
 }
 
 fn ns_name(obj: &Value) -> (String, String) {
     (
-        obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
-        obj["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+        obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     )
 }
 
@@ -116,7 +124,13 @@ impl Store {
     /// An empty store.
     pub fn new() -> Store {
         let (tx, _) = broadcast::channel(4096);
-        Store { inner: Mutex::new(Inner { rv: 1, ..Default::default() }), tx }
+        Store {
+            inner: Mutex::new(Inner {
+                rv: 1,
+                ..Default::default()
+            }),
+            tx,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -131,7 +145,12 @@ impl Store {
     }
 
     fn record(&self, inner: &mut Inner, kind: EventType, key: &ResourceKey, object: Value) {
-        let ev = Arc::new(Event { rv: inner.rv, kind, key: key.clone(), object });
+        let ev = Arc::new(Event {
+            rv: inner.rv,
+            kind,
+            key: key.clone(),
+            object,
+        });
         inner.history.push_back(ev.clone());
         while inner.history.len() > HISTORY {
             if let Some(old) = inner.history.pop_front() {
@@ -144,12 +163,17 @@ impl Store {
 
     /// One object.
     pub fn get(&self, key: &ResourceKey, ns: &str, name: &str) -> Option<Value> {
-        self.lock().objects.get(key)?.get(&(ns.to_string(), name.to_string())).cloned()
+        self.lock()
+            .objects
+            .get(key)?
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// Whether a namespace exists.
     pub fn namespace_exists(&self, ns: &str) -> bool {
-        self.get(&(String::new(), "namespaces".into()), "", ns).is_some()
+        self.get(&(String::new(), "namespaces".into()), "", ns)
+            .is_some()
     }
 
     /// All objects of a resource (in one namespace or all), sorted by namespace and name, and
@@ -194,13 +218,21 @@ impl Store {
         if meta.get("uid").and_then(Value::as_str).is_none() {
             meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
         }
-        if meta.get("creationTimestamp").and_then(Value::as_str).is_none() {
+        if meta
+            .get("creationTimestamp")
+            .and_then(Value::as_str)
+            .is_none()
+        {
             meta["creationTimestamp"] = json!(now_rfc3339());
         }
         if obj.get("spec").is_some() && obj["metadata"].get("generation").is_none() {
             obj["metadata"]["generation"] = json!(1);
         }
-        inner.objects.entry(key.clone()).or_default().insert((ns, name), obj.clone());
+        inner
+            .objects
+            .entry(key.clone())
+            .or_default()
+            .insert((ns, name), obj.clone());
         self.record(&mut inner, EventType::Added, key, obj.clone());
         Ok(obj)
     }
@@ -209,7 +241,13 @@ impl Store {
     /// the new one; a resourceVersion in the result that differs from the stored one is a
     /// conflict (optimistic concurrency), an absent one means "unconditional". Identity fields
     /// (uid, creationTimestamp) are kept and generation is bumped when the spec changed.
-    pub fn modify<F>(&self, key: &ResourceKey, ns: &str, name: &str, f: F) -> Result<Value, ApiError>
+    pub fn modify<F>(
+        &self,
+        key: &ResourceKey,
+        ns: &str,
+        name: &str,
+        f: F,
+    ) -> Result<Value, ApiError>
     where
         F: FnOnce(&Value) -> Result<Value, ApiError>,
     {
@@ -222,9 +260,17 @@ impl Store {
             .cloned()
             .ok_or_else(|| ApiError::not_found(&key.0, &key.1, name))?;
         let mut next = f(&current)?;
-        let cur_rv = current["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
-        match next["metadata"].get("resourceVersion").and_then(Value::as_str) {
-            Some(rv) if !rv.is_empty() && rv != cur_rv => return Err(ApiError::conflict(&key.0, &key.1, name)),
+        let cur_rv = current["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match next["metadata"]
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+        {
+            Some(rv) if !rv.is_empty() && rv != cur_rv => {
+                return Err(ApiError::conflict(&key.0, &key.1, name))
+            }
             _ => {}
         }
         // Identity is the server's, whatever the client sent.
@@ -234,8 +280,15 @@ impl Store {
         }
         next["metadata"]["uid"] = current["metadata"]["uid"].clone();
         next["metadata"]["creationTimestamp"] = current["metadata"]["creationTimestamp"].clone();
-        if let Some(g) = current["metadata"].get("generation").and_then(Value::as_i64) {
-            let bumped = if spec_part(&current) != spec_part(&next) { g + 1 } else { g };
+        if let Some(g) = current["metadata"]
+            .get("generation")
+            .and_then(Value::as_i64)
+        {
+            let bumped = if spec_part(&current) != spec_part(&next) {
+                g + 1
+            } else {
+                g
+            };
             next["metadata"]["generation"] = json!(bumped);
         }
         // No-op writes do not bump the resourceVersion, as upstream.
@@ -246,14 +299,24 @@ impl Store {
         inner.rv += 1;
         let rv = inner.rv;
         next["metadata"]["resourceVersion"] = json!(rv.to_string());
-        inner.objects.entry(key.clone()).or_default().insert(id, next.clone());
+        inner
+            .objects
+            .entry(key.clone())
+            .or_default()
+            .insert(id, next.clone());
         self.record(&mut inner, EventType::Modified, key, next.clone());
         Ok(next)
     }
 
     /// Removes an object and, when `cascade`, everything it owns (by ownerReferences uid,
     /// transitively) and, for a namespace, everything in it. Returns the removed object.
-    pub fn delete(&self, key: &ResourceKey, ns: &str, name: &str, cascade: bool) -> Result<Value, ApiError> {
+    pub fn delete(
+        &self,
+        key: &ResourceKey,
+        ns: &str,
+        name: &str,
+        cascade: bool,
+    ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
         let obj = self.remove_locked(&mut inner, key, ns, name)?;
         if key.0.is_empty() && key.1 == "namespaces" {
@@ -262,21 +325,32 @@ impl Store {
                 let victims: Vec<String> = inner
                     .objects
                     .get(&k)
-                    .map(|m| m.keys().filter(|(n, _)| n == name).map(|(_, x)| x.clone()).collect())
+                    .map(|m| {
+                        m.keys()
+                            .filter(|(n, _)| n == name)
+                            .map(|(_, x)| x.clone())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 for v in victims {
                     let _ = self.remove_locked(&mut inner, &k, name, &v);
                 }
             }
         } else if cascade {
-            let mut owners = vec![obj["metadata"]["uid"].as_str().unwrap_or_default().to_string()];
+            let mut owners = vec![obj["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()];
             while let Some(uid) = owners.pop() {
                 let mut victims = Vec::new();
                 for (k, m) in &inner.objects {
                     for ((n, x), o) in m {
-                        let owned = o["metadata"]["ownerReferences"]
-                            .as_array()
-                            .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid.as_str())));
+                        let owned =
+                            o["metadata"]["ownerReferences"]
+                                .as_array()
+                                .is_some_and(|refs| {
+                                    refs.iter().any(|r| r["uid"].as_str() == Some(uid.as_str()))
+                                });
                         if owned {
                             victims.push((k.clone(), n.clone(), x.clone()));
                         }
@@ -284,7 +358,12 @@ impl Store {
                 }
                 for (k, n, x) in victims {
                     if let Ok(o) = self.remove_locked(&mut inner, &k, &n, &x) {
-                        owners.push(o["metadata"]["uid"].as_str().unwrap_or_default().to_string());
+                        owners.push(
+                            o["metadata"]["uid"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                        );
                     }
                 }
             }
@@ -292,7 +371,13 @@ impl Store {
         Ok(obj)
     }
 
-    fn remove_locked(&self, inner: &mut Inner, key: &ResourceKey, ns: &str, name: &str) -> Result<Value, ApiError> {
+    fn remove_locked(
+        &self,
+        inner: &mut Inner,
+        key: &ResourceKey,
+        ns: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         let mut obj = inner
             .objects
             .get_mut(key)
@@ -312,10 +397,18 @@ impl Store {
     ) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), TooOld> {
         let inner = self.lock();
         if since < inner.floor {
-            return Err(TooOld { requested: since, oldest: inner.floor + 1 });
+            return Err(TooOld {
+                requested: since,
+                oldest: inner.floor + 1,
+            });
         }
         let rx = self.tx.subscribe();
-        let replay = inner.history.iter().filter(|e| e.rv > since).cloned().collect();
+        let replay = inner
+            .history
+            .iter()
+            .filter(|e| e.rv > since)
+            .cloned()
+            .collect();
         Ok((replay, rx))
     }
 
@@ -331,7 +424,12 @@ impl Store {
         let items = inner
             .objects
             .get(key)
-            .map(|m| m.iter().filter(|((n, _), _)| ns.is_none_or(|w| w == n)).map(|(_, v)| v.clone()).collect())
+            .map(|m| {
+                m.iter()
+                    .filter(|((n, _), _)| ns.is_none_or(|w| w == n))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         (items, inner.rv, rx)
     }
@@ -341,7 +439,11 @@ impl Store {
         let inner = self.lock();
         let mut out = serde_json::Map::new();
         for ((g, r), m) in &inner.objects {
-            let k = if g.is_empty() { r.clone() } else { format!("{r}.{g}") };
+            let k = if g.is_empty() {
+                r.clone()
+            } else {
+                format!("{r}.{g}")
+            };
             out.insert(k, Value::Array(m.values().cloned().collect()));
         }
         Value::Object(out)
@@ -364,7 +466,8 @@ mod tests {
 
     fn store_with_ns() -> Store {
         let s = Store::new();
-        s.create(&key("namespaces"), json!({"metadata": {"name": "default"}})).unwrap();
+        s.create(&key("namespaces"), json!({"metadata": {"name": "default"}}))
+            .unwrap();
         s
     }
 
@@ -374,15 +477,28 @@ mod tests {
         let cm = json!({"metadata": {"name": "a", "namespace": "default"}, "data": {"k": "v"}});
         let created = s.create(&key("configmaps"), cm.clone()).unwrap();
         assert!(created["metadata"]["uid"].is_string());
-        assert_eq!(s.create(&key("configmaps"), cm.clone()).unwrap_err().reason, "AlreadyExists");
+        assert_eq!(
+            s.create(&key("configmaps"), cm.clone()).unwrap_err().reason,
+            "AlreadyExists"
+        );
         let missing_ns = json!({"metadata": {"name": "a", "namespace": "nope"}});
-        assert_eq!(s.create(&key("configmaps"), missing_ns).unwrap_err().code, 404);
+        assert_eq!(
+            s.create(&key("configmaps"), missing_ns).unwrap_err().code,
+            404
+        );
 
         // Stale resourceVersion -> Conflict; current one -> ok; none -> unconditional.
-        let stale = |_: &Value| Ok(json!({"metadata": {"resourceVersion": "1"}, "data": {"k": "x"}}));
-        assert_eq!(s.modify(&key("configmaps"), "default", "a", stale).unwrap_err().reason, "Conflict");
+        let stale =
+            |_: &Value| Ok(json!({"metadata": {"resourceVersion": "1"}, "data": {"k": "x"}}));
+        assert_eq!(
+            s.modify(&key("configmaps"), "default", "a", stale)
+                .unwrap_err()
+                .reason,
+            "Conflict"
+        );
         let rv = created["metadata"]["resourceVersion"].clone();
-        let fresh = move |_: &Value| Ok(json!({"metadata": {"resourceVersion": rv}, "data": {"k": "y"}}));
+        let fresh =
+            move |_: &Value| Ok(json!({"metadata": {"resourceVersion": rv}, "data": {"k": "y"}}));
         let updated = s.modify(&key("configmaps"), "default", "a", fresh).unwrap();
         assert_eq!(updated["data"]["k"], "y");
         assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
@@ -396,7 +512,11 @@ mod tests {
     fn generation_bumps_only_on_spec_change() {
         let s = store_with_ns();
         let k = ("apps".to_string(), "deployments".to_string());
-        s.create(&k, json!({"metadata": {"name": "d", "namespace": "default"}, "spec": {"replicas": 1}})).unwrap();
+        s.create(
+            &k,
+            json!({"metadata": {"name": "d", "namespace": "default"}, "spec": {"replicas": 1}}),
+        )
+        .unwrap();
         let cases = [
             (json!({"replicas": 1}), json!({"a": "b"}), 1),
             (json!({"replicas": 2}), json!({"a": "b"}), 2),
@@ -419,14 +539,27 @@ mod tests {
     fn namespace_delete_and_cascade() {
         let s = store_with_ns();
         let rs = s
-            .create(&("apps".into(), "replicasets".into()), json!({"metadata": {"name": "rs", "namespace": "default"}}))
+            .create(
+                &("apps".into(), "replicasets".into()),
+                json!({"metadata": {"name": "rs", "namespace": "default"}}),
+            )
             .unwrap();
         let uid = rs["metadata"]["uid"].clone();
         s.create(&key("pods"), json!({"metadata": {"name": "p", "namespace": "default", "ownerReferences": [{"uid": uid}]}}))
             .unwrap();
-        s.delete(&("apps".into(), "replicasets".into()), "default", "rs", true).unwrap();
+        s.delete(
+            &("apps".into(), "replicasets".into()),
+            "default",
+            "rs",
+            true,
+        )
+        .unwrap();
         assert!(s.get(&key("pods"), "default", "p").is_none());
-        s.create(&key("configmaps"), json!({"metadata": {"name": "c", "namespace": "default"}})).unwrap();
+        s.create(
+            &key("configmaps"),
+            json!({"metadata": {"name": "c", "namespace": "default"}}),
+        )
+        .unwrap();
         s.delete(&key("namespaces"), "", "default", true).unwrap();
         assert!(s.get(&key("configmaps"), "default", "c").is_none());
     }
@@ -436,12 +569,20 @@ mod tests {
         let s = store_with_ns();
         let start = s.current_rv();
         for i in 0..3 {
-            s.create(&key("configmaps"), json!({"metadata": {"name": format!("c{i}"), "namespace": "default"}})).unwrap();
+            s.create(
+                &key("configmaps"),
+                json!({"metadata": {"name": format!("c{i}"), "namespace": "default"}}),
+            )
+            .unwrap();
         }
         let (replay, _rx) = s.watch_from(start).unwrap();
         assert_eq!(replay.len(), 3);
         for i in 0..HISTORY + 5 {
-            s.create(&key("configmaps"), json!({"metadata": {"name": format!("x{i}"), "namespace": "default"}})).unwrap();
+            s.create(
+                &key("configmaps"),
+                json!({"metadata": {"name": format!("x{i}"), "namespace": "default"}}),
+            )
+            .unwrap();
         }
         assert!(s.watch_from(start).is_err());
     }

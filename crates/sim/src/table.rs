@@ -167,7 +167,11 @@ pub fn human_duration(secs: i64) -> String {
     let minutes = secs / 60;
     if minutes < 10 {
         let s = secs % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     }
     if minutes < 180 {
         return format!("{minutes}m");
@@ -175,21 +179,33 @@ pub fn human_duration(secs: i64) -> String {
     let hours = secs / 3600;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
     }
     if hours < 48 {
         return format!("{hours}h");
     }
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
+        return if h == 0 {
+            format!("{}d", hours / 24)
+        } else {
+            format!("{}d{h}h", hours / 24)
+        };
     }
     if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
     }
     if hours < 24 * 365 * 8 {
         let dy = (hours / 24) % 365;
-        return if dy == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{dy}d", hours / 24 / 365) };
+        return if dy == 0 {
+            format!("{}y", hours / 24 / 365)
+        } else {
+            format!("{}y{dy}d", hours / 24 / 365)
+        };
     }
     format!("{}y", hours / 24 / 365)
 }
@@ -224,20 +240,36 @@ fn i(v: &Value) -> i64 {
 fn join_containers(spec: &Value, field: &str) -> String {
     spec["containers"]
         .as_array()
-        .map(|cs| cs.iter().map(|c| s(&c[field])).collect::<Vec<_>>().join(","))
+        .map(|cs| {
+            cs.iter()
+                .map(|c| s(&c[field]))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_default()
 }
 
 /// `a=b,c=d` rendering of a label map or `matchLabels` selector.
 pub fn selector_string(sel: &Value) -> String {
-    let labels = if sel.get("matchLabels").is_some() || sel.get("matchExpressions").is_some() { &sel["matchLabels"] } else { sel };
+    let labels = if sel.get("matchLabels").is_some() || sel.get("matchExpressions").is_some() {
+        &sel["matchLabels"]
+    } else {
+        sel
+    };
     let mut parts: Vec<String> = labels
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(exprs) = sel["matchExpressions"].as_array() {
         for e in exprs {
-            let vals: Vec<String> = e["values"].as_array().map(|a| a.iter().map(s).collect()).unwrap_or_default();
+            let vals: Vec<String> = e["values"]
+                .as_array()
+                .map(|a| a.iter().map(s).collect())
+                .unwrap_or_default();
             let key = s(&e["key"]);
             parts.push(match s(&e["operator"]).as_str() {
                 "In" => format!("{key} in ({})", vals.join(",")),
@@ -255,8 +287,16 @@ pub fn pod_status(pod: &Value) -> String {
     if pod["metadata"]["deletionTimestamp"].is_string() {
         return "Terminating".into();
     }
-    let mut reason = pod["status"]["reason"].as_str().or(pod["status"]["phase"].as_str()).unwrap_or("Pending").to_string();
-    for cs in pod["status"]["containerStatuses"].as_array().into_iter().flatten() {
+    let mut reason = pod["status"]["reason"]
+        .as_str()
+        .or(pod["status"]["phase"].as_str())
+        .unwrap_or("Pending")
+        .to_string();
+    for cs in pod["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if let Some(r) = cs["state"]["waiting"]["reason"].as_str() {
             reason = r.to_string();
         } else if let Some(r) = cs["state"]["terminated"]["reason"].as_str() {
@@ -273,11 +313,17 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
     let st = &o["status"];
     match kind {
         "Pod" => {
-            let statuses = st["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let statuses = st["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let total = spec["containers"].as_array().map(Vec::len).unwrap_or(0);
             let ready = statuses.iter().filter(|c| c["ready"] == true).count();
             let restarts: i64 = statuses.iter().map(|c| i(&c["restartCount"])).sum();
-            let gates = spec["readinessGates"].as_array().map(|g| format!("0/{}", g.len())).unwrap_or_else(|| "<none>".into());
+            let gates = spec["readinessGates"]
+                .as_array()
+                .map(|g| format!("0/{}", g.len()))
+                .unwrap_or_else(|| "<none>".into());
             vec![
                 name,
                 json!(format!("{ready}/{total}")),
@@ -294,7 +340,11 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             let tspec = &spec["template"]["spec"];
             vec![
                 name,
-                json!(format!("{}/{}", i(&st["readyReplicas"]), spec["replicas"].as_i64().unwrap_or(1))),
+                json!(format!(
+                    "{}/{}",
+                    i(&st["readyReplicas"]),
+                    spec["replicas"].as_i64().unwrap_or(1)
+                )),
                 json!(i(&st["updatedReplicas"])),
                 json!(i(&st["availableReplicas"])),
                 age_v,
@@ -320,7 +370,11 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             let tspec = &spec["template"]["spec"];
             vec![
                 name,
-                json!(format!("{}/{}", i(&st["readyReplicas"]), spec["replicas"].as_i64().unwrap_or(1))),
+                json!(format!(
+                    "{}/{}",
+                    i(&st["readyReplicas"]),
+                    spec["replicas"].as_i64().unwrap_or(1)
+                )),
                 age_v,
                 json!(join_containers(tspec, "name")),
                 json!(join_containers(tspec, "image")),
@@ -333,7 +387,9 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             json!(i(&st["numberReady"])),
             json!(i(&st["updatedNumberScheduled"])),
             json!(i(&st["numberAvailable"])),
-            json!(or_none(selector_string(&spec["template"]["spec"]["nodeSelector"]))),
+            json!(or_none(selector_string(
+                &spec["template"]["spec"]["nodeSelector"]
+            ))),
             age_v,
         ],
         "Service" => {
@@ -352,7 +408,10 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                         .join(",")
                 })
                 .unwrap_or_default();
-            let ext = spec["externalIPs"].as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(",")).unwrap_or_default();
+            let ext = spec["externalIPs"]
+                .as_array()
+                .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+                .unwrap_or_default();
             vec![
                 name,
                 json!(spec["type"].as_str().unwrap_or("ClusterIP")),
@@ -368,7 +427,13 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             let ready = st["conditions"]
                 .as_array()
                 .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-                .map(|c| if c["status"] == "True" { "Ready" } else { "NotReady" })
+                .map(|c| {
+                    if c["status"] == "True" {
+                        "Ready"
+                    } else {
+                        "NotReady"
+                    }
+                })
                 .unwrap_or("Unknown");
             let mut status = ready.to_string();
             if spec["unschedulable"] == true {
@@ -376,16 +441,29 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             }
             let roles: Vec<String> = o["metadata"]["labels"]
                 .as_object()
-                .map(|m| m.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/")).map(str::to_string).collect())
+                .map(|m| {
+                    m.keys()
+                        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default();
             let addr = |t: &str| {
-                st["addresses"].as_array().and_then(|a| a.iter().find(|x| x["type"] == t)).map(|x| s(&x["address"])).unwrap_or_default()
+                st["addresses"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|x| x["type"] == t))
+                    .map(|x| s(&x["address"]))
+                    .unwrap_or_default()
             };
             let ni = &st["nodeInfo"];
             vec![
                 name,
                 json!(status),
-                json!(if roles.is_empty() { "<none>".to_string() } else { roles.join(",") }),
+                json!(if roles.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    roles.join(",")
+                }),
                 age_v,
                 json!(s(&ni["kubeletVersion"])),
                 json!(or_none(addr("InternalIP"))),
@@ -396,16 +474,34 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             ]
         }
         "ConfigMap" => {
-            let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0) + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0);
+            let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0)
+                + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0);
             vec![name, json!(n), age_v]
         }
         "Secret" => {
             let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0);
-            vec![name, json!(o["type"].as_str().unwrap_or("Opaque")), json!(n), age_v]
+            vec![
+                name,
+                json!(o["type"].as_str().unwrap_or("Opaque")),
+                json!(n),
+                age_v,
+            ]
         }
-        "ServiceAccount" => vec![name, json!(o["secrets"].as_array().map(Vec::len).unwrap_or(0).to_string()), age_v],
+        "ServiceAccount" => vec![
+            name,
+            json!(o["secrets"]
+                .as_array()
+                .map(Vec::len)
+                .unwrap_or(0)
+                .to_string()),
+            age_v,
+        ],
         "Event" => {
-            let last = if o["lastTimestamp"].is_string() { &o["lastTimestamp"] } else { &o["eventTime"] };
+            let last = if o["lastTimestamp"].is_string() {
+                &o["lastTimestamp"]
+            } else {
+                &o["eventTime"]
+            };
             let io = &o["involvedObject"];
             let object = format!("{}/{}", s(&io["kind"]).to_lowercase(), s(&io["name"]));
             let source = s(&o["source"]["component"]);
@@ -424,8 +520,18 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
         "Job" => {
             let succeeded = i(&st["succeeded"]);
             let completions = spec["completions"].as_i64().unwrap_or(1);
-            let status = if succeeded >= completions { "Complete" } else { "Running" };
-            vec![name, json!(status), json!(format!("{succeeded}/{completions}")), json!(""), age_v]
+            let status = if succeeded >= completions {
+                "Complete"
+            } else {
+                "Running"
+            };
+            vec![
+                name,
+                json!(status),
+                json!(format!("{succeeded}/{completions}")),
+                json!(""),
+                age_v,
+            ]
         }
         "CronJob" => vec![
             name,
@@ -433,7 +539,11 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             json!(or_none(s(&spec["timeZone"]))),
             json!(spec["suspend"].as_bool().unwrap_or(false)),
             json!(st["active"].as_array().map(Vec::len).unwrap_or(0)),
-            json!(if st["lastScheduleTime"].is_string() { age(&st["lastScheduleTime"]) } else { "<none>".into() }),
+            json!(if st["lastScheduleTime"].is_string() {
+                age(&st["lastScheduleTime"])
+            } else {
+                "<none>".into()
+            }),
             age_v,
         ],
         "Endpoints" => {
@@ -448,13 +558,26 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             vec![name, json!(or_none(eps.join(","))), age_v]
         }
         "Ingress" => {
-            let hosts: Vec<String> = spec["rules"].as_array().into_iter().flatten().filter_map(|r| r["host"].as_str().map(str::to_string)).collect();
+            let hosts: Vec<String> = spec["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["host"].as_str().map(str::to_string))
+                .collect();
             vec![
                 name,
                 json!(or_none(s(&spec["ingressClassName"]))),
-                json!(if hosts.is_empty() { "*".to_string() } else { hosts.join(",") }),
+                json!(if hosts.is_empty() {
+                    "*".to_string()
+                } else {
+                    hosts.join(",")
+                }),
                 json!(""),
-                json!(if spec["tls"].is_array() { "80, 443" } else { "80" }),
+                json!(if spec["tls"].is_array() {
+                    "80, 443"
+                } else {
+                    "80"
+                }),
                 age_v,
             ]
         }
@@ -469,7 +592,14 @@ pub fn partial_metadata(obj: &Value, version: &str) -> Value {
 
 /// Builds a Table for `objects` of `kind`. `rv` is the list's resourceVersion (empty for
 /// single objects and watch events); `cont` the continue token.
-pub fn to_table(kind: &str, objects: &[Value], include: IncludeObject, version: &str, rv: &str, cont: Option<&str>) -> Value {
+pub fn to_table(
+    kind: &str,
+    objects: &[Value],
+    include: IncludeObject,
+    version: &str,
+    rv: &str,
+    cont: Option<&str>,
+) -> Value {
     let defs: Vec<Value> = columns(kind)
         .into_iter()
         .map(|(n, t, p, d)| {
@@ -505,7 +635,17 @@ mod tests {
 
     #[test]
     fn human_duration_table() {
-        let cases = [(5, "5s"), (119, "119s"), (150, "2m30s"), (600, "10m"), (3 * 3600 + 60, "3h1m"), (10 * 3600, "10h"), (3 * 86400, "3d"), (3 * 86400 + 7200, "3d2h"), (20 * 86400, "20d")];
+        let cases = [
+            (5, "5s"),
+            (119, "119s"),
+            (150, "2m30s"),
+            (600, "10m"),
+            (3 * 3600 + 60, "3h1m"),
+            (10 * 3600, "10h"),
+            (3 * 86400, "3d"),
+            (3 * 86400 + 7200, "3d2h"),
+            (20 * 86400, "20d"),
+        ];
         for (secs, want) in cases {
             assert_eq!(human_duration(secs), want, "{secs}");
         }
@@ -525,15 +665,47 @@ mod tests {
         assert_eq!(cells[2], "CrashLoopBackOff");
         assert_eq!(cells[3], "1");
         assert_eq!(cells[5], "10.0.0.1");
-        assert_eq!(t["columnDefinitions"].as_array().unwrap().len(), cells.as_array().unwrap().len());
+        assert_eq!(
+            t["columnDefinitions"].as_array().unwrap().len(),
+            cells.as_array().unwrap().len()
+        );
         assert!(t["rows"][0].get("object").is_none());
     }
 
     #[test]
     fn every_kind_has_matching_cells() {
-        for kind in ["Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Service", "Namespace", "Node", "ConfigMap", "Secret", "ServiceAccount", "Event", "Job", "CronJob", "Endpoints", "Ingress", "Role"] {
-            let t = to_table(kind, &[json!({"metadata": {"name": "x"}})], IncludeObject::Metadata, "v1", "", None);
-            assert_eq!(t["columnDefinitions"].as_array().unwrap().len(), t["rows"][0]["cells"].as_array().unwrap().len(), "{kind}");
+        for kind in [
+            "Pod",
+            "Deployment",
+            "ReplicaSet",
+            "StatefulSet",
+            "DaemonSet",
+            "Service",
+            "Namespace",
+            "Node",
+            "ConfigMap",
+            "Secret",
+            "ServiceAccount",
+            "Event",
+            "Job",
+            "CronJob",
+            "Endpoints",
+            "Ingress",
+            "Role",
+        ] {
+            let t = to_table(
+                kind,
+                &[json!({"metadata": {"name": "x"}})],
+                IncludeObject::Metadata,
+                "v1",
+                "",
+                None,
+            );
+            assert_eq!(
+                t["columnDefinitions"].as_array().unwrap().len(),
+                t["rows"][0]["cells"].as_array().unwrap().len(),
+                "{kind}"
+            );
         }
     }
 }

@@ -35,14 +35,21 @@ pub fn generate() -> Result<Pki, SimError> {
     dn.push(DnType::CommonName, "sim-ca");
     ca_params.distinguished_name = dn;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages =
-        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_cert = ca_params.self_signed(&ca_key)?;
 
     let server_key = KeyPair::generate()?;
     let mut sp = CertificateParams::new(vec!["localhost".to_string()])?;
-    sp.subject_alt_names.push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-    sp.subject_alt_names.push(SanType::IpAddress(std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)));
+    sp.subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    sp.subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::V6(
+            std::net::Ipv6Addr::LOCALHOST,
+        )));
     let mut sdn = DistinguishedName::new();
     sdn.push(DnType::CommonName, "kube-apiserver");
     sp.distinguished_name = sdn;
@@ -62,14 +69,20 @@ pub fn generate() -> Result<Pki, SimError> {
     roots.add(ca_cert.der().clone())?;
     // Client certificates are optional: bearer tokens authenticate too, so unauthenticated
     // TLS clients are let through to the HTTP layer, which answers 401 like upstream.
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()?;
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![server_cert.der().clone(), ca_cert.der().clone()], key_der)?;
+        .with_single_cert(
+            vec![server_cert.der().clone(), ca_cert.der().clone()],
+            key_der,
+        )?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
     Ok(Pki {
@@ -83,5 +96,7 @@ pub fn generate() -> Result<Pki, SimError> {
 
 /// True if the presented chain's leaf is the admin client certificate.
 pub fn is_admin_cert(chain: Option<&[CertificateDer<'static>]>, admin_der: &[u8]) -> bool {
-    chain.and_then(|c| c.first()).is_some_and(|leaf| leaf.as_ref() == admin_der)
+    chain
+        .and_then(|c| c.first())
+        .is_some_and(|leaf| leaf.as_ref() == admin_der)
 }

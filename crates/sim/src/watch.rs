@@ -83,7 +83,9 @@ pub fn serve(store: Arc<Store>, w: WatchRequest) -> Response<Body> {
     let q = |k: &str| w.query.get(k).map(String::as_str);
     let bookmarks = q("allowWatchBookmarks") == Some("true");
     let send_initial = q("sendInitialEvents") == Some("true");
-    let timeout = q("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).unwrap_or(1800);
+    let timeout = q("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(1800);
     let key = (w.info.group.clone(), w.info.plural.clone());
 
     let ct = match &w.output {
@@ -103,9 +105,18 @@ pub fn serve(store: Arc<Store>, w: WatchRequest) -> Response<Body> {
                             .collect();
                         Ok((lines, None, rx))
                     }
-                    Err(old) => Err(ApiError::new(410, "Expired", format!("too old resource version: {} ({})", old.requested, old.oldest))),
+                    Err(old) => Err(ApiError::new(
+                        410,
+                        "Expired",
+                        format!(
+                            "too old resource version: {} ({})",
+                            old.requested, old.oldest
+                        ),
+                    )),
                 },
-                Err(_) => Err(ApiError::bad_request(format!("invalid resource version: {rv}"))),
+                Err(_) => Err(ApiError::bad_request(format!(
+                    "invalid resource version: {rv}"
+                ))),
             },
             _ => {
                 let ns = match &w.scope {
@@ -113,7 +124,11 @@ pub fn serve(store: Arc<Store>, w: WatchRequest) -> Response<Body> {
                     Scope::All => None,
                 };
                 let (items, rv, rx) = store.watch_snapshot(&key, ns);
-                let lines = items.iter().filter(|o| matches(&w, o)).map(|o| render(&w, "ADDED", o)).collect();
+                let lines = items
+                    .iter()
+                    .filter(|o| matches(&w, o))
+                    .map(|o| render(&w, "ADDED", o))
+                    .collect();
                 Ok((lines, if send_initial { Some(rv) } else { None }, rx))
             }
         };
@@ -122,7 +137,9 @@ pub fn serve(store: Arc<Store>, w: WatchRequest) -> Response<Body> {
         let (initial, initial_end_rv, mut live) = match start {
             Ok(s) => s,
             Err(e) => {
-                let _ = tx.send(line(&json!({"type": "ERROR", "object": e.to_status()}))).await;
+                let _ = tx
+                    .send(line(&json!({"type": "ERROR", "object": e.to_status()})))
+                    .await;
                 return;
             }
         };
@@ -165,13 +182,17 @@ pub fn serve(store: Arc<Store>, w: WatchRequest) -> Response<Body> {
         }
     });
 
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
-        .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
+            .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
     let body = BodyExt::boxed(StreamBody::new(stream));
     let mut resp = Response::new(body);
     if let Ok(h) = ct.parse() {
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, h);
     }
-    resp.headers_mut().insert(hyper::header::CACHE_CONTROL, hyper::header::HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-cache, private"),
+    );
     resp
 }

@@ -149,9 +149,17 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         let cases = [
-            (vec![0u8, b'h', b'i'], true, ChannelMessage::data(STDIN, &b"hi"[..])),
+            (
+                vec![0u8, b'h', b'i'],
+                true,
+                ChannelMessage::data(STDIN, &b"hi"[..]),
+            ),
             (vec![1u8], true, ChannelMessage::data(STDOUT, Bytes::new())),
-            (vec![255u8, 0], true, ChannelMessage::Close { channel: STDIN }),
+            (
+                vec![255u8, 0],
+                true,
+                ChannelMessage::Close { channel: STDIN },
+            ),
             (vec![255u8, 0], false, ChannelMessage::data(255, vec![0u8])),
         ];
         for (wire, v5, msg) in cases {
@@ -170,10 +178,16 @@ mod tests {
             Some(V5_CHANNEL_PROTOCOL)
         );
         assert_eq!(
-            negotiate(["v4.channel.k8s.io"], &[V5_CHANNEL_PROTOCOL, V4_CHANNEL_PROTOCOL]),
+            negotiate(
+                ["v4.channel.k8s.io"],
+                &[V5_CHANNEL_PROTOCOL, V4_CHANNEL_PROTOCOL]
+            ),
             Some(V4_CHANNEL_PROTOCOL)
         );
-        assert_eq!(negotiate(["base64.channel.k8s.io"], &[V5_CHANNEL_PROTOCOL]), None);
+        assert_eq!(
+            negotiate(["base64.channel.k8s.io"], &[V5_CHANNEL_PROTOCOL]),
+            None
+        );
     }
 
     #[test]

@@ -297,8 +297,9 @@ pub fn raw_https(server: &str, ca_pem: &str, request: &[u8]) -> RawResponse {
     let tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(request).unwrap();
-    tls.flush().unwrap();
+    // The server may answer and close before it has read everything (an early 400): a write
+    // error is not a test failure, the response is what counts.
+    let _ = tls.write_all(request).and_then(|_| tls.flush());
     let mut buf = Vec::new();
     // The server closes after `Connection: close`; a TLS close_notify may be missing.
     let _ = tls.read_to_end(&mut buf);

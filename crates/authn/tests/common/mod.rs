@@ -245,67 +245,135 @@ impl Drop for MockIssuer {
     }
 }
 
+#[derive(Clone)]
+struct MockState {
+    issuer: String,
+    jwks: Arc<Mutex<Value>>,
+    fetches: Arc<AtomicUsize>,
+    discovery_issuer: Arc<Mutex<Option<String>>>,
+}
+
+async fn mock_serve<S>(io: S, st: MockState)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let st = st.clone();
+        async move {
+            let body = match req.uri().path() {
+                "/.well-known/openid-configuration" => {
+                    let named = st
+                        .discovery_issuer
+                        .lock()
+                        .unwrap()
+                        .clone()
+                        .unwrap_or(st.issuer.clone());
+                    json!({"issuer": named, "jwks_uri": format!("{}/jwks", st.issuer)})
+                }
+                "/jwks" => {
+                    st.fetches.fetch_add(1, Ordering::SeqCst);
+                    st.jwks.lock().unwrap().clone()
+                }
+                _ => {
+                    return Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .status(404)
+                            .body(Full::new(Bytes::new()))
+                            .unwrap(),
+                    )
+                }
+            };
+            Ok(http::Response::new(Full::new(Bytes::from(
+                body.to_string(),
+            ))))
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+        .await;
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it.
+pub struct TestPki {
+    pub ca_pem: String,
+    pub server: rustls::ServerConfig,
+}
+
+pub fn test_pki() -> TestPki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "authn test ca");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+    )
+    .unwrap();
+    TestPki {
+        ca_pem: ca.pem(),
+        server,
+    }
+}
+
 impl MockIssuer {
+    /// Plain http on 127.0.0.1.
     pub async fn start(jwks: Value) -> Self {
+        Self::start_with(jwks, None).await
+    }
+
+    /// https on 127.0.0.1 with the given server config.
+    pub async fn start_tls(jwks: Value, tls: rustls::ServerConfig) -> Self {
+        Self::start_with(jwks, Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))).await
+    }
+
+    async fn start_with(jwks: Value, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
-        let issuer = format!("http://{addr}");
-        let jwks = Arc::new(Mutex::new(jwks));
-        let fetches = Arc::new(AtomicUsize::new(0));
-        let disc_iss = Arc::new(Mutex::new(None::<String>));
-        let (j, f, d, iss) = (
-            jwks.clone(),
-            fetches.clone(),
-            disc_iss.clone(),
-            issuer.clone(),
-        );
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let st = MockState {
+            issuer: format!("{scheme}://{addr}"),
+            jwks: Arc::new(Mutex::new(jwks)),
+            fetches: Arc::new(AtomicUsize::new(0)),
+            discovery_issuer: Arc::new(Mutex::new(None)),
+        };
+        let st2 = st.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (j, f, d, iss) = (j.clone(), f.clone(), d.clone(), iss.clone());
+                let (st, tls) = (st2.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(
-                        move |req: http::Request<hyper::body::Incoming>| {
-                            let (j, f, d, iss) = (j.clone(), f.clone(), d.clone(), iss.clone());
-                            async move {
-                                let body = match req.uri().path() {
-                                    "/.well-known/openid-configuration" => {
-                                        let named =
-                                            d.lock().unwrap().clone().unwrap_or(iss.clone());
-                                        json!({"issuer": named, "jwks_uri": format!("{iss}/jwks")})
-                                    }
-                                    "/jwks" => {
-                                        f.fetch_add(1, Ordering::SeqCst);
-                                        j.lock().unwrap().clone()
-                                    }
-                                    _ => {
-                                        return Ok::<_, std::convert::Infallible>(
-                                            http::Response::builder()
-                                                .status(404)
-                                                .body(Full::new(Bytes::new()))
-                                                .unwrap(),
-                                        )
-                                    }
-                                };
-                                Ok(http::Response::new(Full::new(Bytes::from(
-                                    body.to_string(),
-                                ))))
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(s) = acceptor.accept(stream).await {
+                                mock_serve(s, st).await
                             }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
+                        }
+                        None => mock_serve(stream, st).await,
+                    }
                 });
             }
         });
         Self {
-            issuer,
-            jwks,
-            jwks_fetches: fetches,
-            discovery_issuer: disc_iss,
+            issuer: st.issuer,
+            jwks: st.jwks,
+            jwks_fetches: st.fetches,
+            discovery_issuer: st.discovery_issuer,
             task,
         }
     }

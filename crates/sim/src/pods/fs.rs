@@ -198,7 +198,11 @@ impl Fs {
             Some(Node::File(_)) => return Err(FsError::NotDir),
             Some(Node::Dir) => {}
         }
-        let prefix = if dir == "/" { "/".to_owned() } else { format!("{dir}/") };
+        let prefix = if dir == "/" {
+            "/".to_owned()
+        } else {
+            format!("{dir}/")
+        };
         Ok(self
             .nodes
             .range(prefix.clone()..)
@@ -212,7 +216,11 @@ impl Fs {
 
     /// Every path at or below `path`, in sorted (parent-first) order.
     pub(crate) fn walk(&self, path: &str) -> Vec<(String, Node)> {
-        let prefix = if path == "/" { "/".to_owned() } else { format!("{path}/") };
+        let prefix = if path == "/" {
+            "/".to_owned()
+        } else {
+            format!("{path}/")
+        };
         self.nodes
             .iter()
             .filter(|(k, _)| *k == path || k.starts_with(&prefix))
@@ -233,7 +241,10 @@ IGNhIHNpZ25hdHVyZSAxMjM0NTY3ODkwAiBTaW11bGF0ZWQgY2Egc2lnbmF0dXJl
 -----END CERTIFICATE-----
 ";
 
-type Registry = Mutex<(HashMap<(String, String), Arc<Mutex<Fs>>>, Vec<(String, String)>)>;
+type Registry = Mutex<(
+    HashMap<(String, String), Arc<Mutex<Fs>>>,
+    Vec<(String, String)>,
+)>;
 
 /// The filesystem of `namespace/pod`, created on first use.
 pub(crate) fn for_pod(namespace: &str, pod: &str, hostname: &str) -> Arc<Mutex<Fs>> {

@@ -103,10 +103,7 @@ impl Stdin {
 /// Where a command's output goes.
 pub(crate) enum Sink {
     /// Straight to the client. `tty` translates `\n` to `\r\n` like a terminal's `onlcr`.
-    Chan {
-        tx: mpsc::Sender<Bytes>,
-        tty: bool,
-    },
+    Chan { tx: mpsc::Sender<Bytes>, tty: bool },
     /// Captured for a pipe or a redirect.
     Buf(Vec<u8>),
     /// Discarded (`stdout=false`, `2>/dev/null`).

@@ -25,7 +25,7 @@ pub(super) fn serve(ctx: PodContext, req: Request<Incoming>) -> Response<crate::
     let q = query_pairs(&req);
     let container = match pick_container(&ctx, param(&q, "container")) {
         Ok(c) => c.name,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if flag(&q, "previous") {
         return bad_request(&format!(
@@ -33,18 +33,18 @@ pub(super) fn serve(ctx: PodContext, req: Request<Incoming>) -> Response<crate::
             ctx.name
         ));
     }
-    let num = |k: &str| -> Result<Option<i64>, Response<crate::Body>> {
+    let num = |k: &str| -> Result<Option<i64>, super::Rejection> {
         match param(&q, k) {
             None | Some("") => Ok(None),
             Some(v) => v
                 .parse::<i64>()
                 .map(Some)
-                .map_err(|_| bad_request(&format!("invalid value for {k}: {v:?}"))),
+                .map_err(|_| Box::new(bad_request(&format!("invalid value for {k}: {v:?}")))),
         }
     };
     let (tail, since, limit) = match (num("tailLines"), num("sinceSeconds"), num("limitBytes")) {
         (Ok(t), Ok(s), Ok(l)) => (t, s, l),
-        (Err(r), _, _) | (_, Err(r), _) | (_, _, Err(r)) => return r,
+        (Err(r), _, _) | (_, Err(r), _) | (_, _, Err(r)) => return *r,
     };
     if limit.is_some_and(|l| l <= 0) {
         return bad_request("limitBytes must be greater than zero");
@@ -53,7 +53,9 @@ pub(super) fn serve(ctx: PodContext, req: Request<Incoming>) -> Response<crate::
         timestamps: flag(&q, "timestamps"),
         limit: limit.map(|l| l as usize),
     };
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let mut lines: Vec<(OffsetDateTime, String)> = (0..HISTORY)
         .map(|i| {
             let ts = now - time::Duration::seconds((HISTORY as i64 - i as i64) * HISTORY_STEP);
@@ -259,7 +261,12 @@ mod tests {
         let all: String = (0..8)
             .map(|i| line("payments-worker-0", "worker", i, OffsetDateTime::UNIX_EPOCH))
             .collect();
-        for needle in ["AWS_SECRET_ACCESS_KEY=", "DATABASE_URL=postgres://", "Bearer eyJ", "BEGIN RSA PRIVATE KEY"] {
+        for needle in [
+            "AWS_SECRET_ACCESS_KEY=",
+            "DATABASE_URL=postgres://",
+            "Bearer eyJ",
+            "BEGIN RSA PRIVATE KEY",
+        ] {
             assert!(all.contains(needle), "{needle}");
         }
     }

@@ -112,6 +112,9 @@ pub(crate) fn bad_request(message: &str) -> Response<crate::Body> {
     status_error(StatusCode::BAD_REQUEST, "BadRequest", message)
 }
 
+/// An error response produced before any upgrade; boxed because responses are large.
+pub(crate) type Rejection = Box<Response<crate::Body>>;
+
 /// The chosen container of a pod: its spec entry.
 pub(crate) struct Container<'a> {
     pub(crate) name: String,
@@ -123,14 +126,19 @@ pub(crate) struct Container<'a> {
 pub(crate) fn pick_container<'a>(
     ctx: &'a PodContext,
     requested: Option<&str>,
-) -> Result<Container<'a>, Response<crate::Body>> {
+) -> Result<Container<'a>, Rejection> {
     let containers: Vec<&Value> = ctx
         .pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
         .map(|a| a.iter().collect())
         .unwrap_or_default();
-    let name_of = |c: &Value| c.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+    let name_of = |c: &Value| {
+        c.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
     match requested.filter(|r| !r.is_empty()) {
         None => containers
             .first()
@@ -138,7 +146,7 @@ pub(crate) fn pick_container<'a>(
                 name: name_of(c),
                 spec: c,
             })
-            .ok_or_else(|| bad_request(&format!("pod {} has no containers", ctx.name))),
+            .ok_or_else(|| Box::new(bad_request(&format!("pod {} has no containers", ctx.name)))),
         Some(want) => containers
             .iter()
             .find(|c| name_of(c) == want)
@@ -147,16 +155,20 @@ pub(crate) fn pick_container<'a>(
                 spec: c,
             })
             .ok_or_else(|| {
-                bad_request(&format!(
+                Box::new(bad_request(&format!(
                     "container {want} is not valid for pod {}",
                     ctx.name
-                ))
+                )))
             }),
     }
 }
 
 /// The process environment of a container: what `env` prints inside it.
-pub(crate) fn container_env(ctx: &PodContext, c: &Container<'_>, tty: bool) -> Vec<(String, String)> {
+pub(crate) fn container_env(
+    ctx: &PodContext,
+    c: &Container<'_>,
+    tty: bool,
+) -> Vec<(String, String)> {
     let mut env = vec![
         (
             "PATH".to_owned(),
@@ -179,7 +191,10 @@ pub(crate) fn container_env(ctx: &PodContext, c: &Container<'_>, tty: bool) -> V
         };
         let value = if let Some(v) = e.get("value").and_then(Value::as_str) {
             v.to_owned()
-        } else if let Some(path) = e.pointer("/valueFrom/fieldRef/fieldPath").and_then(Value::as_str) {
+        } else if let Some(path) = e
+            .pointer("/valueFrom/fieldRef/fieldPath")
+            .and_then(Value::as_str)
+        {
             match path {
                 "metadata.name" => ctx.name.clone(),
                 "metadata.namespace" => ctx.namespace.clone(),
@@ -265,7 +280,10 @@ mod tests {
     #[test]
     fn container_selection() {
         let c = ctx();
-        assert_eq!(pick_container(&c, None).ok().map(|c| c.name), Some("app".into()));
+        assert_eq!(
+            pick_container(&c, None).ok().map(|c| c.name),
+            Some("app".into())
+        );
         assert_eq!(
             pick_container(&c, Some("log-shipper")).ok().map(|c| c.name),
             Some("log-shipper".into())

@@ -45,7 +45,7 @@ pub(super) fn serve(_ctx: PodContext, mut req: Request<Incoming>) -> Response<cr
                 });
                 acc.response
             }
-            Err(resp) => resp,
+            Err(resp) => *resp,
         }
     } else if upgrade::is_spdy(&req) {
         match upgrade::accept_spdy(&mut req, &[channel::PORT_FORWARD_PROTOCOL]) {
@@ -57,7 +57,7 @@ pub(super) fn serve(_ctx: PodContext, mut req: Request<Incoming>) -> Response<cr
                 });
                 acc.response
             }
-            Err(resp) => resp,
+            Err(resp) => *resp,
         }
     } else {
         bad_request("Upgrade request required")
@@ -127,7 +127,8 @@ async fn channel_session(ws: Ws, ports: Vec<u16>) {
             Message::Close(_) => break,
             _ => continue,
         };
-        if let Ok(ChannelMessage::Data { channel, payload }) = ChannelMessage::decode(&data, false) {
+        if let Ok(ChannelMessage::Data { channel, payload }) = ChannelMessage::decode(&data, false)
+        {
             if channel % 2 == 0 && usize::from(channel / 2) < ports.len() && !payload.is_empty() {
                 let echo = ChannelMessage::data(channel, payload).encode().to_vec();
                 if sink.send(Message::Binary(echo)).await.is_err() {
@@ -136,5 +137,5 @@ async fn channel_session(ws: Ws, ports: Vec<u16>) {
             }
         }
     }
-    let _ = sink.close().await;
+    let _ = sink.send(super::upgrade::normal_close()).await;
 }

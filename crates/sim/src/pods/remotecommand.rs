@@ -36,11 +36,15 @@ struct Spec {
     env: Vec<(String, String)>,
 }
 
-pub(super) fn serve(attach: bool, ctx: PodContext, mut req: Request<Incoming>) -> Response<crate::Body> {
+pub(super) fn serve(
+    attach: bool,
+    ctx: PodContext,
+    mut req: Request<Incoming>,
+) -> Response<crate::Body> {
     let q = query_pairs(&req);
     let container = match pick_container(&ctx, param(&q, "container")) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let command: Vec<String> = q
         .iter()
@@ -78,7 +82,7 @@ pub(super) fn serve(attach: bool, ctx: PodContext, mut req: Request<Incoming>) -
                 });
                 acc.response
             }
-            Err(resp) => resp,
+            Err(resp) => *resp,
         }
     } else if upgrade::is_spdy(&req) {
         let supported = [channel::V4_CHANNEL_PROTOCOL, channel::V5_CHANNEL_PROTOCOL];
@@ -91,7 +95,7 @@ pub(super) fn serve(attach: bool, ctx: PodContext, mut req: Request<Incoming>) -
                 });
                 acc.response
             }
-            Err(resp) => resp,
+            Err(resp) => *resp,
         }
     } else {
         bad_request("Upgrade request required")
@@ -165,7 +169,7 @@ async fn websocket_session(ws: Ws, v5: bool, spec: Spec) {
                 return;
             }
         }
-        let _ = sink.close().await;
+        let _ = sink.send(super::upgrade::normal_close()).await;
     });
 
     let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(16);
@@ -222,7 +226,10 @@ async fn websocket_session(ws: Ws, v5: bool, spec: Spec) {
     drop(out_tx);
     let _ = writer.await;
     // Give the client time to answer the close handshake, then drop the connection.
-    if tokio::time::timeout(CLOSE_GRACE, &mut reader).await.is_err() {
+    if tokio::time::timeout(CLOSE_GRACE, &mut reader)
+        .await
+        .is_err()
+    {
         reader.abort();
     }
 }

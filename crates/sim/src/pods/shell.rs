@@ -347,7 +347,11 @@ impl Shell {
     }
 
     /// Runs a script; returns its exit status.
-    pub(crate) fn run_script<'a>(&'a mut self, src: &'a str, io: &'a mut Io<'_>) -> BoxFut<'a, i32> {
+    pub(crate) fn run_script<'a>(
+        &'a mut self,
+        src: &'a str,
+        io: &'a mut Io<'_>,
+    ) -> BoxFut<'a, i32> {
         Box::pin(async move {
             let list = match parse(src) {
                 Ok(l) => l,
@@ -419,7 +423,10 @@ impl Shell {
                         Ok(d) => stdin_redirect = Some(Stdin::Buf(Bytes::from(d))),
                         Err(e) => {
                             io.stderr
-                                .write(format!("sh: can't open '{target}': {}\n", e.message()).as_bytes())
+                                .write(
+                                    format!("sh: can't open '{target}': {}\n", e.message())
+                                        .as_bytes(),
+                                )
                                 .await;
                             return 1;
                         }
@@ -522,7 +529,9 @@ impl Shell {
                     0
                 }
                 "id" => {
-                    io.stdout.write(b"uid=0(root) gid=0(root) groups=0(root)\n").await;
+                    io.stdout
+                        .write(b"uid=0(root) gid=0(root) groups=0(root)\n")
+                        .await;
                     0
                 }
                 "uname" => {
@@ -543,7 +552,12 @@ impl Shell {
                         0
                     } else {
                         io.stderr
-                            .write(format!("sh: cd: can't cd to {target}: No such file or directory\n").as_bytes())
+                            .write(
+                                format!(
+                                    "sh: cd: can't cd to {target}: No such file or directory\n"
+                                )
+                                .as_bytes(),
+                            )
                             .await;
                         2
                     }
@@ -586,7 +600,9 @@ impl Shell {
                 "tar" => self.tar(args, io).await,
                 "sh" | "bash" | "ash" => self.sh(args, io).await,
                 _ => {
-                    io.stderr.write(format!("sh: {name}: not found\n").as_bytes()).await;
+                    io.stderr
+                        .write(format!("sh: {name}: not found\n").as_bytes())
+                        .await;
                     127
                 }
             }
@@ -614,7 +630,10 @@ impl Shell {
     }
 
     async fn cat(&mut self, args: &[String], io: &mut Io<'_>) -> i32 {
-        let files: Vec<&String> = args.iter().filter(|a| !a.starts_with('-') || *a == "-").collect();
+        let files: Vec<&String> = args
+            .iter()
+            .filter(|a| !a.starts_with('-') || *a == "-")
+            .collect();
         if files.is_empty() {
             while let Some(c) = io.stdin.chunk().await {
                 io.stdout.write(&c).await;
@@ -634,7 +653,9 @@ impl Shell {
             match data {
                 Ok(d) => io.stdout.write(&d).await,
                 Err(e) => {
-                    io.stderr.write(format!("cat: can't open '{f}': {}\n", e.message()).as_bytes()).await;
+                    io.stderr
+                        .write(format!("cat: can't open '{f}': {}\n", e.message()).as_bytes())
+                        .await;
                     code = 1;
                 }
             }
@@ -645,7 +666,11 @@ impl Shell {
     async fn ls(&mut self, args: &[String], io: &mut Io<'_>) -> i32 {
         let long = args.iter().any(|a| a.starts_with('-') && a.contains('l'));
         let all = args.iter().any(|a| a.starts_with('-') && a.contains('a'));
-        let mut paths: Vec<&str> = args.iter().filter(|a| !a.starts_with('-')).map(String::as_str).collect();
+        let mut paths: Vec<&str> = args
+            .iter()
+            .filter(|a| !a.starts_with('-'))
+            .map(String::as_str)
+            .collect();
         if paths.is_empty() {
             paths.push(".");
         }
@@ -661,9 +686,14 @@ impl Shell {
                 }
                 match node {
                     Some(Node::File(d)) => {
-                        format!("-rw-r--r--    1 root     root     {:>8} Jan  1 00:00 {name}\n", d.len())
+                        format!(
+                            "-rw-r--r--    1 root     root     {:>8} Jan  1 00:00 {name}\n",
+                            d.len()
+                        )
                     }
-                    _ => format!("drwxr-xr-x    2 root     root         4096 Jan  1 00:00 {name}\n"),
+                    _ => {
+                        format!("drwxr-xr-x    2 root     root         4096 Jan  1 00:00 {name}\n")
+                    }
                 }
             };
             for (i, p) in paths.iter().enumerate() {
@@ -714,7 +744,9 @@ impl Shell {
                 }
             };
             if let Err(m) = res {
-                io.stderr.write(format!("mkdir: can't create directory '{a}': {m}\n").as_bytes()).await;
+                io.stderr
+                    .write(format!("mkdir: can't create directory '{a}': {m}\n").as_bytes())
+                    .await;
                 return 1;
             }
         }
@@ -722,8 +754,15 @@ impl Shell {
     }
 
     async fn rm(&mut self, args: &[String], io: &mut Io<'_>) -> i32 {
-        let flags: String = args.iter().filter(|a| a.starts_with('-')).map(|a| &a[1..]).collect();
-        let (recursive, force) = (flags.contains('r') || flags.contains('R'), flags.contains('f'));
+        let flags: String = args
+            .iter()
+            .filter(|a| a.starts_with('-'))
+            .map(|a| &a[1..])
+            .collect();
+        let (recursive, force) = (
+            flags.contains('r') || flags.contains('R'),
+            flags.contains('f'),
+        );
         let mut code = 0;
         for a in args.iter().filter(|a| !a.starts_with('-')) {
             let abs = normalize(&self.cwd, a);
@@ -732,7 +771,9 @@ impl Shell {
                 Ok(()) => {}
                 Err(super::fs::FsError::NotFound) if force => {}
                 Err(e) => {
-                    io.stderr.write(format!("rm: can't remove '{a}': {}\n", e.message()).as_bytes()).await;
+                    io.stderr
+                        .write(format!("rm: can't remove '{a}': {}\n", e.message()).as_bytes())
+                        .await;
                     code = 1;
                 }
             }
@@ -756,7 +797,9 @@ impl Shell {
         }
         let pattern = if base == "grep" {
             if rest.is_empty() {
-                io.stderr.write(b"Usage: grep [-v] PATTERN [FILE]...\n").await;
+                io.stderr
+                    .write(b"Usage: grep [-v] PATTERN [FILE]...\n")
+                    .await;
                 return 2;
             }
             Some(rest.remove(0))
@@ -773,7 +816,9 @@ impl Shell {
                 match r {
                     Ok(d) => v.extend_from_slice(&d),
                     Err(e) => {
-                        io.stderr.write(format!("{base}: {f}: {}\n", e.message()).as_bytes()).await;
+                        io.stderr
+                            .write(format!("{base}: {f}: {}\n", e.message()).as_bytes())
+                            .await;
                         return 1;
                     }
                 }
@@ -785,7 +830,11 @@ impl Shell {
             "head" => {
                 let n: usize = opts
                     .iter()
-                    .find_map(|o| o.strip_prefix("-n").or_else(|| o.strip_prefix('-')).and_then(|n| n.parse().ok()))
+                    .find_map(|o| {
+                        o.strip_prefix("-n")
+                            .or_else(|| o.strip_prefix('-'))
+                            .and_then(|n| n.parse().ok())
+                    })
                     .unwrap_or(10);
                 let out: String = text.split_inclusive('\n').take(n).collect();
                 io.stdout.write(out.as_bytes()).await;
@@ -825,8 +874,8 @@ impl Shell {
             if a.starts_with("--") {
                 continue;
             }
-            let letters = if a.starts_with('-') {
-                Some(&a[1..])
+            let letters = if let Some(l) = a.strip_prefix('-') {
+                Some(l)
             } else if first && !a.contains('/') {
                 Some(a.as_str())
             } else {
@@ -857,7 +906,9 @@ impl Shell {
         match mode {
             Some('c') => {
                 if paths.is_empty() {
-                    io.stderr.write(b"tar: Cowardly refusing to create an empty archive\n").await;
+                    io.stderr
+                        .write(b"tar: Cowardly refusing to create an empty archive\n")
+                        .await;
                     return 2;
                 }
                 let (data, errors) = {
@@ -865,7 +916,9 @@ impl Shell {
                     tar::create(&fs, &dir, &paths)
                 };
                 if paths.iter().any(|p| p.starts_with('/')) {
-                    io.stderr.write(b"tar: Removing leading `/' from member names\n").await;
+                    io.stderr
+                        .write(b"tar: Removing leading `/' from member names\n")
+                        .await;
                 }
                 io.stdout.write(&data).await;
                 for e in &errors {
@@ -892,7 +945,9 @@ impl Shell {
                 }
             }
             _ => {
-                io.stderr.write(b"tar: You must specify one of the '-Acdtrux' options\n").await;
+                io.stderr
+                    .write(b"tar: You must specify one of the '-Acdtrux' options\n")
+                    .await;
                 2
             }
         }
@@ -915,14 +970,22 @@ impl Shell {
                 "-i" | "-l" | "-e" | "-x" | "-" => {}
                 file => {
                     let abs = normalize(&self.cwd, file);
-                    let src = self.fs().read(&abs).map(|d| String::from_utf8_lossy(d).into_owned());
+                    let src = self
+                        .fs()
+                        .read(&abs)
+                        .map(|d| String::from_utf8_lossy(d).into_owned());
                     return match src {
                         Ok(src) => {
                             let code = self.run_script(&src, io).await;
                             self.exited.take().unwrap_or(code)
                         }
                         Err(_) => {
-                            io.stderr.write(format!("sh: can't open '{file}': No such file or directory\n").as_bytes()).await;
+                            io.stderr
+                                .write(
+                                    format!("sh: can't open '{file}': No such file or directory\n")
+                                        .as_bytes(),
+                                )
+                                .await;
                             127
                         }
                     };
@@ -1053,7 +1116,9 @@ fn unescape(s: &str) -> String {
 
 async fn printf(args: &[String], io: &mut Io<'_>) -> i32 {
     let Some(fmt) = args.first() else {
-        io.stderr.write(b"printf: usage: printf FORMAT [ARGUMENT]...\n").await;
+        io.stderr
+            .write(b"printf: usage: printf FORMAT [ARGUMENT]...\n")
+            .await;
         return 2;
     };
     let fmt = unescape(fmt);
@@ -1116,7 +1181,14 @@ mod tests {
         let (mut out, mut err) = (Sink::Buf(Vec::new()), Sink::Buf(Vec::new()));
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         let code = sh
-            .exec(&argv, &mut Io { stdin: &mut stdin, stdout: &mut out, stderr: &mut err })
+            .exec(
+                &argv,
+                &mut Io {
+                    stdin: &mut stdin,
+                    stdout: &mut out,
+                    stderr: &mut err,
+                },
+            )
             .await;
         let text = |s: Sink| match s {
             Sink::Buf(v) => String::from_utf8_lossy(&v).into_owned(),
@@ -1132,28 +1204,88 @@ mod tests {
             (&["echo", "-n", "x"], "", "x", "", 0),
             (&["cat"], "piped\n", "piped\n", "", 0),
             (&["cat", "/etc/hostname"], "", "web-1\n", "", 0),
-            (&["cat", "/nope"], "", "", "cat: can't open '/nope': No such file or directory\n", 1),
+            (
+                &["cat", "/nope"],
+                "",
+                "",
+                "cat: can't open '/nope': No such file or directory\n",
+                1,
+            ),
             (&["printf", "%s-%d\\n", "a", "7"], "", "a-7\n", "", 0),
             (&["printenv", "LOG_LEVEL"], "", "info\n", "", 0),
             (&["true"], "", "", "", 0),
             (&["false"], "", "", "", 1),
             (&["pwd"], "", "/\n", "", 0),
             (&["hostname"], "", "web-1\n", "", 0),
-            (&["ls", "/var/run/secrets/kubernetes.io/serviceaccount"], "", "ca.crt\nnamespace\ntoken\n", "", 0),
+            (
+                &["ls", "/var/run/secrets/kubernetes.io/serviceaccount"],
+                "",
+                "ca.crt\nnamespace\ntoken\n",
+                "",
+                0,
+            ),
             (&["nosuch"], "", "", "sh: nosuch: not found\n", 127),
             (&["sh", "-c", "exit 3"], "", "", "", 3),
-            (&["sh", "-c", "echo a; echo b && echo c"], "", "a\nb\nc\n", "", 0),
-            (&["sh", "-c", "false && echo no || echo yes"], "", "yes\n", "", 0),
+            (
+                &["sh", "-c", "echo a; echo b && echo c"],
+                "",
+                "a\nb\nc\n",
+                "",
+                0,
+            ),
+            (
+                &["sh", "-c", "false && echo no || echo yes"],
+                "",
+                "yes\n",
+                "",
+                0,
+            ),
             (&["sh", "-c", "false; echo $?"], "", "1\n", "", 0),
-            (&["sh", "-c", "echo 'single $HOSTNAME' \"double $HOSTNAME\""], "", "single $HOSTNAME double web-1\n", "", 0),
+            (
+                &["sh", "-c", "echo 'single $HOSTNAME' \"double $HOSTNAME\""],
+                "",
+                "single $HOSTNAME double web-1\n",
+                "",
+                0,
+            ),
             (&["sh", "-c", "echo one two | cat"], "", "one two\n", "", 0),
-            (&["sh", "-c", "printf 'a\\nb\\nc\\n' | grep b"], "", "b\n", "", 0),
-            (&["sh", "-c", "echo saved > /tmp/f && cat /tmp/f"], "", "saved\n", "", 0),
-            (&["sh", "-c", "nosuch 2>&1"], "", "sh: nosuch: not found\n", "", 127),
-            (&["sh", "-c", "echo before; exit 4; echo after"], "", "before\n", "", 4),
+            (
+                &["sh", "-c", "printf 'a\\nb\\nc\\n' | grep b"],
+                "",
+                "b\n",
+                "",
+                0,
+            ),
+            (
+                &["sh", "-c", "echo saved > /tmp/f && cat /tmp/f"],
+                "",
+                "saved\n",
+                "",
+                0,
+            ),
+            (
+                &["sh", "-c", "nosuch 2>&1"],
+                "",
+                "sh: nosuch: not found\n",
+                "",
+                127,
+            ),
+            (
+                &["sh", "-c", "echo before; exit 4; echo after"],
+                "",
+                "before\n",
+                "",
+                4,
+            ),
             (&["sh"], "echo from-stdin\nexit 5\n", "from-stdin\n", "", 5),
             (&["sh", "-c", "cd /etc && pwd"], "", "/etc\n", "", 0),
-            (&["sh", "-c", "echo 'unterminated"], "", "", "sh: unterminated quoted string\n", 2),
+            (
+                &["sh", "-c", "echo 'unterminated"],
+                "",
+                "",
+                "sh: unterminated quoted string\n",
+                2,
+            ),
             (&["sleep", "0.01"], "", "", "", 0),
         ];
         for (argv, stdin, out, err, code) in cases {

@@ -23,7 +23,9 @@ pub(crate) fn create(fs: &Fs, cwd: &str, paths: &[String]) -> (Vec<u8>, Vec<Stri
         let given = p.trim_start_matches('/').trim_end_matches('/');
         for (path, node) in fs.walk(&abs) {
             let suffix = &path[abs.len()..];
-            let mut name = format!("{given}{suffix}").trim_start_matches('/').to_owned();
+            let mut name = format!("{given}{suffix}")
+                .trim_start_matches('/')
+                .to_owned();
             if name.is_empty() {
                 name = ".".to_owned();
             }
@@ -34,7 +36,9 @@ pub(crate) fn create(fs: &Fs, cwd: &str, paths: &[String]) -> (Vec<u8>, Vec<Stri
             match res {
                 Some(h) => out.extend_from_slice(&h),
                 None => {
-                    errors.push(format!("tar: {name}: file name is too long (max 255); not dumped"));
+                    errors.push(format!(
+                        "tar: {name}: file name is too long (max 255); not dumped"
+                    ));
                     continue;
                 }
             }
@@ -104,7 +108,9 @@ fn parse_octal(field: &[u8]) -> Option<u64> {
 /// Extracts an archive into `dir`. Returns the names written and tar-style error messages.
 pub(crate) fn extract(fs: &mut Fs, dir: &str, data: &[u8]) -> Result<Vec<String>, String> {
     if !fs.is_dir(dir) {
-        return Err(format!("tar: {dir}: Cannot open: No such file or directory"));
+        return Err(format!(
+            "tar: {dir}: Cannot open: No such file or directory"
+        ));
     }
     let mut written = Vec::new();
     let mut pos = 0usize;
@@ -182,8 +188,10 @@ mod tests {
     fn create_then_extract_round_trips() {
         let mut fs = Fs::seeded("shop", "web", "web");
         fs.mkdir_p("/tmp/dir/sub").unwrap();
-        fs.write("/tmp/dir/a.txt", b"hello".to_vec(), false).unwrap();
-        fs.write("/tmp/dir/sub/b.txt", vec![7u8; 1000], false).unwrap();
+        fs.write("/tmp/dir/a.txt", b"hello".to_vec(), false)
+            .unwrap();
+        fs.write("/tmp/dir/sub/b.txt", vec![7u8; 1000], false)
+            .unwrap();
         let (tar, errs) = create(&fs, "/", &["/tmp/dir".to_owned()]);
         assert!(errs.is_empty());
         assert_eq!(tar.len() % BLOCK, 0);
@@ -191,10 +199,18 @@ mod tests {
         let names = extract(&mut other, "/root", &tar).unwrap();
         assert_eq!(
             names,
-            vec!["tmp/dir/", "tmp/dir/a.txt", "tmp/dir/sub/", "tmp/dir/sub/b.txt"]
+            vec![
+                "tmp/dir/",
+                "tmp/dir/a.txt",
+                "tmp/dir/sub/",
+                "tmp/dir/sub/b.txt"
+            ]
         );
         assert_eq!(other.read("/root/tmp/dir/a.txt").unwrap(), b"hello");
-        assert_eq!(other.read("/root/tmp/dir/sub/b.txt").unwrap(), &[7u8; 1000][..]);
+        assert_eq!(
+            other.read("/root/tmp/dir/sub/b.txt").unwrap(),
+            &[7u8; 1000][..]
+        );
     }
 
     #[test]
@@ -210,7 +226,10 @@ mod tests {
     fn missing_paths_and_truncated_archives_fail() {
         let fs = Fs::seeded("shop", "web", "web");
         let (_, errs) = create(&fs, "/", &["/nope".to_owned()]);
-        assert_eq!(errs, vec!["tar: /nope: Cannot stat: No such file or directory"]);
+        assert_eq!(
+            errs,
+            vec!["tar: /nope: Cannot stat: No such file or directory"]
+        );
         let mut fs = fs;
         let h = header("a", 100, b'0', 0o644).unwrap();
         assert!(extract(&mut fs, "/tmp", &h).is_err());

@@ -46,9 +46,9 @@ pub(crate) struct Accepted {
 pub(crate) fn accept_websocket(
     req: &mut Request<Incoming>,
     supported: &[&'static str],
-) -> Result<Accepted, Response<crate::Body>> {
+) -> Result<Accepted, super::Rejection> {
     let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
-        return Err(super::bad_request("missing Sec-WebSocket-Key"));
+        return Err(Box::new(super::bad_request("missing Sec-WebSocket-Key")));
     };
     let offered = req
         .headers()
@@ -57,11 +57,11 @@ pub(crate) fn accept_websocket(
         .filter_map(|v| v.to_str().ok().map(str::to_owned))
         .collect::<Vec<_>>();
     let Some(protocol) = streams::channel::negotiate(&offered, supported) else {
-        return Err(status_error(
+        return Err(Box::new(status_error(
             StatusCode::BAD_REQUEST,
             "BadRequest",
             &format!("unable to negotiate a websocket subprotocol: client offered {offered:?}, server supports {supported:?}"),
-        ));
+        )));
     };
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let mut response = Response::new(full_body(bytes::Bytes::new()));
@@ -84,7 +84,7 @@ pub(crate) fn accept_websocket(
 pub(crate) fn accept_spdy(
     req: &mut Request<Incoming>,
     supported: &[&'static str],
-) -> Result<Accepted, Response<crate::Body>> {
+) -> Result<Accepted, super::Rejection> {
     let offered = req
         .headers()
         .get_all("x-stream-protocol-version")
@@ -92,18 +92,21 @@ pub(crate) fn accept_spdy(
         .filter_map(|v| v.to_str().ok().map(str::to_owned))
         .collect::<Vec<_>>();
     let Some(protocol) = streams::channel::negotiate(&offered, supported) else {
-        return Err(status_error(
+        return Err(Box::new(status_error(
             StatusCode::FORBIDDEN,
             "Forbidden",
             &format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {supported:?}"),
-        ));
+        )));
     };
     let mut response = Response::new(full_body(bytes::Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
     h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-    h.insert("x-stream-protocol-version", HeaderValue::from_static(protocol));
+    h.insert(
+        "x-stream-protocol-version",
+        HeaderValue::from_static(protocol),
+    );
     Ok(Accepted {
         response,
         protocol,
@@ -123,9 +126,11 @@ pub(crate) async fn upgraded(on: OnUpgrade) -> Option<Io> {
 }
 
 pub(crate) async fn websocket(io: Io) -> Ws {
-    let mut config = WebSocketConfig::default();
-    config.max_message_size = Some(MAX_WS_MESSAGE);
-    config.max_frame_size = Some(MAX_WS_MESSAGE);
+    let config = WebSocketConfig {
+        max_message_size: Some(MAX_WS_MESSAGE),
+        max_frame_size: Some(MAX_WS_MESSAGE),
+        ..Default::default()
+    };
     WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
 }
 
@@ -138,14 +143,13 @@ pub(crate) fn tunnel(ws: Ws) -> DuplexStream {
     let (mut sink, mut stream) = ws.split();
     tokio::spawn(async move {
         while let Some(Ok(msg)) = stream.next().await {
-            match msg {
-                Message::Binary(b) => {
-                    if wr.write_all(&b).await.is_err() {
-                        break;
-                    }
-                }
+            let data = match msg {
+                Message::Binary(b) => b,
                 Message::Close(_) => break,
-                _ => {}
+                _ => continue,
+            };
+            if wr.write_all(&data).await.is_err() {
+                break;
             }
         }
         let _ = wr.shutdown().await;
@@ -162,7 +166,17 @@ pub(crate) fn tunnel(ws: Ws) -> DuplexStream {
                 }
             }
         }
-        let _ = sink.close().await;
+        let _ = sink.send(normal_close()).await;
     });
     spdy_side
+}
+
+/// A close frame with status 1000. kubectl treats a close without a status (1005) as an
+/// error while reading the error channel, so the code must be explicit.
+pub(crate) fn normal_close() -> Message {
+    use tokio_tungstenite::tungstenite::protocol::frame::{coding::CloseCode, CloseFrame};
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
 }

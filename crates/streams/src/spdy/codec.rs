@@ -431,7 +431,9 @@ mod tests {
         // Hand-built per the draft, independent of the encoder.
         let cases: Vec<(&[u8], Frame)> = vec![
             (
-                &[0x80, 0x03, 0x00, 0x06, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x01],
+                &[
+                    0x80, 0x03, 0x00, 0x06, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x01,
+                ],
                 Frame::Ping { id: 1 },
             ),
             (
@@ -503,6 +505,9 @@ mod tests {
         dec.feed(&[0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x05, b'a']);
         assert_eq!(dec.next_frame().unwrap(), None);
         dec.feed(b"bcde");
-        assert!(matches!(dec.next_frame().unwrap(), Some(Frame::Data { .. })));
+        assert!(matches!(
+            dec.next_frame().unwrap(),
+            Some(Frame::Data { .. })
+        ));
     }
 }

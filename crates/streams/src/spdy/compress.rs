@@ -25,7 +25,12 @@ pub fn encode_header_block(headers: &Headers) -> Vec<u8> {
             None => grouped.push((name, value.to_owned())),
         }
     }
-    let mut out = Vec::with_capacity(4 + grouped.iter().map(|(n, v)| 8 + n.len() + v.len()).sum::<usize>());
+    let mut out = Vec::with_capacity(
+        4 + grouped
+            .iter()
+            .map(|(n, v)| 8 + n.len() + v.len())
+            .sum::<usize>(),
+    );
     out.extend_from_slice(&(grouped.len() as u32).to_be_bytes());
     for (name, value) in &grouped {
         out.extend_from_slice(&(name.len() as u32).to_be_bytes());
@@ -241,7 +246,10 @@ mod tests {
                 .with("port", format!("80{i}"))
                 .with("requestid", i.to_string());
             let block = c.compress(&h).unwrap();
-            assert_eq!(d.decompress(&block).unwrap(), decode_header_block(&encode_header_block(&h)).unwrap());
+            assert_eq!(
+                d.decompress(&block).unwrap(),
+                decode_header_block(&encode_header_block(&h)).unwrap()
+            );
         }
     }
 

@@ -345,9 +345,12 @@ impl Reader {
             // Pings the client started have odd ids and must be echoed; even ids would be
             // answers to ours, and we send none.
             Frame::Ping { id } if id % 2 == 1 => {
-                if self.frames.send(Frame::Ping { id }).await.is_err() {
-                    return Some(Stop::Local);
-                }
+                return self
+                    .frames
+                    .send(Frame::Ping { id })
+                    .await
+                    .is_err()
+                    .then_some(Stop::Local);
             }
             Frame::GoAway { .. } => {
                 // No new streams; existing ones run to completion.
