@@ -326,6 +326,7 @@ fn watch_streams_changes() {
             "{v}: watch missed the new object: {text}"
         );
     }
+    common::wait_for_metric(&demo, "airlock_open_watches", 0);
 }
 
 #[test]
@@ -381,6 +382,8 @@ fn exec_over_websocket_and_spdy() {
             assert_eq!(out.status.code(), Some(3), "{v} ws={ws}: {}", stderr(&out));
         }
     }
+    // Every tunnel closed in both directions: no task is left behind.
+    common::wait_for_metric(&demo, "airlock_open_tunnels", 0);
 }
 
 #[test]
@@ -470,8 +473,14 @@ fn impersonation_is_refused() {
         // On a cold discovery cache kubectl's discovery client reads error bodies raw and
         // prints "unknown" (client-go behaviour, the same against a real API server); the warm
         // cache above lets the call itself show the Status message.
-        assert!(err.contains("Forbidden") && err.contains("impersonation is not allowed"), "{v}: {err}");
-        assert!(demo.received().is_empty(), "{v}: a request with --as reached the cluster");
+        assert!(
+            err.contains("Forbidden") && err.contains("impersonation is not allowed"),
+            "{v}: {err}"
+        );
+        assert!(
+            demo.received().is_empty(),
+            "{v}: a request with --as reached the cluster"
+        );
         // `auth whoami` needs authentication.k8s.io/v1 SelfSubjectReview: kubectl 1.28+.
         if *v != "1.27" {
             let who = ok(&demo.kubectl(

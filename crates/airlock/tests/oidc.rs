@@ -209,6 +209,103 @@ fn kubectl_through_airlock_with_oidc_tokens_rotation_and_idp_outage() {
         );
     }
 
+    // Bad tokens, at the gateway: each gets 401 and nothing reaches the cluster. (The full
+    // forged-token table, expiry and audience included, is in crates/authn/tests.)
+    let good = {
+        let out = Command::new(airlock)
+            .args([
+                "credential",
+                "--issuer",
+                &issuer,
+                "--client-id",
+                "airlock-rs256",
+                "--audience",
+                &audience,
+                "--client-secret-file",
+            ])
+            .arg(dir.join("RS256.secret"))
+            .arg("--cache-dir")
+            .arg(dir.join("bad-token-cache"))
+            .output()
+            .unwrap();
+        let cred: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        cred["status"]["token"].as_str().unwrap().to_owned()
+    };
+    let parts: Vec<&str> = good.split('.').collect();
+    let b64 = |v: &serde_json::Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let payload: serde_json::Value = {
+        use base64::Engine;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(parts[1])
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let mut tampered = payload.clone();
+    tampered["sub"] = "admin".into();
+    let mut flipped_sig = parts[2].to_owned().into_bytes();
+    flipped_sig[5] = if flipped_sig[5] == b'A' { b'B' } else { b'A' };
+    let bad_tokens = [
+        ("garbage", "garbage".to_owned()),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(&serde_json::json!({"alg": "none", "typ": "JWT"})),
+                parts[1]
+            ),
+        ),
+        (
+            "tampered payload",
+            format!("{}.{}.{}", parts[0], b64(&tampered), parts[2]),
+        ),
+        (
+            "bad signature",
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                parts[1],
+                String::from_utf8(flipped_sig).unwrap()
+            ),
+        ),
+        (
+            "unknown kid",
+            format!(
+                "{}.{}.{}",
+                b64(&serde_json::json!({"alg": "RS256", "kid": "nope"})),
+                parts[1],
+                parts[2]
+            ),
+        ),
+        (
+            "HS256",
+            format!(
+                "{}.{}.{}",
+                b64(&serde_json::json!({"alg": "HS256", "typ": "JWT"})),
+                parts[1],
+                parts[2]
+            ),
+        ),
+    ];
+    http_request_delete(&introspect);
+    let ca = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
+    for (what, token) in &bad_tokens {
+        let req = format!("GET /api/v1/namespaces HTTP/1.1\r\nHost: airlock\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+        let resp = common::raw_https(&format!("https://{addr}"), &ca, req.as_bytes());
+        assert_eq!(resp.status, 401, "{what}");
+        assert_eq!(resp.json()["reason"], "Unauthorized", "{what}");
+    }
+    let got: Vec<serde_json::Value> =
+        serde_json::from_str(&http_get(&format!("{introspect}/requests"))).unwrap();
+    assert!(
+        got.is_empty(),
+        "a request with a bad token reached the cluster: {got:#?}"
+    );
+
     // Key rotation: the new kid is unknown to the gateway until it refetches the JWKS.
     let rs_kc = dir.join("RS256.kubeconfig");
     let rotated = http_post(&format!("{admin}/rotate"));

@@ -63,6 +63,11 @@ pub struct LatencyArgs {
     /// Goal: the subject's throughput divided by the peer's.
     #[arg(long, default_value_t = 1.5)]
     min_rps_ratio: f64,
+    /// Before each measurement, send a DELETE to this plain-HTTP URL. The simulator records
+    /// every request it receives in memory; its introspection endpoint `/requests` forgets them,
+    /// so the log does not grow through the run.
+    #[arg(long)]
+    clear_url: Option<String>,
     /// Write the full results (every round) here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -140,6 +145,8 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<()> {
         eprintln!("{}: {} -> 200, {bytes} bytes", t.name, args.path);
     }
 
+    let clear = args.clear_url.as_deref().map(clear_target).transpose()?;
+
     let mut samples = Vec::new();
     let pairs: Vec<(usize, usize)> = args
         .concurrency
@@ -151,6 +158,9 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<()> {
             // Rotate the order each round.
             let (c, t) = pairs[(i + round) % pairs.len()];
             let target = &targets[t];
+            if let Some((clear, path)) = &clear {
+                send_delete(clear, path).await?;
+            }
             let s = measure(target, &args.path, c, warmup, window, round + 1).await?;
             eprintln!(
                 "round {}/{} {:>14} c={:<3} {:>8.0} req/s  median {:>7.1} µs  p99 {:>8.1} µs{}",
@@ -193,6 +203,38 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     print!("{}", markdown(&summary, &args, &baseline));
+    Ok(())
+}
+
+/// Splits `http://host:port/path` into a target and its path.
+fn clear_target(url: &str) -> anyhow::Result<(Target, String)> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("bad --clear-url {url:?}"))?;
+    let base = format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map(|a| a.as_str()).unwrap_or_default()
+    );
+    Ok((
+        Target::parse(&format!("clear={base}"))?,
+        uri.path().to_owned(),
+    ))
+}
+
+async fn send_delete(target: &Target, path: &str) -> anyhow::Result<()> {
+    let (mut send, _conn) = target.connect_h1().await?;
+    let resp = send
+        .send_request(target.request(http::Method::DELETE, path, false)?)
+        .await?;
+    if !resp.status().is_success() {
+        bail!(
+            "DELETE {path} on {} answered {}",
+            target.name,
+            resp.status()
+        );
+    }
+    resp.into_body().collect().await?;
     Ok(())
 }
 

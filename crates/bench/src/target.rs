@@ -152,8 +152,18 @@ impl Target {
 
     /// A GET for `path_and_query` with `Accept: application/json` and the target's credential.
     pub fn get(&self, path_and_query: &str, h2: bool) -> anyhow::Result<Request<ReqBody>> {
+        self.request(Method::GET, path_and_query, h2)
+    }
+
+    /// A bodiless request with `Accept: application/json` and the target's credential.
+    pub fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        h2: bool,
+    ) -> anyhow::Result<Request<ReqBody>> {
         let mut req = Request::new(Empty::new());
-        *req.method_mut() = Method::GET;
+        *req.method_mut() = method;
         let mut headers = HeaderMap::with_capacity(4);
         if h2 {
             let scheme = if self.tls.is_some() { "https" } else { "http" };

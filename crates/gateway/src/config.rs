@@ -446,19 +446,19 @@ mod tests {
         let cases: &[(&str, &[&str])] = &[
             ("{}", &["clusters", "authn"]),
             (
-                "clusters: [{name: Prod, in_cluster: true}]\nauthn: {static_tokens: [{sha256: '00', user: a}]}",
+                "clusters: [{name: Prod, in_cluster: true}]\nauthn: {static_tokens: [{sha256: '2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881', user: a}]}",
                 &["clusters[0].name"],
             ),
             (
-                "clusters: [{name: a}]\nauthn: {static_tokens: [{sha256: '00', user: a}]}",
+                "clusters: [{name: a}]\nauthn: {static_tokens: [{sha256: '2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881', user: a}]}",
                 &["clusters[0]"],
             ),
             (
-                "listen: nope\nclusters: [{name: a, in_cluster: true}]\ndefault_cluster: b\nauthn: {static_tokens: [{sha256: '00', user: a}]}",
+                "listen: nope\nclusters: [{name: a, in_cluster: true}]\ndefault_cluster: b\nauthn: {static_tokens: [{sha256: '2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881', user: a}]}",
                 &["listen", "default_cluster"],
             ),
             (
-                "clusters: [{name: a, in_cluster: true}]\nlog: {format: xml}\nauthn: {static_tokens: [{sha256: '00', user: a}]}",
+                "clusters: [{name: a, in_cluster: true}]\nlog: {format: xml}\nauthn: {static_tokens: [{sha256: '2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881', user: a}]}",
                 &["log.format"],
             ),
         ];

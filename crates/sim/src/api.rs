@@ -710,15 +710,11 @@ async fn object_verb(
                 if next["metadata"]["managedFields"].is_null() {
                     next["metadata"]["managedFields"] = cur["metadata"]["managedFields"].clone();
                 }
-                let fields = patch::fields_v1(&new);
-                patch::record_managed_fields(
-                    &mut next,
-                    &mgr,
-                    "Update",
-                    &info.api_version(),
-                    fields,
-                    sub,
-                );
+                // A request that rewrites managedFields itself gets them as written.
+                if next["metadata"]["managedFields"] == cur["metadata"]["managedFields"] {
+                    let fields = patch::fields_v1(&new);
+                    patch::record_managed_fields(&mut next, &mgr, "Update", &info.api_version(), fields, sub);
+                }
                 Ok(next)
             })?;
             Ok(respond_object(200, info, &out, &output, &q))
@@ -792,14 +788,11 @@ async fn object_verb(
                 } else {
                     "Update"
                 };
-                patch::record_managed_fields(
-                    &mut next,
-                    &mgr,
-                    op,
-                    &info.api_version(),
-                    patch::fields_v1(&p),
-                    sub,
-                );
+                // A request that rewrites managedFields itself (kubectl's client-side to
+                // server-side apply migration) gets them as written, as upstream.
+                if next["metadata"]["managedFields"] == cur["metadata"]["managedFields"] {
+                    patch::record_managed_fields(&mut next, &mgr, op, &info.api_version(), patch::fields_v1(&p), sub);
+                }
                 Ok(next)
             })?;
             Ok(respond_object(200, info, &out, &output, &q))

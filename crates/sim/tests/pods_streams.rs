@@ -480,10 +480,7 @@ async fn interactive_tty_shell() {
             continue;
         };
         let kubectl = Path::new(BIN_DIR).join(format!("kubectl.{}", c.version));
-        let inner = format!(
-            "{} -n shop exec -it {WEB} -c app -- sh",
-            kubectl.display()
-        );
+        let inner = format!("{} -n shop exec -it {WEB} -c app -- sh", kubectl.display());
         let mut cmd = Command::new(script_bin);
         cmd.args(["-qec", &inner, "/dev/null"])
             .env("KUBECONFIG", env.dir.join("kubeconfig"))
@@ -496,33 +493,42 @@ async fn interactive_tty_shell() {
         let mut stdin = child.stdin.take().unwrap();
         let mut stdout = child.stdout.take().unwrap();
         let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        // Wait for the prompt before typing, as a person would.
-        let wait_for = |needle: &'static str| {
-            let seen = &mut seen;
-            let stdout = &mut stdout;
-            let buf = &mut buf;
-            async move {
-                tokio::time::timeout(Duration::from_secs(20), async {
-                    while !String::from_utf8_lossy(seen).contains(needle) {
-                        let n = stdout.read(buf).await.unwrap();
-                        assert!(n > 0, "eof before {needle:?}: {:?}", String::from_utf8_lossy(seen));
-                        seen.extend_from_slice(&buf[..n]);
-                    }
-                })
-                .await
-                .unwrap_or_else(|_| panic!("no {needle:?} in {:?}", String::from_utf8_lossy(seen)));
-            }
-        };
-        wait_for("# ").await;
+        wait_for(&mut stdout, &mut seen, "# ").await;
         stdin.write_all(b"echo tty-$HOSTNAME\r").await.unwrap();
-        wait_for("tty-web-6b7f9c5d4-x2k9p\r\n").await;
+        wait_for(&mut stdout, &mut seen, "tty-web-6b7f9c5d4-x2k9p\r\n").await;
         stdin.write_all(b"exit 4\r").await.unwrap();
         let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
             .await
             .expect("kubectl exits")
             .unwrap();
-        assert_eq!(status.code(), Some(4), "{c:?}: {:?}", String::from_utf8_lossy(&seen));
+        assert_eq!(
+            status.code(),
+            Some(4),
+            "{c:?}: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
     }
     env.stop().await;
+}
+
+/// Reads `stdout` into `seen` until `needle` appears (20 s at most).
+async fn wait_for(stdout: &mut tokio::process::ChildStdout, seen: &mut Vec<u8>, needle: &str) {
+    let mut buf = [0u8; 4096];
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while !String::from_utf8_lossy(seen).contains(needle) {
+            let n = stdout.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return false;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        true
+    })
+    .await;
+    assert_eq!(
+        found,
+        Ok(true),
+        "no {needle:?} in {:?}",
+        String::from_utf8_lossy(seen)
+    );
 }

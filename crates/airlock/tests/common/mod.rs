@@ -349,3 +349,24 @@ impl Demo {
         raw_https(&self.server, &self.ca_pem(), req.as_bytes())
     }
 }
+
+/// Waits until every series of a gauge reads `want` (streams close asynchronously).
+pub fn wait_for_metric(demo: &Demo, name: &str, want: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = demo.metrics();
+        let values: Vec<i64> = text
+            .lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        if values.iter().all(|v| *v == want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} stayed at {values:?}, want {want}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -11,6 +11,34 @@
 //! value` pairs, zlib-deflated with [`SPDY3_DICTIONARY`]. Each direction of a connection has one
 //! compression context that lives as long as the connection, and every block ends with a sync
 //! flush, so a block can only be inflated after all earlier blocks of the same direction.
+//!
+//! To observe a connection passively (recording in the gateway), keep one [`FrameDecoder`]
+//! per direction and feed each the bytes seen in that direction:
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use streams::spdy::{Frame, FrameDecoder, FrameEncoder, Headers};
+//!
+//! let mut client = FrameEncoder::new()?;
+//! let mut wire = BytesMut::new();
+//! client.encode(&Frame::SynStream {
+//!     stream_id: 1, associated_to: 0, priority: 0, slot: 0, flags: 0,
+//!     headers: Headers::new().with("streamType", "stdout"),
+//! }, &mut wire)?;
+//! client.encode(&Frame::Data { stream_id: 1, flags: 0, data: "hi".into() }, &mut wire)?;
+//!
+//! let mut seen = FrameDecoder::new();
+//! let mut frames = Vec::new();
+//! for chunk in wire.chunks(3) {
+//!     seen.feed(chunk);
+//!     while let Some(frame) = seen.next_frame()? {
+//!         frames.push(frame);
+//!     }
+//! }
+//! assert!(matches!(&frames[0], Frame::SynStream { headers, .. } if headers.get("streamtype") == Some("stdout")));
+//! assert!(matches!(&frames[1], Frame::Data { data, .. } if &data[..] == b"hi"));
+//! # Ok::<(), streams::Error>(())
+//! ```
 
 mod codec;
 mod compress;
