@@ -389,7 +389,7 @@ async fn port_forward_echo(env: &Env, c: Client) {
     .await
     .expect("port-forward ready");
     let (upgrade, protocols) = env.last_upgrade("/portforward").await;
-    if c.version == "1.33" {
+    if c.version == "1.33" || c.version == "1.31" || c.version == "1.32" {
         assert_eq!(upgrade.to_ascii_lowercase(), "websocket", "{c:?}");
         assert!(
             protocols.contains("SPDY/3.1+portforward.k8s.io"),
@@ -462,6 +462,44 @@ async fn cp_to_and_from_the_pod() {
         assert_eq!(got.2, 0, "{c:?}: {got:?}");
         let text = std::fs::read_to_string(&back).unwrap_or_default();
         assert!(text.contains("server:\n  port: 8080"), "{c:?}: {text:?}");
+
+        // Directories both ways.
+        let local_dir = env.dir.join(format!("tree-{i}"));
+        std::fs::create_dir_all(local_dir.join("sub")).unwrap();
+        std::fs::write(local_dir.join("sub/leaf.txt"), "leaf\n").unwrap();
+        let dest = format!("shop/{WEB}:/tmp/tree-{i}");
+        let got = env
+            .run(
+                c,
+                &["cp", local_dir.to_str().unwrap(), &dest, "-c", "app"],
+                None,
+            )
+            .await;
+        assert_eq!(got.2, 0, "{c:?}: {got:?}");
+        let leaf = format!("/tmp/tree-{i}/sub/leaf.txt");
+        let got = env
+            .run(
+                c,
+                &["-n", "shop", "exec", WEB, "-c", "app", "--", "cat", &leaf],
+                None,
+            )
+            .await;
+        assert_eq!(got.0, "leaf\n", "{c:?}: {got:?}");
+
+        let sa = format!("shop/{WEB}:/var/run/secrets/kubernetes.io/serviceaccount");
+        let sa_local = env.dir.join(format!("sa-{i}"));
+        let got = env
+            .run(
+                c,
+                &["cp", &sa, sa_local.to_str().unwrap(), "-c", "app"],
+                None,
+            )
+            .await;
+        assert_eq!(got.2, 0, "{c:?}: {got:?}");
+        let ns = std::fs::read_to_string(sa_local.join("namespace")).unwrap_or_default();
+        assert_eq!(ns, "shop", "{c:?}");
+        let token = std::fs::read_to_string(sa_local.join("token")).unwrap_or_default();
+        assert!(token.starts_with("eyJ"), "{c:?}: {token}");
     }
     env.stop().await;
 }
@@ -531,4 +569,42 @@ async fn wait_for(stdout: &mut tokio::process::ChildStdout, seen: &mut Vec<u8>, 
         "no {needle:?} in {:?}",
         String::from_utf8_lossy(seen)
     );
+}
+
+/// Every other kubectl minor installed: exec with stdin and exit code, and port-forward
+/// (1.28/1.29 speak SPDY; 1.30+ WebSocket for exec, and the tunnel once it is on by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_kubectl_versions() {
+    let env = Env::start().await;
+    for version in ["1.28", "1.29", "1.30", "1.31", "1.32"] {
+        let c = Client {
+            version,
+            force_spdy: false,
+        };
+        if !have(c) {
+            continue;
+        }
+        let got = env
+            .run(
+                c,
+                &[
+                    "-n",
+                    "shop",
+                    "exec",
+                    "-i",
+                    WEB,
+                    "-c",
+                    "app",
+                    "--",
+                    "sh",
+                    "-c",
+                    "cat; exit 9",
+                ],
+                Some(b"v\n"),
+            )
+            .await;
+        assert_eq!((got.0.as_str(), got.2), ("v\n", 9), "{c:?}: {got:?}");
+        port_forward_echo(&env, c).await;
+    }
+    env.stop().await;
 }
