@@ -215,11 +215,16 @@ impl Gateway {
         // call is allowed and Kubernetes RBAC, seeing the impersonated identity, decides.
 
         let upgrade = is_upgrade(&req);
-        let command = kube_request::kubectl_command(
-            &call.info,
-            &parts_for_log(&req, &path, query.as_deref(), content_type.as_deref()),
-        );
-        debug!(request_id = %id, user = %call.identity.user, command = %command, "forwarding");
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let parts = RequestParts {
+                method: req.method().as_str(),
+                path: &path,
+                query: query.as_deref(),
+                content_type: content_type.as_deref(),
+            };
+            let command = kube_request::kubectl_command(&call.info, &parts);
+            debug!(request_id = %id, user = %call.identity.user, command = %command, "forwarding");
+        }
 
         let resp = if upgrade {
             self.forward_upgrade(&mut req, &call).await?
@@ -311,7 +316,15 @@ impl Gateway {
         for g in &id.groups {
             out.append("impersonate-group", header_value(g)?);
         }
-        if let Some(sid) = &id.session_id {
+        // The token's `sid` claim names the agent session; without one, the agent may name it
+        // with `X-Airlock-Session` (it is an annotation, not an identity claim).
+        let session = id.session_id.as_deref().or_else(|| {
+            client
+                .get("x-airlock-session")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+        });
+        if let Some(sid) = session {
             out.insert(EXTRA_SESSION, header_value(sid)?);
         }
         if let Some(cid) = &id.client_id {
@@ -426,20 +439,6 @@ impl Gateway {
             gauge.dec();
         });
         Ok(client_resp)
-    }
-}
-
-fn parts_for_log<'a>(
-    req: &'a Request<Incoming>,
-    path: &'a str,
-    query: Option<&'a str>,
-    content_type: Option<&'a str>,
-) -> RequestParts<'a> {
-    RequestParts {
-        method: req.method().as_str(),
-        path,
-        query,
-        content_type,
     }
 }
 
