@@ -49,6 +49,16 @@ pub struct WatchArgs {
         default_value = "/api/v1/namespaces/shop/pods?watch=true&fieldSelector=metadata.name%3Dweb-6b7f9c5d4-x2k9p&timeoutSeconds=1800"
     )]
     path: String,
+    /// Spread the watches over this many clusters of the gateway, `/clusters/PREFIX0/...` to
+    /// `/clusters/PREFIX{N-1}/...`, round robin; 0 sends them all to the default cluster. A
+    /// workaround while the gateway sends every request to a cluster over one HTTP/2
+    /// connection, which caps open watches at the server's stream limit (see
+    /// docs/benchmarks.md).
+    #[arg(long, default_value_t = 0)]
+    clusters: usize,
+    /// Cluster name prefix for `--clusters`.
+    #[arg(long, default_value = "sim-")]
+    cluster_prefix: String,
     /// Watches to hold open.
     #[arg(long, default_value_t = 5000)]
     count: usize,
@@ -87,6 +97,7 @@ pub struct WatchArgs {
 struct Report {
     mode: Mode,
     path: String,
+    clusters: usize,
     watches: usize,
     connections: usize,
     opened: usize,
@@ -179,6 +190,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
     let report = Report {
         mode: args.mode,
         path: args.path.clone(),
+        clusters: args.clusters,
         watches: args.count,
         connections,
         opened: n_opened,
@@ -256,7 +268,10 @@ async fn open(
     for i in 0..count {
         let h2 = senders.get(i / args.streams_per_connection).cloned();
         let target = target.clone();
-        let path = args.path.clone();
+        let path = match args.clusters {
+            0 => args.path.clone(),
+            n => format!("/clusters/{}{}{}", args.cluster_prefix, i % n, args.path),
+        };
         let progress = progress.clone();
         let gate = gate.clone();
         let rx = rx.clone();

@@ -9,7 +9,7 @@ use hyper::{body::Incoming, Method, Request, Response};
 use serde_json::{json, Value};
 
 use crate::discovery::ResourceInfo;
-use crate::error::{qualified, ApiError};
+use crate::error::ApiError;
 use crate::http::{self, negotiate, parse_query, Output};
 use crate::patch::{self, PatchType};
 use crate::pods::{PodContext, PodSubresource};
@@ -149,7 +149,7 @@ fn parse_object(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
         return crate::protobuf::decode(body);
     }
     if ct.contains("protobuf") || ct.contains("cbor") {
-        return Err(ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml")));
+        return Err(ApiError::new(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"));
     }
     let v: Value = if ct.contains("yaml") {
         serde_yaml::from_slice(body)
@@ -193,7 +193,7 @@ fn validate(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
     if let Some(labels) = obj["metadata"]["labels"].as_object() {
         for (k, v) in labels {
             let vs = v.as_str().unwrap_or_default();
-            if !valid_label_value(vs) || LabelSelector::parse(&format!("{k}")).is_err() {
+            if !valid_label_value(vs) || LabelSelector::parse(k).is_err() {
                 return Err(ApiError::invalid(&info.kind, name, "metadata.labels", &format!("Invalid value: \"{vs}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")));
             }
         }
@@ -313,7 +313,7 @@ async fn handle_inner(
             "token" => {
                 let (_, body) = read_body(req).await?;
                 let mut tr = parse_object("application/json", &body).unwrap_or_else(|_| json!({}));
-                tr["status"] = json!({"token": crate::seed::fake_jwt(t.namespace.as_deref().unwrap_or_default(), t.name.as_deref().unwrap_or_default()), "expirationTimestamp": crate::store::now_rfc3339()});
+                tr["status"] = json!({"token": crate::seed::fake_jwt(t.namespace.as_deref().unwrap_or_default(), t.name.as_deref().unwrap_or_default()), "expirationTimestamp": crate::store::rfc3339_in(tr["spec"]["expirationSeconds"].as_i64().unwrap_or(3600))});
                 tr["apiVersion"] = json!("authentication.k8s.io/v1");
                 tr["kind"] = json!("TokenRequest");
                 Ok(http::json(201, &tr))
@@ -326,7 +326,7 @@ async fn handle_inner(
         };
     }
     match &t.name {
-        None => collection_verb(&state, &ident, &info, &key, &t, req, q, accept).await,
+        None => collection_verb(&state, &info, &key, &t, req, q, accept).await,
         Some(_) => object_verb(&state, &info, &key, &t, req, q, accept, None).await,
     }
 }
@@ -334,7 +334,6 @@ async fn handle_inner(
 #[allow(clippy::too_many_arguments)]
 async fn collection_verb(
     state: &Arc<State>,
-    ident: &Identity,
     info: &ResourceInfo,
     key: &ResourceKey,
     t: &Target,
@@ -397,7 +396,6 @@ async fn collection_verb(
                 &headers,
                 "Update",
             )?;
-            let _ = ident;
             Ok(respond_object(201, info, &created, &output, &q))
         }
         Method::DELETE => {
@@ -523,7 +521,18 @@ fn list(
             if let Some(r) = remaining {
                 meta["remainingItemCount"] = json!(r);
             }
-            json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": meta, "items": rendered})
+            // Items of a typed list carry no kind/apiVersion upstream.
+            let items: Vec<Value> = rendered
+                .into_iter()
+                .map(|mut o| {
+                    if let Some(m) = o.as_object_mut() {
+                        m.remove("kind");
+                        m.remove("apiVersion");
+                    }
+                    o
+                })
+                .collect();
+            json!({"kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": meta, "items": items})
         }
     };
     Ok(respond(200, &body, output))
@@ -728,7 +737,7 @@ async fn object_verb(
                 .to_string();
             let headers = req.headers().clone();
             let pt = PatchType::from_content_type(&ct).ok_or_else(|| {
-                ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"))
+                ApiError::new(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json")
             })?;
             let (_, body) = read_body(req).await?;
             let p: Value = if pt == PatchType::Apply {
@@ -743,7 +752,7 @@ async fn object_verb(
             };
             let mgr = manager(&q, &headers);
             if pt == PatchType::Apply {
-                if !q.get("fieldManager").is_some_and(|m| !m.is_empty()) {
+                if q.get("fieldManager").is_none_or(|m| m.is_empty()) {
                     return Err(ApiError::bad_request(
                         "PATCH requests for apply must specify fieldManager",
                     ));
@@ -1058,7 +1067,6 @@ async fn virtual_create(
         }
         _ => return Err(ApiError::method_not_allowed()),
     }
-    let _ = qualified;
     Ok(http::json(201, &obj))
 }
 

@@ -350,7 +350,8 @@ mod tests {
 
     #[test]
     fn strategic_merge_table() {
-        let cases: Vec<(&str, Value, Box<dyn Fn(&Value) -> bool>)> = vec![
+        type Check = Box<dyn Fn(&Value) -> bool>;
+        let cases: Vec<(&str, Value, Check)> = vec![
             (
                 "change image by name",
                 json!({"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}),

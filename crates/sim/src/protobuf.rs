@@ -269,7 +269,7 @@ fn map_entry(ty: &str, b: &[u8]) -> Result<Option<(String, Value)>, ApiError> {
         "mb" => "b",
         _ => "q",
     };
-    let (mut k, mut v) = (String::new(), json!(if vty == "b" { "" } else { "" }));
+    let (mut k, mut v) = (String::new(), json!(""));
     for (n, r) in fields(b)? {
         match (n, &r) {
             (1, Raw::Bytes(x)) => k = String::from_utf8_lossy(x).into_owned(),

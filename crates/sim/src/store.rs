@@ -13,6 +13,9 @@ use tokio::sync::broadcast;
 
 use crate::error::ApiError;
 
+/// A live event subscription.
+pub type Subscription = broadcast::Receiver<Arc<Event>>;
+
 /// How many change events are kept for watch replays; older resourceVersions get 410 Gone.
 pub const HISTORY: usize = 2000;
 
@@ -86,6 +89,12 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&fmt)
         .unwrap_or_default()
+}
+
+/// `now + secs`, rendered like `now_rfc3339`.
+pub fn rfc3339_in(secs: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(secs)).format(&fmt).unwrap_or_default()
 }
 
 fn ns_name(obj: &Value) -> (String, String) {
@@ -394,7 +403,7 @@ impl Store {
     pub fn watch_from(
         &self,
         since: u64,
-    ) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), TooOld> {
+    ) -> Result<(Vec<Arc<Event>>, Subscription), TooOld> {
         let inner = self.lock();
         if since < inner.floor {
             return Err(TooOld {

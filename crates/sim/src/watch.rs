@@ -20,7 +20,7 @@ use crate::discovery::ResourceInfo;
 use crate::error::ApiError;
 use crate::http::Output;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{Event, Store};
+use crate::store::{Store, Subscription};
 use crate::table::{partial_metadata, to_table, IncludeObject};
 use crate::Body;
 
@@ -93,7 +93,7 @@ pub fn serve(store: Arc<Store>, w: WatchRequest) -> Response<Body> {
         _ => "application/json".to_string(),
     };
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    let start: Result<(Vec<Value>, Option<u64>, broadcast::Receiver<Arc<Event>>), ApiError> =
+    let start: Result<(Vec<Value>, Option<u64>, Subscription), ApiError> =
         match q("resourceVersion").filter(|rv| !rv.is_empty() && *rv != "0") {
             Some(rv) if !send_initial => match rv.parse::<u64>() {
                 Ok(n) => match store.watch_from(n) {

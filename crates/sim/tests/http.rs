@@ -260,7 +260,8 @@ async fn negotiation_discovery_and_errors() {
     assert_eq!(table["rows"][0]["object"]["kind"], "Secret");
 
     // Status errors.
-    let cases: &[(&str, &str, &[(&str, &str)], Option<&str>, u16, &str)] = &[
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Option<&'a str>, u16, &'a str);
+    let cases: &[Case] = &[
         ("GET", "/api/v1/namespaces/shop/pods/nope", &[], None, 404, "NotFound"),
         ("POST", "/api/v1/namespaces/shop/configmaps", &[("Content-Type", "application/json")], Some(r#"{"metadata":{"name":"web-config"}}"#), 409, "AlreadyExists"),
         ("POST", "/api/v1/namespaces/shop/configmaps", &[("Content-Type", "application/json")], Some(r#"{"metadata":{"name":"Bad_Name"}}"#), 422, "Invalid"),
@@ -317,7 +318,9 @@ async fn pagination_dry_run_audit_id_and_recording() {
         .await;
     assert_eq!(r["kind"], "ConfigMapList");
 
-    let log = common::http_get_plain(sim.introspect_addr.unwrap(), "/requests");
+    // Blocking client: off the runtime thread that also serves the simulator.
+    let addr = sim.introspect_addr.unwrap();
+    let log = tokio::task::spawn_blocking(move || common::http_get_plain(addr, "/requests")).await.unwrap();
     let log: Vec<Value> = serde_json::from_str(&log).unwrap();
     let rec = log.iter().find(|r| r["audit_id"] == "test-audit-1").unwrap();
     assert_eq!(rec["protocol"], "HTTP/1.1");

@@ -20,8 +20,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// How long the client gets to open all the streams it announced (the kubelet allows 30 s).
 const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long we wait for the client's close handshake before dropping the connection.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long we wait for the client's close handshake before dropping the connection. Short,
+/// like the API server, which closes right after the status: a client that only notices the
+/// close frame once the connection ends (the Python client buffers TLS records,
+/// kubernetes-client/python#2414) must not stall for long.
+const CLOSE_GRACE: Duration = Duration::from_millis(100);
 
 /// Everything a session needs, extracted from the request before the upgrade.
 struct Spec {

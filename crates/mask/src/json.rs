@@ -1,0 +1,1084 @@
+//! Masking of one complete JSON value (a "unit": one object, one list item, one watch event).
+//!
+//! The walker copies the input through untouched and only rewrites string values at masked
+//! paths, so output formatting equals input formatting. Before walking an object it pre-scans
+//! the object's own members for `kind` (which may come after `data`), so decisions never depend
+//! on member order. Subtrees under which nothing can be masked are skipped at memchr speed.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+
+use crate::config::{glob_match, plural, PathSeg};
+use crate::detect::{sensitive_name, Selection, SENSITIVE_NAME};
+use crate::marker::{MARKER_PREFIX, MARKER_PREFIX_BASE64};
+use crate::{Engine, MaskError, Scope};
+
+/// Deepest nesting followed (Kubernetes objects stay far below this).
+pub(crate) const MAX_DEPTH: usize = 128;
+
+const LAST_APPLIED: &[u8] = b"kubectl.kubernetes.io/last-applied-configuration";
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// How an object met during the walk should be interpreted.
+#[derive(Clone, Debug)]
+pub(crate) enum Hint {
+    /// A Kubernetes object (top-level body, list item, watch object, table row object): its own
+    /// `kind`, else the given kind (from the enclosing list), else the request's resource.
+    Primary(Option<String>),
+    /// `{"type": "...", "object": {...}}`.
+    WatchEvent,
+    /// A `Table` row: `cells` and `object`.
+    TableRow,
+    /// A container's `env[]` element.
+    EnvVar,
+    /// A JSON Patch operation in a request body; `secret` when the target is a Secret.
+    JsonPatch { secret: bool },
+}
+
+/// What the walker knows about an object before walking it.
+#[derive(Debug, Default)]
+pub(crate) struct ObjInfo {
+    pub(crate) kind: Option<String>,
+    name: Option<String>,
+    namespace: Option<String>,
+    op_path: Option<String>,
+    has_api_version: bool,
+    has_type: bool,
+    has_object: bool,
+    has_data: bool,
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Secret,
+    ConfigMap,
+    TokenRequest,
+    /// Objects carrying a pod spec at this path.
+    PodSpecAt(&'static [&'static [u8]]),
+    List(Option<String>),
+    Table,
+    TableRow,
+    WatchEvent,
+    Status,
+    Event,
+    EnvVar,
+    JsonPatchOp {
+        secret: bool,
+        data: bool,
+    },
+    /// A top-level array: its elements are objects with this hint.
+    TopArray(Hint),
+    Other,
+}
+
+const POD: &[&[u8]] = &[b"spec"];
+const POD_TEMPLATE: &[&[u8]] = &[b"template", b"spec"];
+const WORKLOAD: &[&[u8]] = &[b"spec", b"template", b"spec"];
+const CRONJOB: &[&[u8]] = &[b"spec", b"jobTemplate", b"spec", b"template", b"spec"];
+const CONTAINER_LISTS: &[&[u8]] = &[b"containers", b"initContainers", b"ephemeralContainers"];
+
+fn kind_of(name: &str) -> Kind {
+    match name {
+        "Secret" => Kind::Secret,
+        "ConfigMap" => Kind::ConfigMap,
+        "TokenRequest" => Kind::TokenRequest,
+        "Pod" => Kind::PodSpecAt(POD),
+        "PodTemplate" => Kind::PodSpecAt(POD_TEMPLATE),
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController" => Kind::PodSpecAt(WORKLOAD),
+        "CronJob" => Kind::PodSpecAt(CRONJOB),
+        "Table" => Kind::Table,
+        "Status" => Kind::Status,
+        "Event" => Kind::Event,
+        "WatchEvent" => Kind::WatchEvent,
+        _ => match name.strip_suffix("List") {
+            Some("") => Kind::List(None),
+            Some(item) => Kind::List(Some(item.to_string())),
+            None => Kind::Other,
+        },
+    }
+}
+
+/// The kind a request's resource returns, for objects that carry no `kind` of their own.
+pub(crate) fn kind_for_resource(resource: &str, subresource: Option<&str>) -> Option<&'static str> {
+    match (resource, subresource) {
+        ("serviceaccounts", Some("token")) => Some("TokenRequest"),
+        (_, Some(s)) if s != "status" => None,
+        ("secrets", _) => Some("Secret"),
+        ("configmaps", _) => Some("ConfigMap"),
+        ("pods", _) => Some("Pod"),
+        ("podtemplates", _) => Some("PodTemplate"),
+        ("deployments", _) => Some("Deployment"),
+        ("statefulsets", _) => Some("StatefulSet"),
+        ("daemonsets", _) => Some("DaemonSet"),
+        ("replicasets", _) => Some("ReplicaSet"),
+        ("replicationcontrollers", _) => Some("ReplicationController"),
+        ("jobs", _) => Some("Job"),
+        ("cronjobs", _) => Some("CronJob"),
+        _ => None,
+    }
+}
+
+#[derive(Debug)]
+enum Seg<'s> {
+    Key(Cow<'s, [u8]>),
+    Index(usize),
+}
+
+impl Seg<'_> {
+    fn is(&self, key: &[u8]) -> bool {
+        matches!(self, Seg::Key(k) if k.as_ref() == key)
+    }
+    fn is_any_of(&self, keys: &[&[u8]]) -> bool {
+        matches!(self, Seg::Key(k) if keys.contains(&k.as_ref()))
+    }
+    fn is_index(&self) -> bool {
+        matches!(self, Seg::Index(_))
+    }
+    fn matches(&self, pattern: &PathSeg) -> bool {
+        match (pattern, self) {
+            (PathSeg::Any, _) => true,
+            (PathSeg::Key(k), Seg::Key(x)) => k.as_slice() == x.as_ref(),
+            (PathSeg::AnyIndex, Seg::Index(_)) => true,
+            (PathSeg::Index(n), Seg::Index(i)) => n == i,
+            _ => false,
+        }
+    }
+}
+
+fn is_path(rel: &[Seg<'_>], keys: &[&[u8]]) -> bool {
+    rel.len() == keys.len() && rel.iter().zip(keys).all(|(s, k)| s.is(k))
+}
+
+struct ObjCtx {
+    kind: Kind,
+    base: usize,
+    rules: Vec<usize>,
+    name: Option<String>,
+    kind_name: Option<String>,
+    /// Whether `metadata.annotations` of this object are masked.
+    annotations: bool,
+}
+
+/// What to do with one string value.
+enum Act {
+    Keep,
+    SecretValue {
+        base64: bool,
+    },
+    Whole(&'static str),
+    Detect {
+        name: NameFrom,
+        selection: Option<usize>,
+    },
+    LastApplied,
+    UserWhole,
+}
+
+#[derive(Clone, Copy)]
+enum NameFrom {
+    None,
+    LastKey,
+    ObjName,
+}
+
+/// What to do with an object or array value.
+enum Container {
+    Embedded(Hint),
+    Descend,
+    Skip,
+}
+
+/// Masks the complete JSON value `src` and appends the result to `out`. Returns what the
+/// pre-scan found about the value when it is an object.
+pub(crate) fn mask_unit(
+    eng: &Engine,
+    scope: &Scope,
+    src: &[u8],
+    base_offset: u64,
+    hint: &Hint,
+    out: &mut Vec<u8>,
+) -> Result<Option<ObjInfo>, MaskError> {
+    let mut w = Walker {
+        s: src,
+        pos: 0,
+        mark: 0,
+        base_offset,
+        eng,
+        scope,
+        path: Vec::new(),
+        depth: 0,
+        scratch: Vec::new(),
+        marker: Vec::new(),
+    };
+    w.run(hint, out)
+}
+
+struct Walker<'s, 'e> {
+    s: &'s [u8],
+    pos: usize,
+    mark: usize,
+    base_offset: u64,
+    eng: &'e Engine,
+    scope: &'e Scope,
+    path: Vec<Seg<'s>>,
+    depth: usize,
+    /// Decoded Secret value.
+    scratch: Vec<u8>,
+    /// Marker text before encoding.
+    marker: Vec<u8>,
+}
+
+impl<'s> Walker<'s, '_> {
+    fn run(&mut self, hint: &Hint, out: &mut Vec<u8>) -> Result<Option<ObjInfo>, MaskError> {
+        self.ws();
+        let info = match self.peek() {
+            Some(b'{') => Some(self.object(hint, out)?),
+            Some(b'[') => {
+                let ctx = ObjCtx {
+                    kind: Kind::TopArray(hint.clone()),
+                    base: 0,
+                    rules: Vec::new(),
+                    name: None,
+                    kind_name: None,
+                    annotations: false,
+                };
+                self.elements(&ctx, out)?;
+                None
+            }
+            Some(b'"') => {
+                self.string_span()?;
+                None
+            }
+            Some(_) => {
+                self.pos = skip_scalar(self.s, self.pos, self.base_offset)?;
+                None
+            }
+            None => return Err(MaskError::Truncated),
+        };
+        self.ws();
+        if self.pos != self.s.len() {
+            return Err(self.err("unexpected data after the value"));
+        }
+        out.extend_from_slice(&self.s[self.mark..]);
+        Ok(info)
+    }
+
+    fn err(&self, reason: &'static str) -> MaskError {
+        MaskError::json(self.base_offset + self.pos as u64, reason)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    fn ws(&mut self) {
+        self.pos = skip_ws(self.s, self.pos);
+    }
+
+    fn enter(&mut self) -> Result<(), MaskError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(MaskError::TooDeep(MAX_DEPTH));
+        }
+        Ok(())
+    }
+
+    /// Parses a string at `pos`; returns the content bounds and whether it has escapes.
+    fn string_span(&mut self) -> Result<(usize, usize, bool), MaskError> {
+        let start = self.pos + 1;
+        let end = skip_string(self.s, self.pos, self.base_offset)?;
+        self.pos = end;
+        let content = &self.s[start..end - 1];
+        Ok((start, end - 1, memchr::memchr(b'\\', content).is_some()))
+    }
+
+    fn object(&mut self, hint: &Hint, out: &mut Vec<u8>) -> Result<ObjInfo, MaskError> {
+        // Names and namespaces cost allocations: read them only when something uses them.
+        let full = match hint {
+            Hint::EnvVar | Hint::JsonPatch { .. } => true,
+            Hint::Primary(_) => !self.scope.rules.is_empty(),
+            Hint::WatchEvent | Hint::TableRow => false,
+        };
+        let info = prescan(self.s, self.pos, self.base_offset, full)?;
+        let ctx = self.obj_ctx(&info, hint);
+        self.members(&ctx, out)?;
+        Ok(info)
+    }
+
+    fn obj_ctx(&self, info: &ObjInfo, hint: &Hint) -> ObjCtx {
+        let base = self.path.len();
+        let mut ctx = ObjCtx {
+            kind: Kind::Other,
+            base,
+            rules: Vec::new(),
+            name: None,
+            kind_name: None,
+            annotations: false,
+        };
+        match hint {
+            Hint::WatchEvent => ctx.kind = Kind::WatchEvent,
+            Hint::TableRow => ctx.kind = Kind::TableRow,
+            Hint::EnvVar => {
+                ctx.kind = Kind::EnvVar;
+                ctx.name = info.name.clone();
+            }
+            Hint::JsonPatch { secret } => {
+                let data = info
+                    .op_path
+                    .as_deref()
+                    .is_some_and(|p| p.starts_with("/data"));
+                ctx.kind = Kind::JsonPatchOp {
+                    secret: *secret,
+                    data,
+                };
+            }
+            Hint::Primary(given) => {
+                ctx.annotations = true;
+                let name = info
+                    .kind
+                    .clone()
+                    .or_else(|| given.clone())
+                    .or_else(|| self.scope.resource_kind.map(str::to_string));
+                ctx.kind = match &name {
+                    Some(n) => kind_of(n),
+                    // No kind anywhere: recognise watch events by shape, and treat anything
+                    // with `data`/`stringData` as a Secret (over-masking is the safe error).
+                    None if info.has_object && info.has_type && !info.has_api_version => {
+                        Kind::WatchEvent
+                    }
+                    None if info.has_data => Kind::Secret,
+                    None => Kind::Other,
+                };
+                if !self.scope.rules.is_empty() {
+                    ctx.rules = self.matching_rules(name.as_deref(), info.namespace.as_deref());
+                }
+                ctx.kind_name = name;
+            }
+        }
+        ctx
+    }
+
+    fn matching_rules(&self, kind: Option<&str>, namespace: Option<&str>) -> Vec<usize> {
+        let kind_plural = kind.map(plural);
+        let namespace = namespace.or(self.scope.ctx.namespace.as_deref());
+        self.scope
+            .rules
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let Some(rule) = self.eng.rules.get(i) else {
+                    return false;
+                };
+                let resource_ok = rule.resource == "*"
+                    || kind_plural.as_deref() == Some(rule.resource.as_str())
+                    || self.scope.ctx.resource.as_deref() == Some(rule.resource.as_str());
+                let ns_ok = match (&rule.namespace, namespace) {
+                    (None, _) => true,
+                    (Some(glob), Some(ns)) => glob_match(glob.as_bytes(), ns.as_bytes()),
+                    (Some(_), None) => false,
+                };
+                resource_ok && ns_ok
+            })
+            .collect()
+    }
+
+    fn members(&mut self, obj: &ObjCtx, out: &mut Vec<u8>) -> Result<(), MaskError> {
+        self.enter()?;
+        self.pos += 1;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.err("expected an object key"));
+            }
+            let (a, b, esc) = self.string_span()?;
+            let key = if esc {
+                Cow::Owned(unescape(&self.s[a..b]).ok_or_else(|| self.err("bad escape in key"))?)
+            } else {
+                Cow::Borrowed(&self.s[a..b])
+            };
+            self.path.push(Seg::Key(key));
+            self.ws();
+            if self.peek() != Some(b':') {
+                return Err(self.err("expected ':'"));
+            }
+            self.pos += 1;
+            self.ws();
+            self.value(obj, out)?;
+            self.path.pop();
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(_) => return Err(self.err("expected ',' or '}'")),
+                None => return Err(MaskError::Truncated),
+            }
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn elements(&mut self, obj: &ObjCtx, out: &mut Vec<u8>) -> Result<(), MaskError> {
+        self.enter()?;
+        self.pos += 1;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        let mut i = 0;
+        loop {
+            self.ws();
+            self.path.push(Seg::Index(i));
+            self.value(obj, out)?;
+            self.path.pop();
+            i += 1;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(_) => return Err(self.err("expected ',' or ']'")),
+                None => return Err(MaskError::Truncated),
+            }
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn value(&mut self, obj: &ObjCtx, out: &mut Vec<u8>) -> Result<(), MaskError> {
+        match self.peek() {
+            Some(c @ (b'{' | b'[')) => match self.container_action(obj) {
+                Container::Embedded(hint) if c == b'{' => {
+                    self.object(&hint, out)?;
+                }
+                Container::Embedded(_) | Container::Descend => {
+                    if c == b'{' {
+                        self.members(obj, out)?;
+                    } else {
+                        self.elements(obj, out)?;
+                    }
+                }
+                Container::Skip => {
+                    self.pos = skip_value(self.s, self.pos, self.base_offset)?;
+                }
+            },
+            Some(b'"') => self.string_value(obj, out)?,
+            Some(_) => self.pos = skip_scalar(self.s, self.pos, self.base_offset)?,
+            None => return Err(MaskError::Truncated),
+        }
+        Ok(())
+    }
+
+    fn container_action(&self, obj: &ObjCtx) -> Container {
+        let rel = &self.path[obj.base..];
+        if let Some(hint) = embedded(&obj.kind, rel) {
+            return Container::Embedded(hint);
+        }
+        if (obj.annotations && annotations_prefix(rel)) || descend(&obj.kind, rel) {
+            return Container::Descend;
+        }
+        for &r in &obj.rules {
+            if let Some(rule) = self.eng.rules.get(r) {
+                if rule.paths.iter().any(|p| compatible(&p.segs, rel)) {
+                    return Container::Descend;
+                }
+            }
+        }
+        Container::Skip
+    }
+
+    fn string_action(&self, obj: &ObjCtx) -> Act {
+        let rel = &self.path[obj.base..];
+        let builtin = builtin_string_action(obj, rel);
+        if matches!(
+            builtin,
+            Act::SecretValue { .. } | Act::Whole(_) | Act::LastApplied
+        ) {
+            return builtin;
+        }
+        for &r in &obj.rules {
+            let Some(rule) = self.eng.rules.get(r) else {
+                continue;
+            };
+            if rule
+                .paths
+                .iter()
+                .any(|p| p.segs.len() <= rel.len() && compatible(&p.segs, rel))
+            {
+                return match (&rule.detectors, &builtin) {
+                    (None, _) => Act::UserWhole,
+                    (Some(_), Act::Detect { name, .. }) => Act::Detect {
+                        name: *name,
+                        selection: None,
+                    },
+                    (Some(_), _) => Act::Detect {
+                        name: NameFrom::None,
+                        selection: Some(r),
+                    },
+                };
+            }
+        }
+        builtin
+    }
+
+    fn string_value(&mut self, obj: &ObjCtx, out: &mut Vec<u8>) -> Result<(), MaskError> {
+        let quote = self.pos;
+        let (a, b, esc) = self.string_span()?;
+        let act = self.string_action(obj);
+        if matches!(act, Act::Keep) {
+            return Ok(());
+        }
+        let src = self.s;
+        let eng = self.eng;
+        let raw = &src[a..b];
+        let content: Cow<'_, [u8]> = if esc {
+            Cow::Owned(unescape(raw).ok_or_else(|| self.err("bad escape in string"))?)
+        } else {
+            Cow::Borrowed(raw)
+        };
+        if content.is_empty() {
+            return Ok(());
+        }
+        let fp = &eng.fp;
+        let already_marker = content.starts_with(b"[airlock:masked:") && content.ends_with(b"]");
+        if already_marker && !matches!(act, Act::SecretValue { .. } | Act::LastApplied) {
+            return Ok(());
+        }
+        if let Act::SecretValue { base64 } = act {
+            // The hot path (every Secret value): written straight into `out`.
+            if content.starts_with(MARKER_PREFIX.as_bytes())
+                || (base64 && content.starts_with(MARKER_PREFIX_BASE64.as_bytes()))
+            {
+                return Ok(());
+            }
+            self.marker.clear();
+            if base64 {
+                self.scratch.clear();
+                match B64.decode_vec(content.as_ref(), &mut self.scratch) {
+                    Ok(()) => fp.value_marker(&self.scratch, self.scratch.len(), &mut self.marker),
+                    Err(_) => fp.value_marker(&content, content.len(), &mut self.marker),
+                }
+            } else {
+                // Markers are ASCII without characters that need escaping.
+                fp.value_marker(&content, content.len(), &mut self.marker);
+            }
+            out.extend_from_slice(&src[self.mark..quote]);
+            out.push(b'"');
+            if base64 {
+                encode_b64(&self.marker, out);
+            } else {
+                out.extend_from_slice(&self.marker);
+            }
+            out.push(b'"');
+            self.mark = self.pos;
+            return Ok(());
+        }
+        let mut new = Vec::new();
+        match act {
+            Act::Keep | Act::SecretValue { .. } => return Ok(()),
+            Act::Whole(id) => {
+                let mut marker = Vec::new();
+                fp.text_marker(id, &content, &mut marker);
+                write_json_string(&marker, &mut new);
+            }
+            Act::UserWhole => {
+                let mut marker = Vec::new();
+                fp.text_marker("rule", &content, &mut marker);
+                write_json_string(&marker, &mut new);
+            }
+            Act::Detect { name, selection } => {
+                let name: Option<&[u8]> = match name {
+                    NameFrom::None => None,
+                    NameFrom::LastKey => match self.path.last() {
+                        Some(Seg::Key(k)) => Some(k.as_ref()),
+                        _ => None,
+                    },
+                    NameFrom::ObjName => obj.name.as_deref().map(str::as_bytes),
+                };
+                if name.is_some_and(sensitive_name) {
+                    let mut marker = Vec::new();
+                    fp.text_marker(SENSITIVE_NAME, &content, &mut marker);
+                    write_json_string(&marker, &mut new);
+                } else {
+                    let selection = match selection {
+                        None => &Selection::All,
+                        Some(r) => match eng.rules.get(r).and_then(|r| r.detectors.as_ref()) {
+                            Some(sel) => sel,
+                            None => &Selection::All,
+                        },
+                    };
+                    match eng.detectors.mask(&content, selection, fp) {
+                        Some(masked) => write_json_string(&masked, &mut new),
+                        None => return Ok(()),
+                    }
+                }
+            }
+            Act::LastApplied => {
+                let mut inner = Vec::with_capacity(content.len());
+                let hint = Hint::Primary(obj.kind_name.clone());
+                let mut w = Walker {
+                    s: &content,
+                    pos: 0,
+                    mark: 0,
+                    base_offset: 0,
+                    eng,
+                    scope: self.scope,
+                    path: Vec::new(),
+                    depth: self.depth,
+                    scratch: Vec::new(),
+                    marker: Vec::new(),
+                };
+                match w.run(&hint, &mut inner) {
+                    Ok(_) if inner == content.as_ref() => return Ok(()),
+                    Ok(_) => write_json_string(&inner, &mut new),
+                    Err(MaskError::TooDeep(d)) => return Err(MaskError::TooDeep(d)),
+                    Err(_) => {
+                        // Not JSON: it may hold anything, so hide all of it.
+                        let mut marker = Vec::new();
+                        fp.text_marker("last-applied-configuration", &content, &mut marker);
+                        write_json_string(&marker, &mut new);
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(&src[self.mark..quote]);
+        out.extend_from_slice(&new);
+        self.mark = self.pos;
+        Ok(())
+    }
+}
+
+fn annotations_prefix(rel: &[Seg<'_>]) -> bool {
+    is_path(rel, &[b"metadata"]) || is_path(rel, &[b"metadata", b"annotations"])
+}
+
+/// Objects that start a new interpretation context.
+fn embedded(kind: &Kind, rel: &[Seg<'_>]) -> Option<Hint> {
+    match kind {
+        Kind::List(item) if rel.len() == 2 && rel[0].is(b"items") && rel[1].is_index() => {
+            Some(Hint::Primary(item.clone()))
+        }
+        Kind::Table if rel.len() == 2 && rel[0].is(b"rows") && rel[1].is_index() => {
+            Some(Hint::TableRow)
+        }
+        Kind::TableRow | Kind::WatchEvent if is_path(rel, &[b"object"]) => {
+            Some(Hint::Primary(None))
+        }
+        Kind::TopArray(h) if rel.len() == 1 => Some(h.clone()),
+        Kind::PodSpecAt(prefix) => {
+            let n = prefix.len();
+            (rel.len() == n + 4
+                && rel.iter().zip(prefix.iter()).all(|(s, k)| s.is(k))
+                && rel[n].is_any_of(CONTAINER_LISTS)
+                && rel[n + 1].is_index()
+                && rel[n + 2].is(b"env")
+                && rel[n + 3].is_index())
+            .then_some(Hint::EnvVar)
+        }
+        _ => None,
+    }
+}
+
+/// Containers under which a built-in rule may act.
+fn descend(kind: &Kind, rel: &[Seg<'_>]) -> bool {
+    let Some(first) = rel.first() else {
+        return true;
+    };
+    match kind {
+        Kind::Secret => first.is(b"data") || first.is(b"stringData"),
+        Kind::ConfigMap => is_path(rel, &[b"data"]),
+        Kind::TokenRequest => is_path(rel, &[b"status"]),
+        Kind::PodSpecAt(prefix) => {
+            let n = prefix.len();
+            rel.len() <= n + 3
+                && rel.iter().enumerate().all(|(i, s)| {
+                    if i < n {
+                        s.is(prefix[i])
+                    } else if i == n {
+                        s.is_any_of(CONTAINER_LISTS)
+                    } else if i == n + 1 {
+                        s.is_index()
+                    } else {
+                        s.is_any_of(&[b"env", b"args", b"command"])
+                    }
+                })
+        }
+        Kind::List(_) => is_path(rel, &[b"items"]),
+        Kind::Table => is_path(rel, &[b"rows"]),
+        Kind::TableRow => is_path(rel, &[b"cells"]),
+        Kind::Status => first.is(b"details"),
+        Kind::JsonPatchOp { .. } => first.is(b"value"),
+        Kind::TopArray(_) | Kind::WatchEvent | Kind::Event | Kind::EnvVar | Kind::Other => false,
+    }
+}
+
+fn builtin_string_action(obj: &ObjCtx, rel: &[Seg<'_>]) -> Act {
+    if obj.annotations && rel.len() == 3 && rel[0].is(b"metadata") && rel[1].is(b"annotations") {
+        return if rel[2].is(LAST_APPLIED) {
+            Act::LastApplied
+        } else {
+            Act::Detect {
+                name: NameFrom::LastKey,
+                selection: None,
+            }
+        };
+    }
+    let detect = Act::Detect {
+        name: NameFrom::None,
+        selection: None,
+    };
+    match &obj.kind {
+        Kind::Secret if rel.len() >= 2 && rel[0].is(b"data") => Act::SecretValue { base64: true },
+        Kind::Secret if rel.len() >= 2 && rel[0].is(b"stringData") => {
+            Act::SecretValue { base64: false }
+        }
+        Kind::TokenRequest if is_path(rel, &[b"status", b"token"]) => Act::Whole("token-request"),
+        Kind::ConfigMap if rel.len() == 2 && rel[0].is(b"data") => Act::Detect {
+            name: NameFrom::LastKey,
+            selection: None,
+        },
+        Kind::PodSpecAt(prefix) => {
+            let n = prefix.len();
+            if rel.len() == n + 4
+                && rel.iter().zip(prefix.iter()).all(|(s, k)| s.is(k))
+                && rel[n].is_any_of(CONTAINER_LISTS)
+                && rel[n + 2].is_any_of(&[b"args", b"command"])
+            {
+                detect
+            } else {
+                Act::Keep
+            }
+        }
+        Kind::EnvVar if is_path(rel, &[b"value"]) => Act::Detect {
+            name: NameFrom::ObjName,
+            selection: None,
+        },
+        Kind::TableRow if rel.len() == 2 && rel[0].is(b"cells") => detect,
+        Kind::Status
+            if is_path(rel, &[b"message"]) || rel.first().is_some_and(|s| s.is(b"details")) =>
+        {
+            detect
+        }
+        Kind::Event if is_path(rel, &[b"message"]) || is_path(rel, &[b"note"]) => detect,
+        Kind::JsonPatchOp { secret, data } if rel.first().is_some_and(|s| s.is(b"value")) => {
+            if *secret {
+                Act::SecretValue { base64: *data }
+            } else {
+                detect
+            }
+        }
+        _ => Act::Keep,
+    }
+}
+
+/// The first `min(len)` segments of a rule path and a concrete path agree.
+fn compatible(pattern: &[PathSeg], rel: &[Seg<'_>]) -> bool {
+    pattern.iter().zip(rel).all(|(p, s)| s.matches(p))
+}
+
+// === scanning helpers ===
+
+pub(crate) fn skip_ws(s: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = s.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// `i` is at an opening quote; returns the index after the closing quote.
+pub(crate) fn skip_string(s: &[u8], i: usize, off: u64) -> Result<usize, MaskError> {
+    let mut j = i + 1;
+    // Most strings (keys, names) are short: a plain loop beats setting up a SIMD search.
+    let short_end = (j + 24).min(s.len());
+    while j < short_end {
+        match s[j] {
+            b'"' => return Ok(j + 1),
+            b'\\' => j += 2,
+            _ => j += 1,
+        }
+    }
+    loop {
+        match memchr::memchr2(b'"', b'\\', &s[j.min(s.len())..]) {
+            Some(k) => {
+                let at = j + k;
+                if s[at] == b'"' {
+                    return Ok(at + 1);
+                }
+                j = at + 2;
+            }
+            None => {
+                let _ = off;
+                return Err(MaskError::Truncated);
+            }
+        }
+    }
+}
+
+fn skip_scalar(s: &[u8], i: usize, off: u64) -> Result<usize, MaskError> {
+    let rest = &s[i..];
+    for lit in [&b"true"[..], b"false", b"null"] {
+        if rest.starts_with(lit) {
+            return Ok(i + lit.len());
+        }
+    }
+    let n = rest
+        .iter()
+        .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+        .count();
+    let first_ok = matches!(rest.first(), Some(b'0'..=b'9' | b'-'));
+    if n == 0 || !first_ok {
+        return Err(MaskError::json(off + i as u64, "expected a value"));
+    }
+    Ok(i + n)
+}
+
+/// `i` is at `{` or `[`; returns the index after the matching close.
+pub(crate) fn skip_value(s: &[u8], mut i: usize, off: u64) -> Result<usize, MaskError> {
+    // Bit stack of open containers: 1 = object, 0 = array.
+    let mut stack: u128 = 0;
+    let mut depth = 0usize;
+    loop {
+        i = skip_ws(s, i);
+        let Some(&c) = s.get(i) else {
+            return Err(MaskError::Truncated);
+        };
+        match c {
+            b'"' => i = skip_string(s, i, off)?,
+            b'{' | b'[' => {
+                if depth >= MAX_DEPTH {
+                    return Err(MaskError::TooDeep(MAX_DEPTH));
+                }
+                stack = (stack << 1) | u128::from(c == b'{');
+                depth += 1;
+                i += 1;
+                continue;
+            }
+            b'}' | b']' => {
+                if depth == 0 || (stack & 1 == 1) != (c == b'}') {
+                    return Err(MaskError::json(off + i as u64, "mismatched bracket"));
+                }
+                stack >>= 1;
+                depth -= 1;
+                i += 1;
+            }
+            b',' | b':' if depth > 0 => {
+                i += 1;
+                continue;
+            }
+            _ => i = skip_scalar(s, i, off)?,
+        }
+        if depth == 0 {
+            return Ok(i);
+        }
+    }
+}
+
+/// Reads an object's own members for the fields that decide how it is masked.
+pub(crate) fn prescan(s: &[u8], start: usize, off: u64, full: bool) -> Result<ObjInfo, MaskError> {
+    let mut info = ObjInfo::default();
+    let mut i = skip_ws(s, start + 1);
+    if s.get(i) == Some(&b'}') {
+        return Ok(info);
+    }
+    loop {
+        i = skip_ws(s, i);
+        if s.get(i) != Some(&b'"') {
+            return Err(MaskError::json(off + i as u64, "expected an object key"));
+        }
+        let kend = skip_string(s, i, off)?;
+        let key = &s[i + 1..kend - 1];
+        i = skip_ws(s, kend);
+        if s.get(i) != Some(&b':') {
+            return Err(MaskError::json(off + i as u64, "expected ':'"));
+        }
+        i = skip_ws(s, i + 1);
+        let vstart = i;
+        let is_str = s.get(i) == Some(&b'"');
+        i = match s.get(i) {
+            Some(b'"') => skip_string(s, i, off)?,
+            Some(b'{' | b'[') => skip_value(s, i, off)?,
+            Some(_) => skip_scalar(s, i, off)?,
+            None => return Err(MaskError::Truncated),
+        };
+        let text = || string_text(&s[vstart + 1..i - 1]);
+        match key {
+            b"kind" if is_str => info.kind = text(),
+            b"name" if is_str && full => info.name = text(),
+            b"path" if is_str && full => info.op_path = text(),
+            b"apiVersion" => info.has_api_version = true,
+            b"type" => info.has_type = true,
+            b"object" => info.has_object = true,
+            b"data" | b"stringData" => info.has_data = true,
+            b"metadata" if full && s.get(vstart) == Some(&b'{') => {
+                info.namespace = metadata_namespace(s, vstart, off)?;
+            }
+            _ => {}
+        }
+        i = skip_ws(s, i);
+        match s.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => return Ok(info),
+            Some(_) => return Err(MaskError::json(off + i as u64, "expected ',' or '}'")),
+            None => return Err(MaskError::Truncated),
+        }
+    }
+}
+
+fn metadata_namespace(s: &[u8], start: usize, off: u64) -> Result<Option<String>, MaskError> {
+    let mut i = skip_ws(s, start + 1);
+    if s.get(i) == Some(&b'}') {
+        return Ok(None);
+    }
+    loop {
+        i = skip_ws(s, i);
+        if s.get(i) != Some(&b'"') {
+            return Err(MaskError::json(off + i as u64, "expected an object key"));
+        }
+        let kend = skip_string(s, i, off)?;
+        let is_ns = &s[i + 1..kend - 1] == b"namespace";
+        i = skip_ws(s, kend);
+        if s.get(i) != Some(&b':') {
+            return Err(MaskError::json(off + i as u64, "expected ':'"));
+        }
+        i = skip_ws(s, i + 1);
+        let vstart = i;
+        i = match s.get(i) {
+            Some(b'"') => skip_string(s, i, off)?,
+            Some(b'{' | b'[') => skip_value(s, i, off)?,
+            Some(_) => skip_scalar(s, i, off)?,
+            None => return Err(MaskError::Truncated),
+        };
+        if is_ns && s.get(vstart) == Some(&b'"') {
+            return Ok(string_text(&s[vstart + 1..i - 1]));
+        }
+        i = skip_ws(s, i);
+        match s.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => return Ok(None),
+            Some(_) => return Err(MaskError::json(off + i as u64, "expected ',' or '}'")),
+            None => return Err(MaskError::Truncated),
+        }
+    }
+}
+
+/// The text of a JSON string's raw content (one allocation when it has no escapes).
+fn string_text(raw: &[u8]) -> Option<String> {
+    if memchr::memchr(b'\\', raw).is_none() {
+        return Some(String::from_utf8_lossy(raw).into_owned());
+    }
+    unescape(raw).map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// Decodes the content of a JSON string; `None` on a bad escape.
+pub(crate) fn unescape(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let Some(k) = memchr::memchr(b'\\', &raw[i..]) else {
+            out.extend_from_slice(&raw[i..]);
+            break;
+        };
+        out.extend_from_slice(&raw[i..i + k]);
+        i += k + 1;
+        let c = *raw.get(i)?;
+        i += 1;
+        match c {
+            b'"' => out.push(b'"'),
+            b'\\' => out.push(b'\\'),
+            b'/' => out.push(b'/'),
+            b'b' => out.push(0x08),
+            b'f' => out.push(0x0c),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'u' => {
+                let hi = hex4(raw.get(i..i + 4)?)?;
+                i += 4;
+                let cp = if (0xD800..0xDC00).contains(&hi) && raw.get(i..i + 2) == Some(b"\\u") {
+                    match hex4(raw.get(i + 2..i + 6)?) {
+                        Some(lo) if (0xDC00..0xE000).contains(&lo) => {
+                            i += 6;
+                            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                        }
+                        _ => 0xFFFD,
+                    }
+                } else {
+                    hi
+                };
+                let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+fn hex4(b: &[u8]) -> Option<u32> {
+    let s = std::str::from_utf8(b).ok()?;
+    u32::from_str_radix(s, 16).ok()
+}
+
+/// Writes `bytes` as a JSON string literal (with quotes). Invalid UTF-8 is replaced.
+pub(crate) fn write_json_string(bytes: &[u8], out: &mut Vec<u8>) {
+    let text = String::from_utf8_lossy(bytes);
+    out.push(b'"');
+    let mut start = 0;
+    let b = text.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&b[start..i]);
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(c >> 4)]);
+            out.push(HEX[usize::from(c & 0xf)]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
+
+fn encode_b64(input: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    let len = base64::encoded_len(input.len(), true).unwrap_or(0);
+    out.resize(start + len, 0);
+    match B64.encode_slice(input, &mut out[start..]) {
+        Ok(n) => out.truncate(start + n),
+        Err(_) => {
+            out.truncate(start);
+            out.extend_from_slice(B64.encode(input).as_bytes());
+        }
+    }
+}

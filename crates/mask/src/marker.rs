@@ -1,0 +1,169 @@
+//! Markers that replace secret material, keyed fingerprints, and write-back detection.
+//!
+//! Two shapes of marker exist:
+//!
+//! * **Secret values** (`data`, `stringData`): the value becomes the text
+//!   `airlock:masked:<fp>` padded with `*` up to the original decoded length (never shorter than
+//!   the marker itself). In `data` the padded text is base64-encoded, so client-go still decodes
+//!   it and `kubectl describe secret` still prints the real byte count.
+//! * **Detector hits** in free text: `[airlock:masked:<detector>:<fp>]`, keeping the text around.
+//!
+//! `<fp>` is the first [`FINGERPRINT_LEN`] hex characters of HMAC-SHA256(key, value): equal
+//! values get equal fingerprints, so a human can tell two values apart, and without the key
+//! nobody can confirm a guess of a value from its fingerprint.
+
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Every marker starts with this text (raw, or base64-encoded in Secret `data`).
+pub const MARKER_PREFIX: &str = "airlock:masked:";
+
+/// Base64 of [`MARKER_PREFIX`] at offset 0: every masked `data` value starts with exactly this.
+pub const MARKER_PREFIX_BASE64: &str = "YWlybG9jazptYXNrZWQ6";
+
+/// Hex characters of the keyed fingerprint kept in markers.
+pub const FINGERPRINT_LEN: usize = 12;
+
+/// Filler used to pad a Secret value marker to the original length.
+pub(crate) const PAD: u8 = b'*';
+
+/// True when `bytes` contain a masking marker: raw (`airlock:masked:`), or base64-encoded at
+/// any of the three alignments (which covers Secret `data`, values inside `stringData`, and
+/// markers inside a `last-applied-configuration` annotation).
+///
+/// The gateway calls this on create/update/patch/apply bodies and refuses the write when it is
+/// true: writing a masked object back would replace the real secret with the marker.
+pub fn contains_marker(bytes: &[u8]) -> bool {
+    marker_patterns()
+        .iter()
+        .any(|pattern| memchr::memmem::find(bytes, pattern).is_some())
+}
+
+fn marker_patterns() -> &'static [Vec<u8>] {
+    static PATTERNS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        let mut patterns: Vec<Vec<u8>> = vec![MARKER_PREFIX.as_bytes().to_vec()];
+        patterns.extend(base64_alignments());
+        patterns
+    })
+}
+
+/// The base64 text that is fixed by the prefix alone, for the prefix starting at byte offset
+/// 0, 1 and 2 of the encoded input: the first quantum (which mixes in unknown bytes before
+/// the prefix) and the last partial quantum (unknown bytes after) are dropped.
+fn base64_alignments() -> Vec<Vec<u8>> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    (0..3usize)
+        .map(|shift| {
+            let mut input = vec![0u8; shift];
+            input.extend_from_slice(MARKER_PREFIX.as_bytes());
+            let full = input.len() / 3 * 3;
+            let encoded = engine.encode(&input[..full]).into_bytes();
+            let skip = if shift == 0 { 0 } else { 4 };
+            encoded[skip..].to_vec()
+        })
+        .collect()
+}
+
+// === impl Fingerprinter ===
+
+/// Computes keyed fingerprints.
+#[derive(Clone)]
+pub(crate) struct Fingerprinter {
+    mac: Hmac<Sha256>,
+}
+
+impl Fingerprinter {
+    pub(crate) fn new(key: &[u8]) -> Result<Self, crate::MaskError> {
+        if key.is_empty() {
+            return Err(crate::MaskError::EmptyKey);
+        }
+        let mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| crate::MaskError::EmptyKey)?;
+        Ok(Fingerprinter { mac })
+    }
+
+    /// First [`FINGERPRINT_LEN`] hex characters of HMAC-SHA256(key, value).
+    pub(crate) fn fp(&self, value: &[u8]) -> [u8; FINGERPRINT_LEN] {
+        let mut mac = self.mac.clone();
+        mac.update(value);
+        let digest = mac.finalize().into_bytes();
+        let mut out = [0u8; FINGERPRINT_LEN];
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, slot) in out.iter_mut().enumerate() {
+            let byte = digest[i / 2];
+            let nibble = if i % 2 == 0 { byte >> 4 } else { byte & 0x0f };
+            *slot = HEX[usize::from(nibble)];
+        }
+        out
+    }
+
+    /// `airlock:masked:<fp>` padded with `*` to `len` bytes (never shorter than the marker).
+    pub(crate) fn value_marker(&self, real: &[u8], len: usize, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(MARKER_PREFIX.as_bytes());
+        out.extend_from_slice(&self.fp(real));
+        let written = out.len() - start;
+        if len > written {
+            out.resize(start + len, PAD);
+        }
+    }
+
+    /// `[airlock:masked:<detector>:<fp>]`.
+    pub(crate) fn text_marker(&self, detector: &str, real: &[u8], out: &mut Vec<u8>) {
+        out.push(b'[');
+        out.extend_from_slice(MARKER_PREFIX.as_bytes());
+        out.extend_from_slice(detector.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(&self.fp(real));
+        out.push(b']');
+    }
+}
+
+impl std::fmt::Debug for Fingerprinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fingerprinter(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_base64_constant_is_right() {
+        let engine = base64::engine::general_purpose::STANDARD;
+        assert_eq!(engine.encode(MARKER_PREFIX), MARKER_PREFIX_BASE64);
+        assert_eq!(base64_alignments()[0], MARKER_PREFIX_BASE64.as_bytes());
+    }
+
+    #[test]
+    fn finds_markers_raw_and_base64_at_every_alignment() {
+        let engine = base64::engine::general_purpose::STANDARD;
+        for lead in ["", "x", "xy", "xyz", "wxyz"] {
+            for tail in ["", "a", "ab", "abc"] {
+                let text = format!("{lead}{MARKER_PREFIX}0123456789ab{tail}");
+                assert!(contains_marker(text.as_bytes()));
+                let encoded = engine.encode(text.as_bytes());
+                assert!(contains_marker(encoded.as_bytes()), "{lead:?} {tail:?}");
+            }
+        }
+        assert!(!contains_marker(b"{\"data\":{\"a\":\"aGVsbG8=\"}}"));
+        assert!(!contains_marker(b"airlock:mask"));
+    }
+
+    #[test]
+    fn value_marker_pads_to_length_but_never_truncates() {
+        let fp = Fingerprinter::new(b"k").unwrap();
+        let mut out = Vec::new();
+        fp.value_marker(b"v", 3, &mut out);
+        assert_eq!(out.len(), MARKER_PREFIX.len() + FINGERPRINT_LEN);
+        out.clear();
+        fp.value_marker(b"v", 100, &mut out);
+        assert_eq!(out.len(), 100);
+        assert!(out.ends_with(b"***"));
+    }
+}

@@ -1,0 +1,624 @@
+//! Behaviour tests written as tables: (context, body kind, input) -> expected output.
+//!
+//! Expected outputs name markers by the value they hide, and `expand` computes them:
+//! `<S:b64>` is the masked form of a Secret `data` value, `<P:text>` of a `stringData` value,
+//! `<T:detector:secret>` of a detector hit.
+
+use base64::Engine as _;
+
+use super::*;
+
+const KEY: &[u8] = b"test-fingerprint-key";
+
+fn masker() -> Masker {
+    let mut config = MaskConfig::new(KEY.to_vec());
+    config.profiles = vec![MaskProfile {
+        name: "strict".to_string(),
+        rules: vec![
+            MaskRule {
+                resource: "configmaps".to_string(),
+                namespace: Some("team-*".to_string()),
+                fields: vec!["data.*".to_string()],
+                detectors: vec![],
+            },
+            MaskRule {
+                resource: "widgets".to_string(),
+                namespace: None,
+                fields: vec!["spec.config".to_string()],
+                detectors: vec!["generic-assignment".to_string()],
+            },
+        ],
+    }];
+    Masker::new(config).unwrap()
+}
+
+fn fp() -> Fingerprinter {
+    Fingerprinter::new(KEY).unwrap()
+}
+
+fn expand(expected: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = String::new();
+    let mut rest = expected;
+    while let Some(start) = rest.find('<') {
+        let Some(len) = rest[start..].find('>') else {
+            break;
+        };
+        let token = &rest[start + 1..start + len];
+        let replaced = if let Some(v) = token.strip_prefix("S:") {
+            let real = b64.decode(v).unwrap();
+            let mut m = Vec::new();
+            fp().value_marker(&real, real.len(), &mut m);
+            Some(b64.encode(m))
+        } else if let Some(v) = token.strip_prefix("P:") {
+            let mut m = Vec::new();
+            fp().value_marker(v.as_bytes(), v.len(), &mut m);
+            Some(String::from_utf8(m).unwrap())
+        } else if let Some(v) = token.strip_prefix("T:") {
+            let (id, secret) = v.split_once(':').unwrap();
+            let mut m = Vec::new();
+            fp().text_marker(id, secret.as_bytes(), &mut m);
+            Some(String::from_utf8(m).unwrap())
+        } else {
+            None
+        };
+        match replaced {
+            Some(r) => {
+                out.push_str(&rest[..start]);
+                out.push_str(&r);
+            }
+            None => out.push_str(&rest[..start + len + 1]),
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn ctx(resource: &str, ns: Option<&str>) -> MaskContext {
+    MaskContext::for_resource(resource, ns)
+}
+
+struct Case {
+    name: &'static str,
+    ctx: MaskContext,
+    kind: BodyKind,
+    input: &'static str,
+    expected: &'static str,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "single secret: data, stringData, keys kept",
+            ctx: ctx("secrets", Some("default")),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"db"},"data":{"password":"aHVudGVyMg==","big":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ1Njc4OQ=="},"stringData":{"user":"admin"},"type":"Opaque"}"#,
+            expected: r#"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"db"},"data":{"password":"<S:aHVudGVyMg==>","big":"<S:MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ1Njc4OQ==>"},"stringData":{"user":"<P:admin>"},"type":"Opaque"}"#,
+        },
+        Case {
+            name: "kind after data still masks (unstructured key order)",
+            ctx: MaskContext::default(),
+            kind: BodyKind::Json,
+            input: r#"{"apiVersion":"v1","data":{"a":"aHVudGVyMg=="},"kind":"Secret"}"#,
+            expected: r#"{"apiVersion":"v1","data":{"a":"<S:aHVudGVyMg==>"},"kind":"Secret"}"#,
+        },
+        Case {
+            name: "empty values stay empty; formatting kept",
+            ctx: MaskContext::default(),
+            kind: BodyKind::Json,
+            input: "{\n  \"kind\": \"Secret\",\n  \"data\": {\n    \"a\": \"\",\n    \"b\": \"aHVudGVyMg==\"\n  }\n}\n",
+            expected: "{\n  \"kind\": \"Secret\",\n  \"data\": {\n    \"a\": \"\",\n    \"b\": \"<S:aHVudGVyMg==>\"\n  }\n}\n",
+        },
+        Case {
+            name: "last-applied-configuration of a secret is parsed, masked, re-serialized",
+            ctx: ctx("secrets", Some("default")),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"Secret","metadata":{"name":"s","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"apiVersion\":\"v1\",\"data\":{\"k\":\"aHVudGVyMg==\"},\"kind\":\"Secret\",\"stringData\":{\"p\":\"clear\"}}\n","team":"a"}},"data":{"k":"aHVudGVyMg=="}}"#,
+            expected: r#"{"kind":"Secret","metadata":{"name":"s","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"apiVersion\":\"v1\",\"data\":{\"k\":\"<S:aHVudGVyMg==>\"},\"kind\":\"Secret\",\"stringData\":{\"p\":\"<P:clear>\"}}\n","team":"a"}},"data":{"k":"<S:aHVudGVyMg==>"}}"#,
+        },
+        Case {
+            name: "SecretList items carry no kind: the list kind decides",
+            ctx: ctx("secrets", None),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"a"},"data":{"x":"aHVudGVyMg=="}},{"metadata":{"name":"b"},"data":{"y":"c2VjcmV0"}}]}"#,
+            expected: r#"{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"a"},"data":{"x":"<S:aHVudGVyMg==>"}},{"metadata":{"name":"b"},"data":{"y":"<S:c2VjcmV0>"}}]}"#,
+        },
+        Case {
+            name: "kind: List with mixed kinds",
+            ctx: MaskContext::default(),
+            kind: BodyKind::Json,
+            input: r#"{"apiVersion":"v1","kind":"List","items":[{"kind":"ConfigMap","metadata":{"name":"c"},"data":{"plain":"x","DB_PASSWORD":"hunter2"}},{"kind":"Secret","data":{"a":"aHVudGVyMg=="}},{"kind":"Service","spec":{"ports":[]}}],"metadata":{"resourceVersion":""}}"#,
+            expected: r#"{"apiVersion":"v1","kind":"List","items":[{"kind":"ConfigMap","metadata":{"name":"c"},"data":{"plain":"x","DB_PASSWORD":"<T:sensitive-name:hunter2>"}},{"kind":"Secret","data":{"a":"<S:aHVudGVyMg==>"}},{"kind":"Service","spec":{"ports":[]}}],"metadata":{"resourceVersion":""}}"#,
+        },
+        Case {
+            name: "watch events, one per line",
+            ctx: ctx("secrets", None),
+            kind: BodyKind::JsonWatch,
+            input: "{\"type\":\"ADDED\",\"object\":{\"kind\":\"Secret\",\"data\":{\"a\":\"aHVudGVyMg==\"}}}\n{\"type\":\"BOOKMARK\",\"object\":{\"kind\":\"Secret\",\"metadata\":{\"resourceVersion\":\"9\"}}}\n",
+            expected: "{\"type\":\"ADDED\",\"object\":{\"kind\":\"Secret\",\"data\":{\"a\":\"<S:aHVudGVyMg==>\"}}}\n{\"type\":\"BOOKMARK\",\"object\":{\"kind\":\"Secret\",\"metadata\":{\"resourceVersion\":\"9\"}}}\n",
+        },
+        Case {
+            name: "watch event recognised by shape in a plain json body",
+            ctx: MaskContext::default(),
+            kind: BodyKind::Json,
+            input: r#"{"type":"MODIFIED","object":{"kind":"Secret","data":{"a":"aHVudGVyMg=="}}}"#,
+            expected: r#"{"type":"MODIFIED","object":{"kind":"Secret","data":{"a":"<S:aHVudGVyMg==>"}}}"#,
+        },
+        Case {
+            name: "Table rows with includeObject=Object",
+            ctx: ctx("secrets", None),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"Table","apiVersion":"meta.k8s.io/v1","columnDefinitions":[{"name":"Name"}],"rows":[{"cells":["a","Opaque",1],"object":{"kind":"Secret","apiVersion":"v1","data":{"a":"aHVudGVyMg=="}}}]}"#,
+            expected: r#"{"kind":"Table","apiVersion":"meta.k8s.io/v1","columnDefinitions":[{"name":"Name"}],"rows":[{"cells":["a","Opaque",1],"object":{"kind":"Secret","apiVersion":"v1","data":{"a":"<S:aHVudGVyMg==>"}}}]}"#,
+        },
+        Case {
+            name: "PartialObjectMetadataList keeps last-applied masked",
+            ctx: ctx("secrets", None),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"PartialObjectMetadataList","items":[{"kind":"PartialObjectMetadata","metadata":{"name":"s","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"data\":{\"k\":\"aHVudGVyMg==\"},\"kind\":\"Secret\"}"}}}]}"#,
+            expected: r#"{"kind":"PartialObjectMetadataList","items":[{"kind":"PartialObjectMetadata","metadata":{"name":"s","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"data\":{\"k\":\"<S:aHVudGVyMg==>\"},\"kind\":\"Secret\"}"}}}]}"#,
+        },
+        Case {
+            name: "TokenRequest status.token",
+            ctx: MaskContext {
+                resource: Some("serviceaccounts".into()),
+                subresource: Some("token".into()),
+                ..MaskContext::default()
+            },
+            kind: BodyKind::Json,
+            input: r#"{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","spec":{"audiences":["x"]},"status":{"token":"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig","expirationTimestamp":"2030-01-01T00:00:00Z"}}"#,
+            expected: r#"{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","spec":{"audiences":["x"]},"status":{"token":"<T:token-request:eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig>","expirationTimestamp":"2030-01-01T00:00:00Z"}}"#,
+        },
+        Case {
+            name: "ConfigMap data: detectors and sensitive keys; binaryData untouched",
+            ctx: ctx("configmaps", Some("default")),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"ConfigMap","data":{"app.properties":"db.url=postgres://app:s3cretpw@db/app\nmode=fast","api_token":"abc123","note":"hello"},"binaryData":{"x":"AAEC"}}"#,
+            expected: r#"{"kind":"ConfigMap","data":{"app.properties":"db.url=postgres://app:<T:database-url-password:s3cretpw>@db/app\nmode=fast","api_token":"<T:sensitive-name:abc123>","note":"hello"},"binaryData":{"x":"AAEC"}}"#,
+        },
+        Case {
+            name: "Deployment env literals, args; valueFrom untouched",
+            ctx: ctx("deployments", Some("default")),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"Deployment","spec":{"template":{"spec":{"containers":[{"name":"app","args":["--token=ghp_abcdefghijklmnopqrstuvwxyz0123456789"],"env":[{"name":"MODE","value":"prod"},{"value":"hunter2","name":"DB_PASSWORD"},{"name":"REF","valueFrom":{"secretKeyRef":{"name":"s","key":"k"}}},{"name":"URL","value":"https://u:pw12345@h/"}]}],"initContainers":[{"env":[{"name":"X","value":"AKIAIOSFODNN7EXAMPLE"}]}]}}}}"#,
+            expected: r#"{"kind":"Deployment","spec":{"template":{"spec":{"containers":[{"name":"app","args":["--token=<T:github-token:ghp_abcdefghijklmnopqrstuvwxyz0123456789>"],"env":[{"name":"MODE","value":"prod"},{"value":"<T:sensitive-name:hunter2>","name":"DB_PASSWORD"},{"name":"REF","valueFrom":{"secretKeyRef":{"name":"s","key":"k"}}},{"name":"URL","value":"https://u:<T:database-url-password:pw12345>@h/"}]}],"initContainers":[{"env":[{"name":"X","value":"<T:aws-access-key-id:AKIAIOSFODNN7EXAMPLE>"}]}]}}}}"#,
+        },
+        Case {
+            name: "CronJob env under jobTemplate",
+            ctx: MaskContext::default(),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"CronJob","spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[{"env":[{"name":"API_KEY","value":"k-123"}]}]}}}}}}"#,
+            expected: r#"{"kind":"CronJob","spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[{"env":[{"name":"API_KEY","value":"<T:sensitive-name:k-123>"}]}]}}}}}}"#,
+        },
+        Case {
+            name: "Pod: annotations of any object run detectors",
+            ctx: ctx("pods", Some("default")),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"Pod","metadata":{"annotations":{"note":"Authorization: Bearer abcdefgh12345678","x.io/api-token":"zzz999"}},"spec":{"containers":[{"env":[{"name":"A","value":"b"}]}]},"status":{"phase":"Running"}}"#,
+            expected: r#"{"kind":"Pod","metadata":{"annotations":{"note":"Authorization: Bearer <T:bearer-token:abcdefgh12345678>","x.io/api-token":"<T:sensitive-name:zzz999>"}},"spec":{"containers":[{"env":[{"name":"A","value":"b"}]}]},"status":{"phase":"Running"}}"#,
+        },
+        Case {
+            name: "escaped strings are unescaped before detection and re-escaped",
+            ctx: MaskContext::default(),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"ConfigMap","data":{"key.pem":"-----BEGIN PRIVATE KEY-----\nMIIEv\u0051\n-----END PRIVATE KEY-----\n","q":"say \"hi\""}}"#,
+            expected: r#"{"kind":"ConfigMap","data":{"key.pem":"<T:pem-private-key:-----BEGIN PRIVATE KEY-----
+MIIEvQ
+-----END PRIVATE KEY----->\n","q":"say \"hi\""}}"#,
+        },
+        Case {
+            name: "Status message with a token",
+            ctx: MaskContext::default(),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"Status","status":"Failure","message":"bad password=hunter22","code":422}"#,
+            expected: r#"{"kind":"Status","status":"Failure","message":"bad password=<T:generic-assignment:hunter22>","code":422}"#,
+        },
+        Case {
+            name: "no kind anywhere but data: treated as a Secret (fail closed)",
+            ctx: MaskContext::default(),
+            kind: BodyKind::Json,
+            input: r#"{"metadata":{"name":"x"},"data":{"a":"aHVudGVyMg=="}}"#,
+            expected: r#"{"metadata":{"name":"x"},"data":{"a":"<S:aHVudGVyMg==>"}}"#,
+        },
+        Case {
+            name: "user profile: configmaps in team-* masked whole",
+            ctx: MaskContext {
+                profiles: vec!["strict".into()],
+                ..ctx("configmaps", Some("team-a"))
+            },
+            kind: BodyKind::Json,
+            input: r#"{"kind":"ConfigMapList","items":[{"metadata":{"namespace":"team-a"},"data":{"a":"plain"}},{"metadata":{"namespace":"prod"},"data":{"a":"plain"}}]}"#,
+            expected: r#"{"kind":"ConfigMapList","items":[{"metadata":{"namespace":"team-a"},"data":{"a":"<T:rule:plain>"}},{"metadata":{"namespace":"prod"},"data":{"a":"plain"}}]}"#,
+        },
+        Case {
+            name: "user profile: custom resource field with chosen detectors",
+            ctx: MaskContext {
+                profiles: vec!["strict".into()],
+                ..MaskContext::default()
+            },
+            kind: BodyKind::Json,
+            input: r#"{"kind":"Widget","spec":{"config":{"a":"password=abcdef","b":"AKIAIOSFODNN7EXAMPLE"},"other":"password=abcdef"}}"#,
+            expected: r#"{"kind":"Widget","spec":{"config":{"a":"password=<T:generic-assignment:abcdef>","b":"AKIAIOSFODNN7EXAMPLE"},"other":"password=abcdef"}}"#,
+        },
+        Case {
+            name: "top-level array and scalars pass through",
+            ctx: MaskContext::default(),
+            kind: BodyKind::Json,
+            input: r#"[1, "two", {"kind":"Secret","data":{"a":"aHVudGVyMg=="}}, null]"#,
+            expected: r#"[1, "two", {"kind":"Secret","data":{"a":"<S:aHVudGVyMg==>"}}, null]"#,
+        },
+        Case {
+            name: "members after items are masked too",
+            ctx: MaskContext::default(),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"SecretList","items":[{"data":{"a":"aHVudGVyMg=="}}] , "metadata":{"annotations":{"t":"token=abcdef"}}}"#,
+            expected: r#"{"kind":"SecretList","items":[{"data":{"a":"<S:aHVudGVyMg==>"}}] , "metadata":{"annotations":{"t":"token=<T:generic-assignment:abcdef>"}}}"#,
+        },
+        Case {
+            name: "log text",
+            ctx: ctx("pods", Some("default")),
+            kind: BodyKind::Text,
+            input: "starting\nusing key AKIAIOSFODNN7EXAMPLE now\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nAAAA\n-----END RSA PRIVATE KEY-----\ndone\n",
+            expected: "starting\nusing key <T:aws-access-key-id:AKIAIOSFODNN7EXAMPLE> now\n<T:pem-private-key:-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nAAAA\n-----END RSA PRIVATE KEY----->\ndone\n",
+        },
+    ]
+}
+
+#[test]
+fn masking_table() {
+    let m = masker();
+    for case in cases() {
+        let out = m.mask_body(case.kind, &case.ctx, case.input.as_bytes());
+        let out = match out {
+            Ok(o) => String::from_utf8(o).unwrap(),
+            Err(e) => panic!("{}: {e}", case.name),
+        };
+        assert_eq!(out, expand(case.expected), "{}", case.name);
+        if matches!(case.kind, BodyKind::Json) {
+            serde_json::from_str::<serde_json::Value>(&out)
+                .unwrap_or_else(|e| panic!("{}: invalid json: {e}", case.name));
+        }
+    }
+}
+
+/// Every case gives the same output when the body is split at any byte offset.
+#[test]
+fn masking_table_chunk_boundaries() {
+    let m = masker();
+    for case in cases() {
+        let whole = m
+            .mask_body(case.kind, &case.ctx, case.input.as_bytes())
+            .unwrap();
+        let input = case.input.as_bytes();
+        for split in 0..=input.len() {
+            let mut s = m.stream(case.kind, &case.ctx).unwrap();
+            let mut out = Vec::new();
+            s.push(&input[..split], &mut out).unwrap();
+            s.push(&input[split..], &mut out).unwrap();
+            s.finish(&mut out).unwrap();
+            if case.kind == BodyKind::Text {
+                // Text may cut differently but must hide the same secrets.
+                assert_eq!(
+                    String::from_utf8_lossy(&out)
+                        .matches("airlock:masked")
+                        .count(),
+                    String::from_utf8_lossy(&whole)
+                        .matches("airlock:masked")
+                        .count(),
+                    "{} split at {split}: {}",
+                    case.name,
+                    String::from_utf8_lossy(&out)
+                );
+            } else {
+                assert_eq!(out, whole, "{} split at {split}", case.name);
+            }
+        }
+        // And byte by byte.
+        let mut s = m.stream(case.kind, &case.ctx).unwrap();
+        let mut out = Vec::new();
+        for b in input.chunks(1) {
+            s.push(b, &mut out).unwrap();
+        }
+        s.finish(&mut out).unwrap();
+        if case.kind != BodyKind::Text {
+            assert_eq!(out, whole, "{} byte by byte", case.name);
+        }
+    }
+}
+
+#[test]
+fn refused_bodies() {
+    let m = masker();
+    let c = MaskContext::default();
+    let cases: &[(&str, BodyKind, &str)] = &[
+        (
+            "truncated",
+            BodyKind::Json,
+            r#"{"kind":"Secret","data":{"a":"aHVu"#,
+        ),
+        (
+            "truncated list",
+            BodyKind::Json,
+            r#"{"kind":"SecretList","items":[{"data":{}}"#,
+        ),
+        (
+            "bad value in data",
+            BodyKind::Json,
+            r#"{"kind":"Secret","data":{"a":nope}}"#,
+        ),
+        (
+            "missing comma",
+            BodyKind::Json,
+            r#"{"kind":"Secret" "data":{}}"#,
+        ),
+        ("garbage after", BodyKind::Json, r#"{"kind":"Secret"} x"#),
+        (
+            "list elements without comma",
+            BodyKind::Json,
+            r#"{"kind":"SecretList","items":[{} {}]}"#,
+        ),
+        (
+            "bad escape",
+            BodyKind::Json,
+            r#"{"kind":"Secret","data":{"a":"\q"}}"#,
+        ),
+        ("unbalanced", BodyKind::Json, r#"{"kind":"Secret"}}"#),
+        ("yaml tags", BodyKind::Yaml, "a: !!binary 12\n  b: [\n"),
+    ];
+    for (name, kind, body) in cases {
+        assert!(m.mask_body(*kind, &c, body.as_bytes()).is_err(), "{name}");
+    }
+    let deep = "[".repeat(200) + &"]".repeat(200);
+    assert!(m.mask_body(BodyKind::Json, &c, deep.as_bytes()).is_err());
+    assert!(BodyKind::from_content_type("application/vnd.kubernetes.protobuf", false).is_err());
+    assert!(BodyKind::from_content_type("application/cbor", false).is_err());
+}
+
+#[test]
+fn content_types() {
+    let cases: &[(&str, bool, BodyKind)] = &[
+        ("application/json", false, BodyKind::Json),
+        (
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+            false,
+            BodyKind::Json,
+        ),
+        ("application/json;stream=watch", false, BodyKind::JsonWatch),
+        ("application/json", true, BodyKind::JsonWatch),
+        ("application/merge-patch+json", false, BodyKind::Json),
+        ("application/apply-patch+yaml", false, BodyKind::Yaml),
+        ("application/yaml", false, BodyKind::Yaml),
+        ("text/plain; charset=utf-8", false, BodyKind::Text),
+    ];
+    for (ct, watch, kind) in cases {
+        assert_eq!(
+            BodyKind::from_content_type(ct, *watch).unwrap(),
+            *kind,
+            "{ct}"
+        );
+    }
+}
+
+#[test]
+fn yaml_single_and_multi_document() {
+    let m = masker();
+    let body = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  a: aHVudGVyMg==\n---\nkind: ConfigMap\ndata:\n  PASSWORD: hunter2\n";
+    let out = m
+        .mask_body(BodyKind::Yaml, &MaskContext::default(), body.as_bytes())
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.contains("aHVudGVyMg=="), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
+    assert!(out.contains(&expand("a: <S:aHVudGVyMg==>")), "{out}");
+    assert!(out.contains("---\n"));
+    let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&out)
+        .map(|d| serde_json::Value::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2);
+}
+
+#[test]
+fn request_bodies() {
+    let m = masker();
+    let secrets = ctx("secrets", Some("default"));
+    let cases: &[(&str, BodyKind, &MaskContext, &str, &str)] = &[
+        (
+            "create secret",
+            BodyKind::Json,
+            &secrets,
+            r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"},"data":{"a":"aHVudGVyMg=="}}"#,
+            r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"},"data":{"a":"<S:aHVudGVyMg==>"}}"#,
+        ),
+        (
+            "merge patch on a secret has no kind",
+            BodyKind::Json,
+            &secrets,
+            r#"{"data":{"a":"aHVudGVyMg=="},"stringData":{"b":"clear"}}"#,
+            r#"{"data":{"a":"<S:aHVudGVyMg==>"},"stringData":{"b":"<P:clear>"}}"#,
+        ),
+        (
+            "json patch on a secret",
+            BodyKind::Json,
+            &secrets,
+            r#"[{"op":"replace","path":"/data/a","value":"aHVudGVyMg=="},{"op":"add","path":"/stringData","value":{"b":"clear"}}]"#,
+            r#"[{"op":"replace","path":"/data/a","value":"<S:aHVudGVyMg==>"},{"op":"add","path":"/stringData","value":{"b":"<P:clear>"}}]"#,
+        ),
+        (
+            "apply-patch+yaml that is json",
+            BodyKind::Yaml,
+            &secrets,
+            r#"{"kind":"Secret","data":{"a":"aHVudGVyMg=="}}"#,
+            r#"{"kind":"Secret","data":{"a":"<S:aHVudGVyMg==>"}}"#,
+        ),
+    ];
+    for (name, kind, c, body, expected) in cases {
+        let out = m.mask_request_body(*kind, c, body.as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), expand(expected), "{name}");
+    }
+    let yaml = "kind: Secret\nstringData:\n  password: hunter2\n";
+    let out = m
+        .mask_request_body(BodyKind::Yaml, &secrets, yaml.as_bytes())
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out).contains("hunter2"));
+}
+
+/// Masked output fed back as a write is caught by `contains_marker`.
+#[test]
+fn masked_output_is_detected_on_write_back() {
+    let m = masker();
+    for case in cases() {
+        let out = m
+            .mask_body(case.kind, &case.ctx, case.input.as_bytes())
+            .unwrap();
+        if out != case.input.as_bytes() {
+            assert!(contains_marker(&out), "{}", case.name);
+        }
+    }
+    assert!(!contains_marker(
+        br#"{"kind":"Secret","data":{"a":"aHVudGVyMg=="}}"#
+    ));
+}
+
+#[test]
+fn masking_is_idempotent() {
+    let m = masker();
+    for case in cases() {
+        let once = m
+            .mask_body(case.kind, &case.ctx, case.input.as_bytes())
+            .unwrap();
+        let twice = m.mask_body(case.kind, &case.ctx, &once).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&twice),
+            String::from_utf8_lossy(&once),
+            "{}",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn describe_byte_counts_survive() {
+    let m = masker();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let long = "x".repeat(100);
+    let body = format!(
+        r#"{{"kind":"Secret","data":{{"short":"{}","long":"{}"}}}}"#,
+        b64.encode("pw"),
+        b64.encode(&long)
+    );
+    let out = m
+        .mask_body(BodyKind::Json, &MaskContext::default(), body.as_bytes())
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let decoded = |k: &str| b64.decode(v["data"][k].as_str().unwrap()).unwrap();
+    assert_eq!(decoded("long").len(), 100);
+    assert_eq!(
+        decoded("short").len(),
+        MARKER_PREFIX.len() + FINGERPRINT_LEN
+    );
+    assert!(decoded("long").starts_with(MARKER_PREFIX.as_bytes()));
+}
+
+#[test]
+fn text_holds_back_only_what_may_be_a_secret() {
+    let m = masker();
+    let mut s = m.stream(BodyKind::Text, &MaskContext::default()).unwrap();
+    let mut out = Vec::new();
+    // Keyword-free text flows immediately, without a newline.
+    s.push(b"$ ls -l", &mut out).unwrap();
+    assert_eq!(out, b"$ ls -l");
+    // A keyword holds the rest of the line.
+    out.clear();
+    s.push(b" && export DB_PASSWORD=hun", &mut out).unwrap();
+    assert_eq!(out, b" && export DB_");
+    out.clear();
+    s.push(b"ter2\nnext", &mut out).unwrap();
+    assert_eq!(
+        String::from_utf8(out.clone()).unwrap(),
+        expand("PASSWORD=<T:generic-assignment:hunter2>\nnex")
+    );
+    // A secret split across pushes is still masked.
+    out.clear();
+    s.push(b" AKIAIOSF", &mut out).unwrap();
+    s.flush(&mut out).unwrap();
+    s.push(b"ODNN7EXAMPLE done", &mut out).unwrap();
+    s.finish(&mut out).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        expand("t <T:aws-access-key-id:AKIAIOSFODNN7EXAMPLE> done")
+    );
+}
+
+#[test]
+fn text_drops_pem_bodies_without_buffering() {
+    let m = masker();
+    let mut s = m.stream(BodyKind::Text, &MaskContext::default()).unwrap();
+    let mut out = Vec::new();
+    s.push(b"before\n-----BEGIN EC PRIVATE KEY-----\n", &mut out)
+        .unwrap();
+    for _ in 0..10_000 {
+        s.push(b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\n", &mut out)
+            .unwrap();
+    }
+    s.push(b"-----END EC PRIVATE KEY-----\nafter\n", &mut out)
+        .unwrap();
+    s.finish(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.starts_with("before\n[airlock:masked:pem-private-key:"),
+        "{text}"
+    );
+    assert!(text.ends_with("]\nafter\n"), "{text}");
+    assert!(!text.contains("QUJD"));
+    assert!(s.peak_buffered() < 1024, "{}", s.peak_buffered());
+}
+
+#[test]
+fn unknown_profiles_and_bad_rules_are_errors() {
+    let m = masker();
+    let c = MaskContext {
+        profiles: vec!["nope".into()],
+        ..MaskContext::default()
+    };
+    assert!(matches!(
+        m.stream(BodyKind::Json, &c),
+        Err(MaskError::UnknownProfile(_))
+    ));
+    let mut config = MaskConfig::new(KEY.to_vec());
+    config.profiles = vec![MaskProfile {
+        name: "p".into(),
+        rules: vec![MaskRule {
+            resource: "configmaps".into(),
+            namespace: None,
+            fields: vec!["data.*".into()],
+            detectors: vec!["no-such-detector".into()],
+        }],
+    }];
+    assert!(matches!(Masker::new(config), Err(MaskError::Rule { .. })));
+    assert!(matches!(
+        Masker::new(MaskConfig::new(Vec::new())),
+        Err(MaskError::EmptyKey)
+    ));
+}
+
+#[test]
+fn profiles_deserialize_from_yaml() {
+    let yaml = r#"
+name: strict
+rules:
+  - resource: configmaps
+    namespace: "team-*"
+    fields: ["data.*", "metadata.annotations[\"x.io/creds\"]"]
+  - resource: widgets
+    fields: [spec.config]
+    detectors: [all]
+"#;
+    let profile: MaskProfile = serde_yaml::from_str(yaml).unwrap();
+    let mut config = MaskConfig::new(KEY.to_vec());
+    config.profiles = vec![profile];
+    config.default_profiles = vec!["strict".into()];
+    Masker::new(config).unwrap();
+}
+
+use serde::Deserialize as _;

@@ -1,0 +1,82 @@
+//! Airlock's authorization policy: (identity, request attributes, object) ->
+//! [`Decision`].
+//!
+//! Pure: no I/O (but [`Policy::load_file`], a convenience that reads a file
+//! and calls [`Policy::from_yaml`]) and no async. The gateway calls
+//! [`Policy::evaluate`] in its authorize stage, then acts on the
+//! [`Verdict`]: forward, refuse with [`Decision::message`], or hold for the
+//! [`Decision::approvals`]. Approvals, holding and reloading live in the
+//! gateway; the language is documented in `docs/policy.md`.
+//!
+//! # Invariants
+//!
+//! - CEL conditions are compiled once, at load; a condition that does not
+//!   compile, or calls an unknown function, is a load error naming the rule.
+//! - Evaluation never fails. A condition that errors at run time makes its
+//!   rule match if the rule denies or asks for approval, and not match if it
+//!   allows or masks (fail closed); the error is kept in the decision.
+//! - `deny` beats `approve` beats `allow`, whatever the rule order.
+//! - Error text in decisions never holds values from the request body.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod cel;
+mod duration;
+mod error;
+mod eval;
+mod glob;
+mod k8s;
+mod policy;
+mod presets;
+mod raw;
+mod whatif;
+
+pub use error::PolicyError;
+pub use eval::{Basis, ConditionError, Decision, MatchedRule, RequestContext, Verdict};
+pub use policy::{
+    Action, ApprovalRequirement, DefaultAction, GrantLimit, GrantScope, Policy, DEFAULT_HOLD,
+    DEFAULT_MAX_GRANT,
+};
+pub use presets::NAMES as PRESETS;
+pub use whatif::{what_if, WhatIfChange, WhatIfReport};
+
+/// Parses a request body into the object policy conditions see, by its
+/// `Content-Type`: JSON (`application/json`, `application/merge-patch+json`,
+/// `application/strategic-merge-patch+json`, `application/json-patch+json`)
+/// or YAML (`application/apply-patch+yaml`, `application/yaml`, used by
+/// server-side apply). An empty body is `None`.
+///
+/// Anything else (notably `application/vnd.kubernetes.protobuf`) is an
+/// error: the policy cannot see into it, so the gateway should refuse the
+/// write rather than let conditions run against `null`.
+pub fn parse_object(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Option<serde_json::Value>, PolicyError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let media = content_type
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if media == "application/json"
+        || (media.starts_with("application/") && media.ends_with("+json"))
+    {
+        return serde_json::from_slice(body)
+            .map(Some)
+            .map_err(|e| PolicyError::Body(format!("not valid JSON: {e}")));
+    }
+    if media == "application/yaml" || media.ends_with("+yaml") {
+        return serde_yaml::from_slice(body)
+            .map(Some)
+            .map_err(|e| PolicyError::Body(format!("not valid YAML: {e}")));
+    }
+    Err(PolicyError::Body(format!(
+        "content type {media:?} cannot be inspected by policy"
+    )))
+}

@@ -1,0 +1,379 @@
+//! The SQLite backend.
+//!
+//! One database file in WAL mode with `synchronous = FULL`: a commit returns only after the
+//! WAL has been fsynced. rusqlite is blocking, so every call runs on the blocking pool
+//! (`spawn_blocking`); the appender's connection is its own, readers share another. WAL
+//! lets readers (queries, `verify`) run while the writer commits.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::{
+    chain::Checkpoint,
+    error::{sqlite, Result},
+    sql::{self, Param, RecordRow},
+    Head, OpenOptions, StoreError, Timestamp,
+};
+
+const INSERT_RECORD: &str = "INSERT INTO audit_records (replica_id, seq, id, kind, received_at, \
+    user_name, session_id, kubectl_session, cluster, namespace, verb, resource, name, command, \
+    decision, status, payload, prev_hash, hash) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+
+/// `$N` placeholders to SQLite's `?N`.
+fn q(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+/// An open SQLite audit store.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    options: OpenOptions,
+    reader: Arc<Mutex<Connection>>,
+}
+
+// === impl SqliteStore ===
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub async fn open(path: PathBuf, options: OpenOptions) -> Result<Self> {
+        let (p, o) = (path.clone(), options.clone());
+        let reader = blocking(move || {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+            }
+            let mut conn = connect(&p, &o)?;
+            migrate(&mut conn)?;
+            Ok(conn)
+        })
+        .await?;
+        Ok(Self {
+            path,
+            options,
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.reader.clone();
+        blocking(move || {
+            // A panic while holding the lock cannot leave the connection in a state worse
+            // than an aborted transaction, which SQLite rolls back: keep using it.
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+        .await
+    }
+
+    pub(crate) async fn writer(&self) -> Result<SqliteWriter> {
+        let (p, o) = (self.path.clone(), self.options.clone());
+        let conn = blocking(move || {
+            let conn = connect(&p, &o)?;
+            if let Some(pages) = o.sqlite_max_pages {
+                conn.pragma_update(None, "max_page_count", pages)
+                    .map_err(sqlite("set max_page_count"))?;
+            }
+            Ok(conn)
+        })
+        .await?;
+        Ok(SqliteWriter {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    pub(crate) async fn select_rows(
+        &self,
+        where_sql: String,
+        params: Vec<Param>,
+        tail: String,
+    ) -> Result<Vec<RecordRow>> {
+        self.read(move |conn| {
+            let sql = q(&format!(
+                "SELECT {} FROM audit_records {where_sql} {tail}",
+                sql::RECORD_COLUMNS
+            ));
+            let mut stmt = conn.prepare_cached(&sql).map_err(sqlite("prepare query"))?;
+            let values = params.into_iter().map(|p| match p {
+                Param::Text(s) => rusqlite::types::Value::Text(s),
+                Param::Int(i) => rusqlite::types::Value::Integer(i),
+            });
+            let rows = stmt
+                .query_map(params_from_iter(values), record_row)
+                .map_err(sqlite("query records"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(sqlite("read records"))
+        })
+        .await
+    }
+
+    pub(crate) async fn replicas(&self) -> Result<Vec<String>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(sql::SELECT_REPLICAS)
+                .map_err(sqlite("prepare query"))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(sqlite("query replicas"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(sqlite("read replicas"))
+        })
+        .await
+    }
+
+    pub(crate) async fn checkpoints(&self, replica: &str) -> Result<Vec<Checkpoint>> {
+        let replica = replica.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&q(sql::SELECT_CHECKPOINTS))
+                .map_err(sqlite("prepare query"))?;
+            let rows = stmt
+                .query_map([replica], checkpoint_row)
+                .map_err(sqlite("query checkpoints"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(sqlite("read checkpoints"))
+        })
+        .await
+    }
+
+    pub(crate) async fn anchor(&self, replica: &str) -> Result<Option<Checkpoint>> {
+        let replica = replica.to_owned();
+        self.read(move |conn| {
+            conn.query_row(&q(sql::SELECT_ANCHOR), [replica], checkpoint_row)
+                .optional()
+                .map_err(sqlite("read anchor"))
+        })
+        .await
+    }
+
+    pub(crate) async fn prune(&self, anchor: Checkpoint) -> Result<u64> {
+        self.read(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite("begin prune"))?;
+            let seq = int(anchor.seq);
+            let removed = tx
+                .execute(&q(sql::PRUNE_RECORDS), params![anchor.replica_id, seq])
+                .map_err(sqlite("prune records"))?;
+            tx.execute(&q(sql::PRUNE_CHECKPOINTS), params![anchor.replica_id, seq])
+                .map_err(sqlite("prune checkpoints"))?;
+            tx.execute(
+                &q(sql::UPSERT_ANCHOR),
+                params![
+                    anchor.replica_id,
+                    seq,
+                    anchor.hash,
+                    anchor.time.unix_nanos(),
+                    anchor.public_key,
+                    anchor.signature,
+                    Timestamp::now().unix_nanos()
+                ],
+            )
+            .map_err(sqlite("write anchor"))?;
+            tx.commit().map_err(sqlite("commit prune"))?;
+            Ok(removed as u64)
+        })
+        .await
+    }
+}
+
+/// The appender's connection.
+pub(crate) struct SqliteWriter {
+    conn: Arc<Mutex<Connection>>,
+}
+
+// === impl SqliteWriter ===
+
+impl SqliteWriter {
+    pub(crate) async fn head(&mut self, replica: &str) -> Result<Head> {
+        let conn = self.conn.clone();
+        let replica = replica.to_owned();
+        blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let last: Option<(i64, String)> = conn
+                .query_row(&q(sql::SELECT_HEAD), [&replica], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(sqlite("read chain head"))?;
+            let anchor = conn
+                .query_row(&q(sql::SELECT_ANCHOR), [&replica], checkpoint_row)
+                .optional()
+                .map_err(sqlite("read anchor"))?;
+            let checkpoint_seq: Option<i64> = conn
+                .query_row(
+                    "SELECT max(seq) FROM audit_checkpoints WHERE replica_id = ?1",
+                    [&replica],
+                    |r| r.get(0),
+                )
+                .map_err(sqlite("read last checkpoint"))?;
+            Head::from_parts(last, anchor, checkpoint_seq)
+        })
+        .await
+    }
+
+    pub(crate) async fn commit(
+        &mut self,
+        rows: Vec<RecordRow>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<()> {
+        let conn = self.conn.clone();
+        blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite("begin batch"))?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(INSERT_RECORD)
+                    .map_err(sqlite("prepare insert"))?;
+                for r in &rows {
+                    stmt.execute(params![
+                        r.replica_id,
+                        r.seq,
+                        r.id,
+                        r.kind,
+                        r.received_at,
+                        r.user_name,
+                        r.session_id,
+                        r.kubectl_session,
+                        r.cluster,
+                        r.namespace,
+                        r.verb,
+                        r.resource,
+                        r.name,
+                        r.command,
+                        r.decision,
+                        r.status,
+                        r.payload,
+                        r.prev_hash,
+                        r.hash
+                    ])
+                    .map_err(sqlite("insert record"))?;
+                }
+            }
+            if let Some(cp) = &checkpoint {
+                tx.execute(
+                    &q(sql::INSERT_CHECKPOINT),
+                    params![
+                        cp.replica_id,
+                        int(cp.seq),
+                        cp.hash,
+                        cp.time.unix_nanos(),
+                        cp.public_key,
+                        cp.signature
+                    ],
+                )
+                .map_err(sqlite("insert checkpoint"))?;
+            }
+            // synchronous = FULL: returns after the WAL is on disk.
+            tx.commit().map_err(sqlite("commit batch"))
+        })
+        .await
+    }
+}
+
+fn connect(path: &Path, options: &OpenOptions) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(sqlite("open database"))?;
+    conn.busy_timeout(options.busy_timeout)
+        .map_err(sqlite("set busy timeout"))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(sqlite("enable WAL"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::InvalidUrl(format!(
+            "sqlite database {} cannot use WAL (journal mode stays {mode})",
+            path.display()
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sqlite("set synchronous"))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite("begin migration"))?;
+    tx.execute(sql::META_DDL, [])
+        .map_err(sqlite("create meta table"))?;
+    let version: Option<String> = tx
+        .query_row(
+            "SELECT value FROM audit_meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sqlite("read schema version"))?;
+    let version = crate::parse_version(version)?;
+    for m in &sql::MIGRATIONS[version..] {
+        tx.execute_batch(m).map_err(sqlite("migrate schema"))?;
+    }
+    tx.execute(
+        "INSERT INTO audit_meta (key, value) VALUES ('schema_version', ?1) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [sql::MIGRATIONS.len().to_string()],
+    )
+    .map_err(sqlite("write schema version"))?;
+    tx.commit().map_err(sqlite("commit migration"))
+}
+
+fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
+    Ok(RecordRow {
+        replica_id: r.get(0)?,
+        seq: r.get(1)?,
+        id: r.get(2)?,
+        kind: r.get(3)?,
+        received_at: r.get(4)?,
+        user_name: r.get(5)?,
+        session_id: r.get(6)?,
+        kubectl_session: r.get(7)?,
+        cluster: r.get(8)?,
+        namespace: r.get(9)?,
+        verb: r.get(10)?,
+        resource: r.get(11)?,
+        name: r.get(12)?,
+        command: r.get(13)?,
+        decision: r.get(14)?,
+        status: r.get(15)?,
+        payload: r.get(16)?,
+        prev_hash: r.get(17)?,
+        hash: r.get(18)?,
+    })
+}
+
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint {
+        replica_id: r.get(0)?,
+        seq: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+        hash: r.get(2)?,
+        time: Timestamp::from_unix_nanos(r.get(3)?),
+        public_key: r.get(4)?,
+        signature: r.get(5)?,
+    })
+}
+
+pub(crate) fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(StoreError::Join)?
+}
