@@ -8,6 +8,18 @@ use std::{
 use anyhow::{bail, Context};
 use gateway::kubeconfig::{render, ClientAuth};
 
+/// The demo's policy: the `ai-agent-baseline` preset for the `ai-agents` group.
+const DEMO_POLICY: &str = "\
+# Airlock demo policy (docs/policy.md). Edit and save: Airlock reloads it.
+# Agents (group ai-agents) get the ai-agent-baseline guardrails; calls no rule allows are denied.
+agent_groups: [ai-agents]
+default: allow
+presets:
+  - name: ai-agent-baseline
+    params:
+      approvers: [approvers]
+";
+
 /// Default state directory of the demo, relative to the working directory.
 pub const DEMO_DIR: &str = ".airlock-demo";
 
@@ -160,6 +172,12 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let sim_kubeconfig = dir.join("sim-admin.kubeconfig");
     write_file(&sim_kubeconfig, &sim.admin_kubeconfig(), true)?;
 
+    // The demo enforces the baseline guardrails. The file is written once, so edits survive
+    // restarts, and Airlock reloads it when it changes.
+    let policy_path = dir.join("policy.yaml");
+    if !policy_path.exists() {
+        write_file(&policy_path, DEMO_POLICY, false)?;
+    }
     let agent_token = demo_token(dir, "agent.token", "agent")?;
     let approver_token = demo_token(dir, "approver.token", "approver")?;
     let yaml = serde_json::json!({
@@ -167,6 +185,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         "admin_listen": args.admin_listen.to_string(),
         "state_dir": dir.canonicalize()?,
         "clusters": [{"name": "demo", "kubeconfig": sim_kubeconfig.canonicalize()?}],
+        "policy": policy_path.canonicalize()?,
         "authn": {"static_tokens": [
             {"sha256": authn::hash_token(&agent_token), "user": "agent@demo", "groups": ["ai-agents"]},
             {"sha256": authn::hash_token(&approver_token), "user": "approver@demo", "groups": ["approvers"]},
@@ -216,6 +235,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
          \n  export KUBECONFIG={d}/agent.kubeconfig\
          \n  kubectl get pods -A\
          \n  kubectl exec -n shop web-6b7f9c5d4-x2k9p -c app -- env\
+         \n  kubectl get --raw /api/v1/nodes/node-1/proxy/metrics   # denied by the baseline policy\
          \n\nCompare with direct access to the simulated cluster (no Airlock):\
          \n  kubectl --kubeconfig {d}/sim-admin.kubeconfig get pods -A\
          \n\nThe approver's token is in {d}/approver.token.\

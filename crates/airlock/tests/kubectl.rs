@@ -96,17 +96,15 @@ fn writes_create_apply_edit_patch_label_scale_restart_delete() {
     for v in KUBECTL_VERSIONS {
         let ns = format!("e2e-{}", v.replace('.', "-"));
         ok(&demo.kubectl(v, &["create", "namespace", &ns]));
-        ok(&demo.kubectl(
-            v,
-            &[
-                "create",
-                "deployment",
-                "hello",
-                "--image=nginx:1.27",
-                "-n",
-                &ns,
-            ],
-        ));
+        // A Deployment by apply: kubectl 1.32+ `create deployment` sends protobuf, which the
+        // policy cannot read for pod templates (see `policy_guardrails`).
+        let deploy = demo.dir.join(format!("deploy-{v}.yaml"));
+        std::fs::write(
+            &deploy,
+            format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: hello\n  namespace: {ns}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: hello}}\n  template:\n    metadata:\n      labels: {{app: hello}}\n    spec:\n      containers:\n      - name: app\n        image: nginx:1.27\n"),
+        )
+        .unwrap();
+        ok(&demo.kubectl(v, &["apply", "-f", deploy.to_str().unwrap()]));
         ok(&demo.kubectl(
             v,
             &[
@@ -276,7 +274,13 @@ fn writes_create_apply_edit_patch_label_scale_restart_delete() {
             "{v}: {}",
             stderr(&gone)
         );
-        ok(&demo.kubectl(v, &["delete", "namespace", &ns]));
+        // Deleting a namespace needs approval under the demo's baseline policy.
+        let out = demo.kubectl(v, &["delete", "namespace", &ns]);
+        assert!(
+            stderr(&out).contains("approve-namespace-delete"),
+            "{v}: {}",
+            stderr(&out)
+        );
     }
 }
 
@@ -494,5 +498,115 @@ fn impersonation_is_refused() {
             ));
             assert_eq!(who, "agent@demo", "{v}");
         }
+    }
+}
+
+/// The demo's `ai-agent-baseline` policy, seen by real kubectl: denials name the rule, calls that
+/// need approval are refused (the approval flow is not built yet), ordinary work passes, and
+/// nothing refused reaches the cluster.
+#[test]
+fn policy_guardrails() {
+    let demo = Demo::start();
+    for v in KUBECTL_VERSIONS {
+        ok(&demo.kubectl(v, &["get", "ns", "shop"]));
+        demo.clear_received();
+        let refused: &[(&[&str], &str)] = &[
+            (
+                &["get", "--raw", "/api/v1/nodes/node-1/proxy/metrics"],
+                "deny-node-proxy",
+            ),
+            (
+                &[
+                    "get",
+                    "--raw",
+                    "/api/v1/namespaces/shop/services/web:80/proxy/",
+                ],
+                "deny-service-proxy",
+            ),
+            (
+                &["create", "token", "default", "-n", "shop"],
+                "deny-token-request",
+            ),
+            (
+                &["delete", "namespace", "payments"],
+                "approve-namespace-delete",
+            ),
+            (
+                &[
+                    "create",
+                    "secret",
+                    "generic",
+                    "s",
+                    "--from-literal=a=b",
+                    "-n",
+                    "shop",
+                ],
+                "approve-secret-writes",
+            ),
+            (
+                &["exec", "-n", "payments", "payments-worker-0", "--", "env"],
+                "approve-exec-protected-namespaces",
+            ),
+            (
+                &["delete", "--raw", "/api/v1/namespaces/shop/configmaps"],
+                "approve-deletecollection",
+            ),
+            (
+                &[
+                    "create",
+                    "clusterrolebinding",
+                    "x",
+                    "--clusterrole=cluster-admin",
+                    "--user=agent@demo",
+                ],
+                "approve-",
+            ),
+        ];
+        for (args, rule) in refused {
+            let out = demo.kubectl(v, args);
+            let err = stderr(&out);
+            assert!(!out.status.success(), "{v} {args:?}");
+            assert!(
+                err.contains(rule) || err.contains("Airlock cannot read this request body"),
+                "{v} {args:?}: {err}"
+            );
+        }
+        let privileged = demo.dir.join(format!("priv-{v}.yaml"));
+        std::fs::write(
+            &privileged,
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: priv\n  namespace: shop\nspec:\n  selector:\n    matchLabels: {app: priv}\n  template:\n    metadata:\n      labels: {app: priv}\n    spec:\n      containers:\n      - name: app\n        image: busybox\n        securityContext: {privileged: true}\n",
+        )
+        .unwrap();
+        let out = demo.kubectl(v, &["apply", "-f", privileged.to_str().unwrap()]);
+        assert!(
+            stderr(&out).contains("approve-privileged-pods"),
+            "{v}: {}",
+            stderr(&out)
+        );
+
+        let writes: Vec<_> = demo
+            .received()
+            .into_iter()
+            .filter(|r| r["method"] != "GET")
+            .collect();
+        assert!(
+            writes.is_empty(),
+            "{v}: refused calls reached the cluster: {writes:#?}"
+        );
+
+        // Ordinary work passes.
+        ok(&demo.kubectl(
+            v,
+            &["exec", "-n", "shop", WEB_POD, "-c", "app", "--", "true"],
+        ));
+        ok(&demo.kubectl(
+            v,
+            &[
+                "label",
+                "ns",
+                "shop",
+                &format!("checked-{}=yes", v.replace('.', "-")),
+            ],
+        ));
     }
 }

@@ -11,6 +11,7 @@
 //! Reported figures are the median over rounds of each per-round figure.
 
 use std::{
+    collections::BTreeMap,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -63,6 +64,11 @@ pub struct LatencyArgs {
     /// Goal: the subject's throughput divided by the peer's.
     #[arg(long, default_value_t = 1.5)]
     min_rps_ratio: f64,
+    /// A server process whose CPU time per request is reported: NAME=PID. Repeat. CPU time is
+    /// what a loaded machine distorts least: latency includes waiting for a CPU, CPU time does
+    /// not.
+    #[arg(long = "cpu")]
+    cpu: Vec<String>,
     /// Before each measurement, send a DELETE to this plain-HTTP URL. The simulator records
     /// every request it receives in memory; its introspection endpoint `/requests` forgets them,
     /// so the log does not grow through the run.
@@ -86,6 +92,9 @@ pub struct Sample {
     pub mean_us: f64,
     pub rps: f64,
     pub response_bytes: usize,
+    /// CPU time (user + system) of each `--cpu` process per completed request (warm-up
+    /// included), in µs.
+    pub cpu_us_per_request: BTreeMap<String, f64>,
 }
 
 /// Median over rounds for one target and concurrency, with the comparisons.
@@ -99,6 +108,8 @@ pub struct Summary {
     pub median_us: f64,
     pub p99_us: f64,
     pub rps: f64,
+    /// Median over rounds of each process's CPU µs per request.
+    pub cpu_us_per_request: BTreeMap<String, f64>,
     /// Median over rounds of (this target's median - the baseline's median) in the same round.
     pub added_median_us: Option<f64>,
     /// Median over rounds of (this target's req/s / the peer's req/s) in the same round.
@@ -145,6 +156,20 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<()> {
         eprintln!("{}: {} -> 200, {bytes} bytes", t.name, args.path);
     }
 
+    let cpu: Vec<(String, u32)> = args
+        .cpu
+        .iter()
+        .map(|c| {
+            let (name, pid) = c
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--cpu {c:?}: expected NAME=PID"))?;
+            let pid = pid
+                .parse()
+                .with_context(|| format!("--cpu {c:?}: bad PID"))?;
+            cpu_ticks(pid)?;
+            Ok((name.to_owned(), pid))
+        })
+        .collect::<anyhow::Result<_>>()?;
     let clear = args.clear_url.as_deref().map(clear_target).transpose()?;
 
     let mut samples = Vec::new();
@@ -161,7 +186,7 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<()> {
             if let Some((clear, path)) = &clear {
                 send_delete(clear, path).await?;
             }
-            let s = measure(target, &args.path, c, warmup, window, round + 1).await?;
+            let s = measure(target, &args.path, c, warmup, window, round + 1, &cpu).await?;
             eprintln!(
                 "round {}/{} {:>14} c={:<3} {:>8.0} req/s  median {:>7.1} µs  p99 {:>8.1} µs{}",
                 round + 1,
@@ -202,7 +227,8 @@ pub async fn run(args: LatencyArgs) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    print!("{}", markdown(&summary, &args, &baseline));
+    let cpu_names: Vec<&str> = cpu.iter().map(|(n, _)| n.as_str()).collect();
+    print!("{}", markdown(&summary, &args, &baseline, &cpu_names));
     Ok(())
 }
 
@@ -257,6 +283,8 @@ async fn probe(target: &Target, path: &str) -> anyhow::Result<usize> {
 /// Per-worker results: latencies in nanoseconds of requests started inside the window.
 struct WorkerResult {
     latencies: Vec<u64>,
+    /// Every completed request, warm-up included.
+    completed: usize,
     errors: usize,
     response_bytes: usize,
 }
@@ -268,12 +296,17 @@ async fn measure(
     warmup: Duration,
     window: Duration,
     round: usize,
+    cpu: &[(String, u32)],
 ) -> anyhow::Result<Sample> {
     // Open every connection first so the handshakes are outside the timed window.
     let mut conns = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         conns.push(target.connect_h1().await?);
     }
+    let cpu_before = cpu
+        .iter()
+        .map(|(_, pid)| cpu_ticks(*pid))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let start = Instant::now();
     let window_start = start + warmup;
     let end = window_start + window;
@@ -288,11 +321,19 @@ async fn measure(
     let mut latencies = Vec::new();
     let mut errors = 0;
     let mut response_bytes = 0;
+    let mut completed = 0;
     for w in workers {
         let r = w.await.map_err(|e| anyhow!("worker panicked: {e}"))??;
+        completed += r.completed;
         latencies.extend(r.latencies);
         errors += r.errors;
         response_bytes = response_bytes.max(r.response_bytes);
+    }
+    let mut cpu_us_per_request = BTreeMap::new();
+    for ((name, pid), before) in cpu.iter().zip(cpu_before) {
+        let ticks = cpu_ticks(*pid)?.saturating_sub(before);
+        let us = ticks as f64 * 1e6 / CLOCK_TICKS_PER_SECOND;
+        cpu_us_per_request.insert(name.clone(), us / completed.max(1) as f64);
     }
     latencies.sort_unstable();
     let us = |ns: Option<u64>| ns.map_or(f64::NAN, |n| n as f64 / 1000.0);
@@ -312,6 +353,7 @@ async fn measure(
         mean_us: mean,
         rps: latencies.len() as f64 / window.as_secs_f64(),
         response_bytes,
+        cpu_us_per_request,
     })
 }
 
@@ -325,6 +367,7 @@ async fn worker(
 ) -> anyhow::Result<WorkerResult> {
     let mut r = WorkerResult {
         latencies: Vec::with_capacity(64 * 1024),
+        completed: 0,
         errors: 0,
         response_bytes: 0,
     };
@@ -345,6 +388,7 @@ async fn worker(
         let elapsed = t0.elapsed();
         match ok {
             Ok((true, len)) => {
+                r.completed += 1;
                 r.response_bytes = len;
                 if t0 >= window_start {
                     r.latencies.push(elapsed.as_nanos() as u64);
@@ -360,6 +404,26 @@ async fn worker(
     }
     drop(conn);
     Ok(r)
+}
+
+/// `USER_HZ`: the unit of utime and stime in `/proc/PID/stat`; 100 on every Linux ABI in use.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// User + system CPU time of a process (all its threads, exited ones included), in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("cannot read /proc/{pid}/stat (is the process running?)"))?;
+    parse_cpu_ticks(&stat).ok_or_else(|| anyhow!("/proc/{pid}/stat: unexpected format"))
+}
+
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name, field 2, is in parentheses and may hold spaces: count after it.
+    // utime and stime are fields 14 and 15, so the 12th and 13th after the name.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 fn summarize(
@@ -399,6 +463,7 @@ fn summarize(
                 median_us: pick(|s| s.median_us).unwrap_or(f64::NAN),
                 p99_us: pick(|s| s.p99_us).unwrap_or(f64::NAN),
                 rps: pick(|s| s.rps).unwrap_or(f64::NAN),
+                cpu_us_per_request: cpu_medians(&mine),
                 added_median_us: (name != baseline)
                     .then(|| paired(baseline, |s, o| s.median_us - o.median_us))
                     .flatten(),
@@ -411,20 +476,44 @@ fn summarize(
     out
 }
 
-fn markdown(summary: &[Summary], args: &LatencyArgs, baseline: &str) -> String {
+fn cpu_medians(samples: &[&Sample]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for name in samples.iter().flat_map(|s| s.cpu_us_per_request.keys()) {
+        if out.contains_key(name) {
+            continue;
+        }
+        let v: Vec<f64> = samples
+            .iter()
+            .filter_map(|s| s.cpu_us_per_request.get(name).copied())
+            .collect();
+        if let Some(m) = median(&v) {
+            out.insert(name.clone(), m);
+        }
+    }
+    out
+}
+
+fn markdown(summary: &[Summary], args: &LatencyArgs, baseline: &str, cpu: &[&str]) -> String {
     use std::fmt::Write;
     let peer = args.peer.as_deref().unwrap_or("peer");
     let mut s = String::new();
-    let _ = writeln!(
+    let _ = write!(
         s,
         "| connections | target | median | p99 | throughput | added median vs {baseline} | throughput vs {peer} | errors |"
     );
-    let _ = writeln!(
+    for name in cpu {
+        let _ = write!(s, " CPU/request: {name} |");
+    }
+    let _ = write!(
         s,
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
+    for _ in cpu {
+        let _ = write!(s, " ---: |");
+    }
+    let _ = writeln!(s);
     for r in summary {
-        let _ = writeln!(
+        let _ = write!(
             s,
             "| {} | {} | {:.0} µs | {:.0} µs | {:.0} req/s | {} | {} | {} |",
             r.concurrency,
@@ -437,6 +526,11 @@ fn markdown(summary: &[Summary], args: &LatencyArgs, baseline: &str) -> String {
             r.rps_vs_peer.map_or("—".into(), |v| format!("{v:.2}×")),
             r.errors,
         );
+        for name in cpu {
+            let v = r.cpu_us_per_request.get(*name).copied().unwrap_or(f64::NAN);
+            let _ = write!(s, " {v:.0} µs |");
+        }
+        let _ = writeln!(s);
     }
     if let Some(subject) = &args.subject {
         let _ = writeln!(s);
@@ -488,6 +582,7 @@ mod tests {
             mean_us: median_us,
             rps,
             response_bytes: 1,
+            cpu_us_per_request: BTreeMap::new(),
         }
     }
 
@@ -519,5 +614,24 @@ mod tests {
         assert_eq!(airlock.rps_vs_peer, Some(2.0));
         assert_eq!(s[0].added_median_us, None);
         assert_eq!(s[2].rps_vs_peer, None);
+    }
+
+    #[test]
+    fn proc_stat_cpu_fields() {
+        let cases = [
+            (
+                "1234 (airlock) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0",
+                Some(300),
+            ),
+            (
+                "1234 (tokio rt) worker) R 1 2 3 4 5 6 7 8 9 10 7 3 0",
+                Some(10),
+            ),
+            ("garbage", None),
+        ];
+        for (stat, want) in cases {
+            assert_eq!(parse_cpu_ticks(stat), want, "{stat}");
+        }
+        assert!(cpu_ticks(std::process::id()).is_ok());
     }
 }

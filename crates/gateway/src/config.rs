@@ -44,6 +44,11 @@ pub struct RawConfig {
     /// How agents authenticate (OIDC issuers and static tokens).
     #[serde(default)]
     pub authn: authn::AuthnConfig,
+    /// The policy file (`docs/policy.md`). Reloaded when it changes and on SIGHUP; a broken new
+    /// version keeps the old one in force. Without it every authenticated call is forwarded and
+    /// Kubernetes RBAC alone decides.
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
     /// Request limits.
     #[serde(default)]
     pub limits: RawLimits,
@@ -172,6 +177,7 @@ pub struct Config {
     pub clusters: Vec<ClusterSource>,
     pub default_cluster: String,
     pub authn: authn::AuthnConfig,
+    pub policy: Option<PathBuf>,
     pub limits: Limits,
     pub upstream: UpstreamTimeouts,
     pub log_json: bool,
@@ -353,6 +359,12 @@ impl Config {
                 "no OIDC issuer and no static token: nobody could authenticate".into(),
             );
         }
+        let policy = raw.policy.as_deref().map(resolve);
+        if let Some(p) = &policy {
+            if let Err(e) = policy::Policy::load_file(p) {
+                issue("policy", e.to_string());
+            }
+        }
         if raw.limits.max_header_bytes < 1024 {
             issue("limits.max_header_bytes", "must be at least 1024".into());
         }
@@ -384,6 +396,7 @@ impl Config {
             clusters,
             default_cluster,
             authn: raw.authn,
+            policy,
             limits: Limits {
                 max_header_bytes: raw.limits.max_header_bytes,
                 max_body_bytes: raw.limits.max_body_bytes,

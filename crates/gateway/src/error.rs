@@ -47,6 +47,9 @@ pub enum GatewayError {
     #[error("{0}")]
     NotFound(String),
 
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+
     #[error("the cluster could not be reached: {0}")]
     BadGateway(String),
 
@@ -67,7 +70,8 @@ impl GatewayError {
             GatewayError::BadRequest(_)
             | GatewayError::Unauthorized
             | GatewayError::Forbidden(_)
-            | GatewayError::NotFound(_) => Side::Downstream,
+            | GatewayError::NotFound(_)
+            | GatewayError::UnsupportedMediaType(_) => Side::Downstream,
             GatewayError::BadGateway(_) | GatewayError::GatewayTimeout(_) => Side::Upstream,
             GatewayError::Unavailable(_) | GatewayError::Internal(_) => Side::Internal,
         }
@@ -80,6 +84,9 @@ impl GatewayError {
             GatewayError::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
             GatewayError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             GatewayError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
+            GatewayError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
+            }
             GatewayError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "InternalError"),
             GatewayError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             GatewayError::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),

@@ -23,6 +23,7 @@ use kube_request::{RequestInfo, RequestParts};
 use tracing::{debug, info, warn};
 
 use crate::{
+    authorize::PolicyHolder,
     body::{self, Body},
     config::Limits,
     error::GatewayError,
@@ -41,6 +42,7 @@ pub struct Gateway {
     clusters: HashMap<String, Arc<Upstream>>,
     default_cluster: String,
     authn: authn::Authenticator,
+    policy: Arc<PolicyHolder>,
     limits: Limits,
     metrics: Arc<Metrics>,
 }
@@ -67,6 +69,7 @@ impl Gateway {
         clusters: Vec<Arc<Upstream>>,
         default_cluster: String,
         authn: authn::Authenticator,
+        policy: Arc<PolicyHolder>,
         limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Gateway {
@@ -74,6 +77,7 @@ impl Gateway {
             clusters: clusters.into_iter().map(|c| (c.name.clone(), c)).collect(),
             default_cluster,
             authn,
+            policy,
             limits,
             metrics,
         }
@@ -211,9 +215,6 @@ impl Gateway {
             identity,
         };
 
-        // Stage: authorize. The policy engine plugs in here; until then every authenticated
-        // call is allowed and Kubernetes RBAC, seeing the impersonated identity, decides.
-
         let upgrade = is_upgrade(&req);
         if tracing::enabled!(tracing::Level::DEBUG) {
             let parts = RequestParts {
@@ -227,12 +228,23 @@ impl Gateway {
         }
 
         let resp = if upgrade {
+            // Stage: authorize. exec, attach and port-forward carry no body.
+            self.authorize(&call, req.method().as_str(), req.headers(), None, None)?;
             self.forward_upgrade(&mut req, &call).await?
         } else {
             // Stage: read body. Bounded by the configured limit; buffered because policy and
             // audit need the whole object, and kube-apiserver caps bodies at 3 MiB anyway.
+            // It comes before authorize so that rules can see the object being written.
             let (parts, incoming) = req.into_parts();
             let body = read_body(incoming, self.limits.max_body_bytes).await?;
+            // Stage: authorize.
+            self.authorize(
+                &call,
+                parts.method.as_str(),
+                &parts.headers,
+                Some(&body),
+                content_type.as_deref(),
+            )?;
             self.forward(parts, body, &call).await?
         };
         info!(
@@ -248,6 +260,57 @@ impl Gateway {
             "request"
         );
         Ok(resp)
+    }
+
+    /// Runs the policy. Without a policy file every authenticated call is allowed and Kubernetes
+    /// RBAC, seeing the impersonated identity, decides.
+    fn authorize(
+        &self,
+        call: &Call,
+        method: &str,
+        headers: &HeaderMap,
+        body: Option<&Bytes>,
+        content_type: Option<&str>,
+    ) -> Result<(), GatewayError> {
+        if self.policy.current().is_none() {
+            return Ok(());
+        }
+        // Rules may look at the object written. kubectl 1.32+ sends protobuf bodies for
+        // `create`, which Airlock cannot read; for objects whose content the guardrails judge
+        // (pods, workload templates, RBAC) such a body is refused rather than judged as if it
+        // were empty. Elsewhere rules see `object` as null.
+        let object = match body.filter(|b| !b.is_empty()) {
+            Some(b) => match policy::parse_object(content_type, b) {
+                Ok(o) => o,
+                Err(e) if object_sensitive(&call.info) => {
+                    return Err(GatewayError::UnsupportedMediaType(format!(
+                        "Airlock cannot read this request body to apply its policy: {e}; send JSON or YAML (kubectl: --output=json | kubectl apply -f -)"
+                    )))
+                }
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let Some(decision) = self.policy.decide(
+            &call.cluster.name,
+            &call.info,
+            &call.identity,
+            method,
+            headers,
+            object.as_ref(),
+        ) else {
+            return Ok(());
+        };
+        if decision.verdict != policy::Verdict::Allow {
+            info!(
+                request_id = %call.id,
+                user = %call.identity.user,
+                verdict = ?decision.verdict,
+                rules = ?decision.matched.iter().map(|m| m.name.as_ref()).collect::<Vec<_>>(),
+                "policy refused the call"
+            );
+        }
+        crate::authorize::enforce(&decision)
     }
 
     fn route(&self, path: &str) -> Result<(Arc<Upstream>, String), GatewayError> {
@@ -440,6 +503,26 @@ impl Gateway {
         });
         Ok(client_resp)
     }
+}
+
+/// Resources whose written content the policy judges: a body Airlock cannot parse is refused.
+fn object_sensitive(info: &RequestInfo) -> bool {
+    matches!(
+        info.resource.as_str(),
+        "pods"
+            | "podtemplates"
+            | "replicationcontrollers"
+            | "deployments"
+            | "daemonsets"
+            | "statefulsets"
+            | "replicasets"
+            | "jobs"
+            | "cronjobs"
+            | "roles"
+            | "clusterroles"
+            | "rolebindings"
+            | "clusterrolebindings"
+    )
 }
 
 fn resource_label(info: &RequestInfo) -> String {

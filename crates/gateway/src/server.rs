@@ -13,6 +13,7 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tracing::{debug, info, warn};
 
 use crate::{
+    authorize::PolicyHolder,
     body::{self, Body},
     config::{ClusterSource, Config},
     kubeconfig,
@@ -28,6 +29,8 @@ pub enum StartError {
     Cluster { name: String, reason: String },
     #[error("authentication: {0}")]
     Authn(String),
+    #[error("policy: {0}")]
+    Policy(String),
     #[error("certificate: {0}")]
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -80,11 +83,22 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     let authn =
         authn::Authenticator::new(&cfg.authn).map_err(|e| StartError::Authn(e.to_string()))?;
     authn.spawn_refresh();
-    let metrics = Arc::new(Metrics::new());
+    let policy = Arc::new(
+        PolicyHolder::load(cfg.policy.clone()).map_err(|e| StartError::Policy(e.to_string()))?,
+    );
+    policy.spawn_watch();
+    let mut metrics = Metrics::new();
+    metrics.registry_mut().register(
+        "policy_reloads",
+        "Policy file reloads, by result (ok, error)",
+        policy.reloads.clone(),
+    );
+    let metrics = Arc::new(metrics);
     let gateway = Arc::new(Gateway::new(
         clusters,
         cfg.default_cluster.clone(),
         authn,
+        policy,
         cfg.limits,
         metrics.clone(),
     ));

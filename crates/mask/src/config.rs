@@ -128,7 +128,7 @@ impl FieldPath {
                             || (inner.starts_with('\'') && inner.ends_with('\'')))
                     {
                         // A quoted key may contain ']' only if we looked further; keep it simple.
-                        PathSeg::Key(inner[1..inner.len() - 1].as_bytes().to_vec())
+                        PathSeg::Key(inner.as_bytes()[1..inner.len() - 1].to_vec())
                     } else {
                         return Err(format!("bad bracket segment [{inner}]"));
                     };

@@ -82,6 +82,9 @@ pub(crate) struct DetectorSet {
     detectors: Vec<Detector>,
     /// Keyword automaton; pattern i belongs to detector `owner[i]`.
     keywords: Option<AhoCorasick>,
+    /// SIMD searcher over the lowercased keywords, for the "any keyword at all?" check on
+    /// lowercased text (case-insensitive automata cannot use the SIMD prefilters).
+    any_keyword: Option<aho_corasick::packed::Searcher>,
     owner: Vec<usize>,
     /// Lowercased keywords, for the "text ends with the start of a keyword" check.
     keyword_text: Vec<Vec<u8>>,
@@ -274,9 +277,15 @@ impl DetectorSet {
             Some(ac)
         };
         let pem = detectors.iter().position(|d| d.id == PEM_DETECTOR);
+        let mut packed = aho_corasick::packed::Config::new().builder();
+        for p in &patterns {
+            packed.add(p);
+        }
+        let any_keyword = packed.build();
         Ok(DetectorSet {
             detectors,
             keywords,
+            any_keyword,
             owner,
             keyword_text: patterns,
             always,
@@ -311,7 +320,7 @@ impl DetectorSet {
         if let Some(ac) = &self.keywords {
             // Fast path for clean text: one accelerated search; the overlapping walk that
             // finds every keyword runs only when there is at least one.
-            if self.always.is_empty() && !ac.is_match(text) {
+            if self.always.is_empty() && !self.has_keyword(ac, text) {
                 return scan;
             }
             for m in ac.find_overlapping_iter(text) {
@@ -362,6 +371,16 @@ impl DetectorSet {
         drop_inside_markers(text, &mut scan.hits);
         merge(&mut scan.hits);
         scan
+    }
+
+    fn has_keyword(&self, ac: &AhoCorasick, text: &[u8]) -> bool {
+        match &self.any_keyword {
+            Some(packed) => {
+                let lower = text.to_ascii_lowercase();
+                packed.find(&lower).is_some()
+            }
+            None => ac.is_match(text),
+        }
     }
 
     /// Replaces each hit with `[airlock:masked:<detector>:<fp>]`; `None` when nothing matched.

@@ -220,6 +220,50 @@ pub(crate) fn mask_unit(
     w.run(hint, out)
 }
 
+/// Masks the JSON value that starts at `src[0]` and returns where it ends; bytes after it are
+/// not looked at. `Err(Truncated)` means `src` ends inside the value: the caller discards what
+/// was appended to `out` and buffers instead.
+pub(crate) fn mask_prefix(
+    eng: &Engine,
+    scope: &Scope,
+    src: &[u8],
+    base_offset: u64,
+    hint: &Hint,
+    out: &mut Vec<u8>,
+) -> Result<usize, MaskError> {
+    let mut w = Walker {
+        s: src,
+        pos: 0,
+        mark: 0,
+        base_offset,
+        eng,
+        scope,
+        path: Vec::new(),
+        depth: 0,
+        scratch: Vec::new(),
+        marker: Vec::new(),
+    };
+    match w.peek() {
+        Some(b'{') => {
+            w.object(hint, out)?;
+        }
+        Some(b'[') => {
+            let ctx = ObjCtx {
+                kind: Kind::TopArray(hint.clone()),
+                base: 0,
+                rules: Vec::new(),
+                name: None,
+                kind_name: None,
+                annotations: false,
+            };
+            w.elements(&ctx, out)?;
+        }
+        _ => return Err(w.err("expected an object or array")),
+    }
+    out.extend_from_slice(&src[w.mark..w.pos]);
+    Ok(w.pos)
+}
+
 struct Walker<'s, 'e> {
     s: &'s [u8],
     pos: usize,
@@ -401,6 +445,9 @@ impl<'s> Walker<'s, '_> {
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
+                if self.peek().is_none() {
+                    return Err(MaskError::Truncated);
+                }
                 return Err(self.err("expected an object key"));
             }
             let (a, b, esc) = self.string_span()?;
@@ -412,6 +459,9 @@ impl<'s> Walker<'s, '_> {
             self.path.push(Seg::Key(key));
             self.ws();
             if self.peek() != Some(b':') {
+                if self.peek().is_none() {
+                    return Err(MaskError::Truncated);
+                }
                 return Err(self.err("expected ':'"));
             }
             self.pos += 1;
@@ -839,6 +889,10 @@ fn skip_scalar(s: &[u8], i: usize, off: u64) -> Result<usize, MaskError> {
         if rest.starts_with(lit) {
             return Ok(i + lit.len());
         }
+        if rest.len() < lit.len() && lit.starts_with(rest) {
+            // The input ends inside the literal.
+            return Err(MaskError::Truncated);
+        }
     }
     let n = rest
         .iter()
@@ -902,12 +956,18 @@ pub(crate) fn prescan(s: &[u8], start: usize, off: u64, full: bool) -> Result<Ob
     loop {
         i = skip_ws(s, i);
         if s.get(i) != Some(&b'"') {
+            if i >= s.len() {
+                return Err(MaskError::Truncated);
+            }
             return Err(MaskError::json(off + i as u64, "expected an object key"));
         }
         let kend = skip_string(s, i, off)?;
         let key = &s[i + 1..kend - 1];
         i = skip_ws(s, kend);
         if s.get(i) != Some(&b':') {
+            if i >= s.len() {
+                return Err(MaskError::Truncated);
+            }
             return Err(MaskError::json(off + i as u64, "expected ':'"));
         }
         i = skip_ws(s, i + 1);
@@ -951,12 +1011,18 @@ fn metadata_namespace(s: &[u8], start: usize, off: u64) -> Result<Option<String>
     loop {
         i = skip_ws(s, i);
         if s.get(i) != Some(&b'"') {
+            if i >= s.len() {
+                return Err(MaskError::Truncated);
+            }
             return Err(MaskError::json(off + i as u64, "expected an object key"));
         }
         let kend = skip_string(s, i, off)?;
         let is_ns = &s[i + 1..kend - 1] == b"namespace";
         i = skip_ws(s, kend);
         if s.get(i) != Some(&b':') {
+            if i >= s.len() {
+                return Err(MaskError::Truncated);
+            }
             return Err(MaskError::json(off + i as u64, "expected ':'"));
         }
         i = skip_ws(s, i + 1);

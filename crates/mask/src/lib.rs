@@ -40,7 +40,7 @@ pub use config::{FieldPath, MaskConfig, MaskProfile, MaskRule, DEFAULT_MAX_YAML_
 pub use detect::{PEM_DETECTOR, SENSITIVE_NAME};
 pub use error::MaskError;
 pub use marker::{contains_marker, FINGERPRINT_LEN, MARKER_PREFIX, MARKER_PREFIX_BASE64};
-pub use text::{MAX_HOLD, WINDOW};
+pub use text::{MAX_HOLD, MAX_PEM_BODY, WINDOW};
 
 use config::CompiledRule;
 use detect::{DetectorSet, Selection};

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::json::{mask_unit, prescan, Hint};
+use crate::json::{mask_prefix, mask_unit, prescan, Hint};
 use crate::{Engine, MaskError, Scope, StreamMasker};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +53,8 @@ pub(crate) struct JsonStream {
     need_comma: bool,
     after_comma: bool,
     scalar_elem: bool,
+    /// Length of the unit the last successful `direct` call masked.
+    direct_len: usize,
     peak: usize,
     failed: bool,
 }
@@ -82,6 +84,7 @@ impl JsonStream {
             need_comma: false,
             after_comma: false,
             scalar_elem: false,
+            direct_len: 0,
             peak: 0,
             failed: false,
         }
@@ -120,6 +123,12 @@ impl JsonStream {
                 b' ' | b'\t' | b'\n' | b'\r' => {
                     out.push(c);
                     i += 1;
+                }
+                b'{' if matches!(self.doc_hint, Hint::WatchEvent)
+                    && self.direct(chunk, i, false, out)? =>
+                {
+                    // A whole watch event in this chunk, already masked.
+                    i += self.direct_len;
                 }
                 b'{' | b'[' => {
                     self.start_unit(St::Doc, i);
@@ -164,6 +173,14 @@ impl JsonStream {
                 }
                 _ if self.need_comma => return Err(self.err(i, "expected ',' or ']'")),
                 b',' | b']' => return Err(self.err(i, "expected a value")),
+                b'{' | b'[' if self.direct(chunk, i, true, out)? => {
+                    // The whole element was in this chunk and is already masked.
+                    let n = self.direct_len;
+                    self.need_comma = true;
+                    self.after_comma = false;
+                    i += n;
+                    continue;
+                }
                 _ => {
                     self.start_unit(St::Elem, i);
                     self.after_comma = false;
@@ -178,6 +195,36 @@ impl JsonStream {
             i += 1;
         }
         Ok(i)
+    }
+
+    /// Fast path: masks a unit that lies entirely in `chunk` without copying it into `buf`.
+    /// Returns false (and leaves `out` as it was) when the chunk ends inside the unit; the
+    /// caller then buffers it. Work wasted that way is bounded by one chunk per unit.
+    fn direct(
+        &mut self,
+        chunk: &[u8],
+        i: usize,
+        elem: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, MaskError> {
+        let before = out.len();
+        let offset = self.consumed + i as u64;
+        let hint = if elem {
+            &self.elem_hint
+        } else {
+            &self.doc_hint
+        };
+        match mask_prefix(&self.eng, &self.scope, &chunk[i..], offset, hint, out) {
+            Ok(n) => {
+                self.direct_len = n;
+                Ok(true)
+            }
+            Err(MaskError::Truncated) => {
+                out.truncate(before);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A number or literal element: ends at a delimiter, which is left for `gap`.

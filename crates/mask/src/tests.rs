@@ -557,7 +557,8 @@ fn text_drops_pem_bodies_without_buffering() {
     let mut out = Vec::new();
     s.push(b"before\n-----BEGIN EC PRIVATE KEY-----\n", &mut out)
         .unwrap();
-    for _ in 0..10_000 {
+    // 55 KB of key body: larger than any real key, below MAX_PEM_BODY.
+    for _ in 0..1_500 {
         s.push(b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\n", &mut out)
             .unwrap();
     }
@@ -572,6 +573,31 @@ fn text_drops_pem_bodies_without_buffering() {
     assert!(text.ends_with("]\nafter\n"), "{text}");
     assert!(!text.contains("QUJD"));
     assert!(s.peak_buffered() < 1024, "{}", s.peak_buffered());
+}
+
+/// A BEGIN line without an END (a log quoting the header) drops a bounded amount, then the
+/// stream resumes.
+#[test]
+fn text_unterminated_pem_drops_a_bounded_amount() {
+    let m = masker();
+    let mut s = m.stream(BodyKind::Text, &MaskContext::default()).unwrap();
+    let mut out = Vec::new();
+    s.push(b"expected -----BEGIN PRIVATE KEY----- header\n", &mut out)
+        .unwrap();
+    let line = b"ordinary log line number xxxxxxxx\n";
+    let lines = MAX_PEM_BODY / line.len() + 100;
+    for _ in 0..lines {
+        s.push(line, &mut out).unwrap();
+    }
+    s.finish(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.starts_with("expected [airlock:masked:pem-private-key:"),
+        "{}",
+        &text[..80]
+    );
+    assert!(text.ends_with("ordinary log line number xxxxxxxx\n"));
+    assert!(text.matches("ordinary").count() < lines);
 }
 
 #[test]

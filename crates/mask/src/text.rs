@@ -11,8 +11,8 @@
 //!
 //! A line longer than [`WINDOW`] is cut there even if a match touches the end; a secret
 //! straddling that cut is masked only up to it. A PEM private key is masked from its BEGIN
-//! line, and everything up to its END line is dropped as it arrives, so a key never needs to
-//! be buffered. Lines never need to be complete for a keyword-free text to flow, which keeps
+//! line, and everything up to its END line (at most [`MAX_PEM_BODY`] bytes) is dropped as it
+//! arrives, so a key never needs to be buffered. Lines never need to be complete for a keyword-free text to flow, which keeps
 //! interactive shells responsive; a prompt ending in a keyword (`Password: `) waits for the
 //! next newline (or [`MAX_HOLD`] more bytes).
 
@@ -32,6 +32,10 @@ pub const WINDOW: usize = 64 * 1024;
 /// Bytes kept while dropping a PEM body, so an END line split across chunks is still found.
 const PEM_TAIL: usize = 80;
 
+/// Most bytes dropped after a BEGIN line without an END: real keys are far smaller (an
+/// RSA-8192 key is under 7 KiB); a quoted BEGIN line in a log must not swallow the rest.
+pub const MAX_PEM_BODY: usize = 64 * 1024;
+
 fn is_token_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(
@@ -45,6 +49,8 @@ pub(crate) struct TextStream {
     eng: Arc<Engine>,
     pending: Vec<u8>,
     in_pem: bool,
+    /// Bytes dropped since the BEGIN line.
+    pem_dropped: usize,
     pem_end: Regex,
     peak: usize,
     failed: bool,
@@ -56,6 +62,7 @@ impl TextStream {
             eng,
             pending: Vec::new(),
             in_pem: false,
+            pem_dropped: 0,
             pem_end,
             peak: 0,
             failed: false,
@@ -78,7 +85,12 @@ impl TextStream {
                         };
                         let drop = self.pending.len() - keep;
                         self.pending.drain(..drop);
-                        return;
+                        self.pem_dropped += drop;
+                        if self.pem_dropped <= MAX_PEM_BODY || fin {
+                            return;
+                        }
+                        // No END after this much: not a key body after all; resume masking.
+                        self.in_pem = false;
                     }
                 }
             }
@@ -111,6 +123,7 @@ impl TextStream {
                 return;
             }
             self.in_pem = true;
+            self.pem_dropped = 0;
         }
     }
 }
@@ -188,10 +201,6 @@ impl StreamMasker for TextStream {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), MaskError> {
         if self.failed {
             return Err(MaskError::Poisoned);
-        }
-        if self.in_pem && self.pending.is_empty() && memchr::memchr(b'-', chunk).is_none() {
-            // Inside a PEM body with no END in sight: drop without buffering.
-            return Ok(());
         }
         self.pending.extend_from_slice(chunk);
         self.peak = self.peak.max(self.pending.len());

@@ -179,7 +179,7 @@ impl Policy {
             }
             let mut error = None;
             if let Some(condition) = &rule.condition {
-                let scope = scope.get_or_insert_with(|| Scope::new(ctx));
+                let scope = scope.get_or_insert_with(|| Scope::new(ctx, self.vars));
                 match scope.eval(&condition.program) {
                     Outcome::True => {}
                     Outcome::False => continue,

@@ -128,6 +128,7 @@ pub struct Policy {
     pub(crate) agent_groups: GlobSet,
     pub(crate) rules: Vec<Rule>,
     pub(crate) index: RuleIndex,
+    pub(crate) vars: crate::cel::Vars,
 }
 
 /// Which rules can match a resource request, by its exact resource and
@@ -413,10 +414,15 @@ fn build(raw: RawPolicy) -> Result<Policy, PolicyError> {
             ));
         }
     }
+    let vars = rules
+        .iter()
+        .filter_map(|r| r.condition.as_ref())
+        .fold(crate::cel::Vars::default(), |v, c| v.with(&c.program));
     Ok(Policy {
         default,
         agent_groups: GlobSet::new(&raw.agent_groups),
         index: RuleIndex::new(&rules),
+        vars,
         rules,
     })
 }

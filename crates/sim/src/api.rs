@@ -359,7 +359,7 @@ async fn collection_verb(
                     .unwrap_or_default(),
             )?;
             let include = IncludeObject::parse(q.get("includeObject").map(String::as_str));
-            if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+            if q.get("watch").is_some_and(|w| crate::watch::query_true(w)) {
                 let w = watch::WatchRequest {
                     info: info.clone(),
                     scope,
@@ -722,7 +722,14 @@ async fn object_verb(
                 // A request that rewrites managedFields itself gets them as written.
                 if next["metadata"]["managedFields"] == cur["metadata"]["managedFields"] {
                     let fields = patch::fields_v1(&new);
-                    patch::record_managed_fields(&mut next, &mgr, "Update", &info.api_version(), fields, sub);
+                    patch::record_managed_fields(
+                        &mut next,
+                        &mgr,
+                        "Update",
+                        &info.api_version(),
+                        fields,
+                        sub,
+                    );
                 }
                 Ok(next)
             })?;
@@ -800,7 +807,14 @@ async fn object_verb(
                 // A request that rewrites managedFields itself (kubectl's client-side to
                 // server-side apply migration) gets them as written, as upstream.
                 if next["metadata"]["managedFields"] == cur["metadata"]["managedFields"] {
-                    patch::record_managed_fields(&mut next, &mgr, op, &info.api_version(), patch::fields_v1(&p), sub);
+                    patch::record_managed_fields(
+                        &mut next,
+                        &mgr,
+                        op,
+                        &info.api_version(),
+                        patch::fields_v1(&p),
+                        sub,
+                    );
                 }
                 Ok(next)
             })?;

@@ -228,6 +228,24 @@ impl Registry {
                 });
             }
         }
+        // One non-stable version is synthesised: authentication.k8s.io/v1beta1, which a 1.31
+        // server still serves with only SelfSubjectReview. kubectl 1.27 needs it for
+        // `kubectl auth whoami` (v1 arrived in 1.28). It is the v1 entry, renamed.
+        if let Some(v1) = gvs
+            .iter()
+            .find(|g| g.group == "authentication.k8s.io" && g.version == "v1")
+        {
+            let mut doc = v1.doc.clone();
+            doc["groupVersion"] = Value::String("authentication.k8s.io/v1beta1".into());
+            if let Some(rs) = doc["resources"].as_array_mut() {
+                rs.retain(|r| r["name"] == "selfsubjectreviews");
+            }
+            gvs.push(GroupVersion {
+                group: "authentication.k8s.io".into(),
+                version: "v1beta1".into(),
+                doc,
+            });
+        }
         let apis: Value = serde_json::from_str(APIS_DOC).map_err(|source| SimError::Discovery {
             name: "apis.json",
             source,

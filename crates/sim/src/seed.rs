@@ -415,7 +415,7 @@ pub fn seed(state: &State) {
         state,
         "kube-system",
         "kube-dns",
-        json!({"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}),
+        json!({"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"}),
         json!({"k8s-app": "kube-dns"}),
         "10.96.0.10",
         json!([{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53}, {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}, {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]),

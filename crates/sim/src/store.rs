@@ -57,6 +57,9 @@ pub struct Event {
     pub key: ResourceKey,
     /// The object after the change (for deletes: as last stored, with the delete's rv).
     pub object: Value,
+    /// For modifications: the object before, so watches with selectors can turn a change
+    /// into ADDED (started matching) or DELETED (stopped matching) like upstream.
+    pub previous: Option<Value>,
 }
 
 #[derive(Default)]
@@ -94,7 +97,9 @@ pub fn now_rfc3339() -> String {
 /// `now + secs`, rendered like `now_rfc3339`.
 pub fn rfc3339_in(secs: i64) -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    (time::OffsetDateTime::now_utc() + time::Duration::seconds(secs)).format(&fmt).unwrap_or_default()
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(secs))
+        .format(&fmt)
+        .unwrap_or_default()
 }
 
 fn ns_name(obj: &Value) -> (String, String) {
@@ -153,12 +158,20 @@ impl Store {
         self.lock().rv
     }
 
-    fn record(&self, inner: &mut Inner, kind: EventType, key: &ResourceKey, object: Value) {
+    fn record(
+        &self,
+        inner: &mut Inner,
+        kind: EventType,
+        key: &ResourceKey,
+        object: Value,
+        previous: Option<Value>,
+    ) {
         let ev = Arc::new(Event {
             rv: inner.rv,
             kind,
             key: key.clone(),
             object,
+            previous,
         });
         inner.history.push_back(ev.clone());
         while inner.history.len() > HISTORY {
@@ -242,7 +255,7 @@ impl Store {
             .entry(key.clone())
             .or_default()
             .insert((ns, name), obj.clone());
-        self.record(&mut inner, EventType::Added, key, obj.clone());
+        self.record(&mut inner, EventType::Added, key, obj.clone(), None);
         Ok(obj)
     }
 
@@ -313,7 +326,13 @@ impl Store {
             .entry(key.clone())
             .or_default()
             .insert(id, next.clone());
-        self.record(&mut inner, EventType::Modified, key, next.clone());
+        self.record(
+            &mut inner,
+            EventType::Modified,
+            key,
+            next.clone(),
+            Some(current),
+        );
         Ok(next)
     }
 
@@ -394,16 +413,13 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(&key.0, &key.1, name))?;
         inner.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
-        self.record(inner, EventType::Deleted, key, obj.clone());
+        self.record(inner, EventType::Deleted, key, obj.clone(), None);
         Ok(obj)
     }
 
     /// Subscribes to live events and returns the retained events after `since` (exclusive).
     /// Both are taken under the lock so nothing falls between replay and live stream.
-    pub fn watch_from(
-        &self,
-        since: u64,
-    ) -> Result<(Vec<Arc<Event>>, Subscription), TooOld> {
+    pub fn watch_from(&self, since: u64) -> Result<(Vec<Arc<Event>>, Subscription), TooOld> {
         let inner = self.lock();
         if since < inner.floor {
             return Err(TooOld {

@@ -13,14 +13,14 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::Response;
 use serde_json::{json, Value};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use crate::api::{render_for_version, Scope};
 use crate::discovery::ResourceInfo;
 use crate::error::ApiError;
 use crate::http::Output;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{Store, Subscription};
+use crate::store::{Event, EventType, Store, Subscription};
 use crate::table::{partial_metadata, to_table, IncludeObject};
 use crate::Body;
 
@@ -54,6 +54,18 @@ fn matches(w: &WatchRequest, obj: &Value) -> bool {
     ns_ok && w.labels.matches(&obj["metadata"]["labels"]) && w.fields.matches(obj)
 }
 
+/// The event type a watcher with selectors sees for a change, if any: a modification that
+/// makes an object start matching is ADDED, one that makes it stop matching is DELETED.
+fn event_type(w: &WatchRequest, ev: &Event) -> Option<&'static str> {
+    let now = matches(w, &ev.object);
+    match (ev.kind, ev.previous.as_ref().map(|p| matches(w, p))) {
+        (EventType::Modified, Some(false)) if now => Some("ADDED"),
+        (EventType::Modified, Some(true)) if !now => Some("DELETED"),
+        (kind, _) if now => Some(kind.as_str()),
+        _ => None,
+    }
+}
+
 fn render(w: &WatchRequest, kind: &str, obj: &Value) -> Value {
     let obj = render_for_version(&w.info, obj);
     let object = match &w.output {
@@ -70,6 +82,12 @@ fn line(v: &Value) -> Bytes {
     Bytes::from(b)
 }
 
+/// A boolean query parameter as apimachinery reads it: anything but `0` and `false` (any case)
+/// is true. The Python client sends `watch=True`.
+pub(crate) fn query_true(v: &str) -> bool {
+    !(v == "0" || v.eq_ignore_ascii_case("false"))
+}
+
 fn bookmark(w: &WatchRequest, rv: u64, initial_end: bool) -> Value {
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if initial_end {
@@ -81,8 +99,8 @@ fn bookmark(w: &WatchRequest, rv: u64, initial_end: bool) -> Value {
 /// Starts a watch and returns the streaming response.
 pub fn serve(store: Arc<Store>, w: WatchRequest) -> Response<Body> {
     let q = |k: &str| w.query.get(k).map(String::as_str);
-    let bookmarks = q("allowWatchBookmarks") == Some("true");
-    let send_initial = q("sendInitialEvents") == Some("true");
+    let bookmarks = q("allowWatchBookmarks").is_some_and(query_true);
+    let send_initial = q("sendInitialEvents").is_some_and(query_true);
     let timeout = q("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
         .unwrap_or(1800);
@@ -100,8 +118,8 @@ pub fn serve(store: Arc<Store>, w: WatchRequest) -> Response<Body> {
                     Ok((replay, rx)) => {
                         let lines = replay
                             .into_iter()
-                            .filter(|e| e.key == key && matches(&w, &e.object))
-                            .map(|e| render(&w, e.kind.as_str(), &e.object))
+                            .filter(|e| e.key == key)
+                            .filter_map(|e| event_type(&w, &e).map(|t| render(&w, t, &e.object)))
                             .collect();
                         Ok((lines, None, rx))
                     }
@@ -169,9 +187,13 @@ pub fn serve(store: Arc<Store>, w: WatchRequest) -> Response<Body> {
                 ev = live.recv() => match ev {
                     Ok(ev) => {
                         last_rv = ev.rv;
-                        if ev.key == key && matches(&w, &ev.object)
-                            && tx.send(line(&render(&w, ev.kind.as_str(), &ev.object))).await.is_err() {
-                            return;
+                        if ev.key != key {
+                            continue;
+                        }
+                        if let Some(t) = event_type(&w, &ev) {
+                            if tx.send(line(&render(&w, t, &ev.object))).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     // Lagged or closed: end the stream; the client re-lists and re-watches.

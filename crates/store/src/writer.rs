@@ -365,7 +365,20 @@ impl Writer {
         let n = rows.len() as u64;
         match self.backend.commit(rows, checkpoint.clone()).await {
             Ok(()) => {
-                if checkpoint.is_some() {
+                if let Some(cp) = &checkpoint {
+                    // Logged so that checkpoints also exist outside the database: a copy
+                    // elsewhere is what exposes a rewrite of the tail together with its
+                    // checkpoints (see docs/audit.md).
+                    tracing::info!(
+                        target: "audit_checkpoint",
+                        replica_id = %cp.replica_id,
+                        seq = cp.seq,
+                        hash = %cp.hash,
+                        time = %cp.time,
+                        public_key = %cp.public_key,
+                        signature = %cp.signature,
+                        "audit checkpoint"
+                    );
                     head.checkpoint_seq = head.seq;
                     self.last_checkpoint_at = Instant::now();
                     self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);

@@ -38,7 +38,11 @@ pub fn have_kubectl() -> bool {
 impl Bench {
     /// Starts a seeded simulator.
     pub fn start() -> Bench {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let sim = rt.block_on(sim::start(sim::SimConfig::default())).unwrap();
         let dir = std::env::temp_dir().join(format!("sim-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -46,7 +50,13 @@ impl Bench {
         std::fs::write(&kubeconfig, sim.admin_kubeconfig()).unwrap();
         let cert_kubeconfig = dir.join("cert-kubeconfig");
         std::fs::write(&cert_kubeconfig, sim.client_cert_kubeconfig()).unwrap();
-        Bench { rt, sim: Some(sim), dir, kubeconfig, cert_kubeconfig }
+        Bench {
+            rt,
+            sim: Some(sim),
+            dir,
+            kubeconfig,
+            cert_kubeconfig,
+        }
     }
 
     pub fn sim(&self) -> &sim::SimHandle {
@@ -73,14 +83,20 @@ impl Bench {
     /// Runs kubectl, asserts success, returns stdout.
     pub fn ok(&self, version: &str, args: &[&str]) -> String {
         let (ok, out, err) = self.run(version, args);
-        assert!(ok, "kubectl.{version} {args:?} failed\nstdout: {out}\nstderr: {err}");
+        assert!(
+            ok,
+            "kubectl.{version} {args:?} failed\nstdout: {out}\nstderr: {err}"
+        );
         out
     }
 
     /// Runs kubectl, asserts failure, returns stderr.
     pub fn fails(&self, version: &str, args: &[&str]) -> String {
         let (ok, out, err) = self.run(version, args);
-        assert!(!ok, "kubectl.{version} {args:?} unexpectedly succeeded\nstdout: {out}");
+        assert!(
+            !ok,
+            "kubectl.{version} {args:?} unexpectedly succeeded\nstdout: {out}"
+        );
         err
     }
 
@@ -88,7 +104,11 @@ impl Bench {
     pub fn requests(&self) -> Vec<serde_json::Value> {
         let addr = self.sim().introspect_addr.unwrap();
         let body = http_get_plain(addr, "/requests");
-        serde_json::from_str::<serde_json::Value>(&body).unwrap().as_array().cloned().unwrap()
+        serde_json::from_str::<serde_json::Value>(&body)
+            .unwrap()
+            .as_array()
+            .cloned()
+            .unwrap()
     }
 }
 
@@ -102,7 +122,11 @@ impl Drop for Bench {
 }
 
 pub fn decode(out: Output) -> (bool, String, String) {
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A tiny HTTP/1.0 GET against the plain introspection listener.
@@ -112,5 +136,7 @@ pub fn http_get_plain(addr: std::net::SocketAddr, path: &str) -> String {
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
     let mut buf = String::new();
     s.read_to_string(&mut buf).unwrap();
-    buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    buf.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
