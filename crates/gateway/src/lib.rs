@@ -9,6 +9,7 @@ pub mod authorize;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod filter;
 pub mod kubeconfig;
 pub mod metrics;
 pub mod proxy;

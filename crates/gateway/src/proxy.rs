@@ -22,11 +22,14 @@ use hyper_util::rt::TokioIo;
 use kube_request::{RequestInfo, RequestParts};
 use tracing::{debug, info, warn};
 
+use mask::MaskContext;
+
 use crate::{
     authorize::PolicyHolder,
     body::{self, Body},
     config::Limits,
     error::GatewayError,
+    filter,
     metrics::{Metrics, RequestLabels, SideLabels, TunnelLabels, UpstreamErrorLabels, VerbLabels},
     upstream::Upstream,
 };
@@ -43,6 +46,7 @@ pub struct Gateway {
     default_cluster: String,
     authn: authn::Authenticator,
     policy: Arc<PolicyHolder>,
+    masker: mask::Masker,
     limits: Limits,
     metrics: Arc<Metrics>,
 }
@@ -70,6 +74,7 @@ impl Gateway {
         default_cluster: String,
         authn: authn::Authenticator,
         policy: Arc<PolicyHolder>,
+        masker: mask::Masker,
         limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Gateway {
@@ -78,6 +83,7 @@ impl Gateway {
             default_cluster,
             authn,
             policy,
+            masker,
             limits,
             metrics,
         }
@@ -237,6 +243,7 @@ impl Gateway {
             // It comes before authorize so that rules can see the object being written.
             let (parts, incoming) = req.into_parts();
             let body = read_body(incoming, self.limits.max_body_bytes).await?;
+            filter::refuse_write_back(&body)?;
             // Stage: authorize.
             self.authorize(
                 &call,
@@ -405,28 +412,42 @@ impl Gateway {
         body: Bytes,
         call: &Call,
     ) -> Result<Response<Body>, GatewayError> {
+        let masked = call.info.is_resource_request;
         let mut req = Request::new(body::full(body));
         *req.method_mut() = parts.method;
         *req.uri_mut() = call.cluster.uri(&call.path_and_query)?;
         *req.version_mut() = Version::HTTP_11;
         *req.headers_mut() = self.upstream_headers(&parts.headers, call)?;
+        if masked {
+            filter::readable_request(req.headers_mut());
+        }
 
         let resp = call.cluster.send(req, false).await?;
         let (mut parts, incoming) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         ensure_audit_id(&mut parts.headers, &call.id);
 
-        // Stage: response filter. Masking plugs in here; today the body streams through
-        // untouched, each chunk flushed to the client as it arrives (watch, logs -f, big lists).
-        let body: Body = if call.info.verb == "watch" && parts.status.is_success() {
+        // Stage: response filter. Every response to a resource request is masked as it
+        // streams, each chunk flushed to the client as it arrives (watch, logs -f, big lists);
+        // a response Airlock cannot read is refused.
+        let watch = call.info.verb == "watch";
+        let mut body: Body = incoming.map_err(Into::into).boxed();
+        if masked {
+            let ctx = MaskContext {
+                resource: Some(call.info.resource.clone()).filter(|r| !r.is_empty()),
+                subresource: Some(call.info.subresource.clone()).filter(|r| !r.is_empty()),
+                namespace: Some(call.info.namespace.clone()).filter(|r| !r.is_empty()),
+                profiles: Vec::new(),
+            };
+            body = filter::mask_response(&self.masker, &mut parts.headers, body, &ctx, watch)?;
+        }
+        if watch && parts.status.is_success() {
             let gauge = self.metrics.open_watches.clone();
             gauge.inc();
-            body::guarded(incoming.map_err(Into::into).boxed(), move || {
+            body = body::guarded(body, move || {
                 gauge.dec();
-            })
-        } else {
-            incoming.map_err(Into::into).boxed()
-        };
+            });
+        }
         Ok(Response::from_parts(parts, body))
     }
 

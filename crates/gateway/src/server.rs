@@ -31,6 +31,8 @@ pub enum StartError {
     Authn(String),
     #[error("policy: {0}")]
     Policy(String),
+    #[error("masking: {0}")]
+    Mask(String),
     #[error("certificate: {0}")]
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -99,6 +101,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         cfg.default_cluster.clone(),
         authn,
         policy,
+        crate::filter::masker(&cfg.state_dir).map_err(StartError::Mask)?,
         cfg.limits,
         metrics.clone(),
     ));

@@ -1,0 +1,280 @@
+//! The leak suite (first part of issue 5): real secret bytes, their base64 and their JSON
+//! escapes appear nowhere in what kubectl prints through Airlock, while normal output still
+//! works. exec and attach output is not masked yet and is not covered here.
+
+mod common;
+
+use base64::Engine;
+use common::{ok, stderr, Demo};
+
+/// Every secret value seeded in the simulated cluster, read directly (without Airlock).
+fn real_secrets(demo: &Demo) -> Vec<String> {
+    let mut out = vec![
+        "S3cr3t-Pa55w0rd".to_owned(),
+        "sk_live_51HxAirlockTestKey0000000000".to_owned(),
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned(),
+        "Pa55-w0rd-Payments".to_owned(),
+    ];
+    let json = ok(&demo.kubectl_direct(
+        "1.33",
+        &["get", "secret", "web-token", "-n", "shop", "-o", "json"],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let token = base64::engine::general_purpose::STANDARD
+        .decode(v["data"]["token"].as_str().unwrap())
+        .unwrap();
+    out.push(String::from_utf8(token).unwrap());
+    out
+}
+
+fn forms(secret: &str) -> Vec<String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    vec![
+        secret.to_owned(),
+        b64.encode(secret),
+        serde_json::to_string(secret)
+            .unwrap()
+            .trim_matches('"')
+            .to_owned(),
+        secret.replace('/', "\\/"),
+    ]
+}
+
+#[track_caller]
+fn assert_no_leak(what: &str, output: &str, secrets: &[String]) {
+    for s in secrets {
+        for f in forms(s) {
+            assert!(!output.contains(&f), "{what}: leaked {f:?}\n{output}");
+        }
+    }
+}
+
+#[test]
+fn kubectl_output_never_holds_a_secret() {
+    let demo = Demo::start();
+    let secrets = real_secrets(&demo);
+    for v in ["1.27", "1.33"] {
+        let cases: &[&[&str]] = &[
+            &[
+                "get",
+                "secret",
+                "db-credentials",
+                "-n",
+                "shop",
+                "-o",
+                "yaml",
+            ],
+            &[
+                "get",
+                "secret",
+                "db-credentials",
+                "-n",
+                "shop",
+                "-o",
+                "json",
+            ],
+            &[
+                "get",
+                "secret",
+                "db-credentials",
+                "-n",
+                "shop",
+                "-o",
+                "jsonpath={.data.password}",
+            ],
+            &[
+                "get",
+                "secret",
+                "db-credentials",
+                "-n",
+                "shop",
+                "-o",
+                "go-template={{.data.password}}",
+            ],
+            &[
+                "get",
+                "secret",
+                "db-credentials",
+                "-n",
+                "shop",
+                "-o",
+                "custom-columns=P:.data.password",
+            ],
+            &["get", "secret", "web-token", "-n", "shop", "-o", "yaml"],
+            &["get", "secrets", "-A", "-o", "yaml"],
+            &["get", "secrets", "-A"],
+            &["describe", "secret", "db-credentials", "-n", "shop"],
+            &["get", "configmap", "web-config", "-n", "shop", "-o", "yaml"],
+            &["get", "pods", "-n", "shop", "-o", "yaml"],
+            &["logs", "-n", "payments", "payments-worker-0"],
+            &["get", "--raw", "/api/v1/namespaces/payments/secrets"],
+            &[
+                "get",
+                "--raw",
+                "/api/v1/namespaces/payments/secrets/stripe-key",
+            ],
+        ];
+        for args in cases {
+            let out = ok(&demo.kubectl(v, args));
+            assert_no_leak(&format!("{v} {args:?}"), &out, &secrets);
+        }
+        // Normal output still works: keys, byte counts and the marker.
+        let d = ok(&demo.kubectl(v, &["describe", "secret", "db-credentials", "-n", "shop"]));
+        assert!(d.contains("password:") && d.contains("bytes"), "{d}");
+        let p = ok(&demo.kubectl(
+            v,
+            &[
+                "get",
+                "secret",
+                "db-credentials",
+                "-n",
+                "shop",
+                "-o",
+                "jsonpath={.data.password}",
+            ],
+        ));
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(p.trim())
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&decoded).starts_with("airlock:masked:"),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn watch_streams_are_masked() {
+    let demo = Demo::start();
+    let secrets = real_secrets(&demo);
+    let mut cmd = std::process::Command::new(common::kubectl_bin("1.33"));
+    cmd.args(["get", "secrets", "-n", "shop", "-w", "-o", "json"])
+        .env("KUBECONFIG", &demo.agent_kubeconfig)
+        .env("HOME", &demo.dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let out = common::wait_with_timeout(child, std::time::Duration::from_secs(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("db-credentials"), "{text}");
+    assert_no_leak("get -w -o json", &text, &secrets);
+}
+
+#[test]
+fn raw_responses_in_every_accept_are_masked_or_refused() {
+    let demo = Demo::start();
+    let secrets = real_secrets(&demo);
+    for accept in [
+        "application/json",
+        "application/vnd.kubernetes.protobuf",
+        "application/vnd.kubernetes.protobuf, application/json",
+        "application/json;as=Table;v=v1;g=meta.k8s.io",
+        "application/yaml",
+        "application/cbor",
+        "*/*",
+    ] {
+        for path in [
+            "/api/v1/namespaces/shop/secrets/db-credentials",
+            "/api/v1/secrets",
+        ] {
+            let resp = demo.raw_get(
+                path,
+                &format!("Accept: {accept}\r\nAccept-Encoding: gzip\r\n"),
+            );
+            let body = String::from_utf8_lossy(&resp.body).into_owned();
+            assert!(
+                resp.status == 200 || resp.status == 406,
+                "{accept} {path}: {}",
+                resp.status
+            );
+            assert_no_leak(&format!("{accept} {path}"), &body, &secrets);
+        }
+    }
+    // Tables with the object included.
+    let resp = demo.raw_get(
+        "/api/v1/namespaces/shop/secrets?includeObject=Object",
+        "Accept: application/json;as=Table;v=v1;g=meta.k8s.io\r\n",
+    );
+    assert_eq!(resp.status, 200);
+    assert_no_leak(
+        "table includeObject",
+        &String::from_utf8_lossy(&resp.body),
+        &secrets,
+    );
+}
+
+#[test]
+fn writing_a_mask_back_is_refused_and_the_secret_is_unchanged() {
+    let demo = Demo::start();
+    let yaml = ok(&demo.kubectl(
+        "1.33",
+        &[
+            "get",
+            "secret",
+            "db-credentials",
+            "-n",
+            "shop",
+            "-o",
+            "yaml",
+        ],
+    ));
+    let out = demo.kubectl_with(
+        "1.33",
+        &demo.agent_kubeconfig,
+        &["apply", "-f", "-"],
+        &[],
+        Some(yaml.as_bytes()),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("masked by Airlock"),
+        "{}",
+        stderr(&out)
+    );
+    let cm = ok(&demo.kubectl(
+        "1.33",
+        &["get", "configmap", "web-config", "-n", "shop", "-o", "yaml"],
+    ));
+    let out = demo.kubectl_with(
+        "1.33",
+        &demo.agent_kubeconfig,
+        &["replace", "-f", "-"],
+        &[],
+        Some(cm.as_bytes()),
+    );
+    assert!(
+        stderr(&out).contains("masked by Airlock"),
+        "{}",
+        stderr(&out)
+    );
+    // The cluster still holds the real values.
+    let direct = ok(&demo.kubectl_direct(
+        "1.33",
+        &[
+            "get",
+            "secret",
+            "db-credentials",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.data.password}",
+        ],
+    ));
+    let real = base64::engine::general_purpose::STANDARD
+        .decode(direct.trim())
+        .unwrap();
+    assert_eq!(real, b"S3cr3t-Pa55w0rd");
+    let url = ok(&demo.kubectl_direct(
+        "1.33",
+        &[
+            "get",
+            "cm",
+            "web-config",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.data.DATABASE_URL}",
+        ],
+    ));
+    assert!(url.contains("S3cr3t-Pa55w0rd"));
+}
