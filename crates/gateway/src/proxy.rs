@@ -31,7 +31,7 @@ use crate::{
     error::GatewayError,
     filter,
     metrics::{Metrics, RequestLabels, SideLabels, TunnelLabels, UpstreamErrorLabels, VerbLabels},
-    upstream::Upstream,
+    upstream::{Route, Upstream},
 };
 
 /// `Impersonate-Extra-*` keys Airlock sends. Header names cannot hold `/`, so the key is
@@ -422,7 +422,12 @@ impl Gateway {
             filter::readable_request(req.headers_mut());
         }
 
-        let resp = call.cluster.send(req, false).await?;
+        let route = if long_running(&call.info, &call.path_and_query) {
+            Route::LongRunning
+        } else {
+            Route::Pooled
+        };
+        let (resp, lease) = call.cluster.send(req, route).await?;
         let (mut parts, incoming) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         ensure_audit_id(&mut parts.headers, &call.id);
@@ -448,6 +453,10 @@ impl Gateway {
                 gauge.dec();
             });
         }
+        if let Some(lease) = lease {
+            // The stream's place on its connection is freed when the client is done with it.
+            body = body::guarded(body, move || drop(lease));
+        }
         Ok(Response::from_parts(parts, body))
     }
 
@@ -471,7 +480,7 @@ impl Gateway {
         }
         *up.headers_mut() = headers;
 
-        let mut resp = call.cluster.send(up, true).await?;
+        let (mut resp, _) = call.cluster.send(up, Route::Upgrade).await?;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (mut parts, incoming) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
@@ -524,6 +533,13 @@ impl Gateway {
         });
         Ok(client_resp)
     }
+}
+
+/// Requests that stay open until the client leaves: watches and followed logs.
+fn long_running(info: &RequestInfo, path_and_query: &str) -> bool {
+    info.verb == "watch"
+        || (info.subresource == "log"
+            && kube_request::Query::parse(path_and_query.split_once('?').map(|(_, q)| q)).follow())
 }
 
 /// Resources whose written content the policy judges: a body Airlock cannot parse is refused.

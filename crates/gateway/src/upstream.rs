@@ -42,6 +42,7 @@ pub struct Upstream {
     base: String,
     pooled: HttpsClient,
     upgrade: HttpsClient,
+    long_running: LongRunningPool,
     credential: Credential,
     timeouts: UpstreamTimeouts,
 }
@@ -73,7 +74,12 @@ impl Upstream {
         }
         let tls = client_tls(access)?;
         let pooled = build_client(tls.clone(), true, timeouts);
-        let upgrade = build_client(tls, false, timeouts);
+        let upgrade = build_client(tls.clone(), false, timeouts);
+        let long_running = LongRunningPool {
+            tls,
+            timeouts,
+            slots: Mutex::new(Vec::new()),
+        };
         let credential = match (&access.token, &access.token_file) {
             (Some(t), _) => Credential::Token(bearer(t)?),
             (None, Some(p)) => Credential::TokenFile {
@@ -87,6 +93,7 @@ impl Upstream {
             base: access.server.trim_end_matches('/').to_owned(),
             pooled,
             upgrade,
+            long_running,
             credential,
             timeouts,
         })
@@ -132,20 +139,38 @@ impl Upstream {
     }
 
     /// Sends a request and waits for the response headers, within the response timeout.
-    /// `upgrade` selects the HTTP/1.1-only client.
     pub async fn send(
         &self,
         req: Request<Body>,
-        upgrade: bool,
-    ) -> Result<Response<Incoming>, GatewayError> {
-        let client = if upgrade { &self.upgrade } else { &self.pooled };
-        match tokio::time::timeout(self.timeouts.response, client.request(req)).await {
+        route: Route,
+    ) -> Result<(Response<Incoming>, Option<Lease>), GatewayError> {
+        let (client, lease) = match route {
+            Route::Pooled => (&self.pooled, None),
+            Route::Upgrade => (&self.upgrade, None),
+            Route::LongRunning => {
+                let slot = self.long_running.acquire()?;
+                let lease = Lease(slot.clone());
+                // The client lives as long as the slot; cloning it shares its connection.
+                return self
+                    .finish(slot.client.clone().request(req), Some(lease))
+                    .await;
+            }
+        };
+        self.finish(client.request(req), lease).await
+    }
+
+    async fn finish(
+        &self,
+        fut: hyper_util::client::legacy::ResponseFuture,
+        lease: Option<Lease>,
+    ) -> Result<(Response<Incoming>, Option<Lease>), GatewayError> {
+        match tokio::time::timeout(self.timeouts.response, fut).await {
             Err(_) => Err(GatewayError::GatewayTimeout(format!(
                 "no response from cluster {} within {}s",
                 self.name,
                 self.timeouts.response.as_secs()
             ))),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => Ok((resp, lease)),
             Ok(Err(e)) => Err(self.classify(&e)),
         }
     }
@@ -247,6 +272,72 @@ fn build_client(
         .http2_keep_alive_while_idle(true)
         .timer(hyper_util::rt::TokioTimer::new())
         .build(connector)
+}
+
+/// Which client carries a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Ordinary calls, multiplexed over the pooled HTTP/2 connection.
+    Pooled,
+    /// Watches and followed logs: they hold an HTTP/2 stream for as long as they run, so they
+    /// get connections of their own (see `LongRunningPool`).
+    LongRunning,
+    /// exec, attach, port-forward: HTTP/1.1, which can upgrade.
+    Upgrade,
+}
+
+/// Connections for requests that never end on their own.
+///
+/// An HTTP/2 connection carries a bounded number of concurrent streams (kube-apiserver allows
+/// 100), and hyper's pooled client does not open a second connection when one is full: enough
+/// open watches on the shared connection would stall every other call to the cluster. So
+/// long-running requests are kept off the pooled connection and spread over as many dedicated
+/// clients (one HTTP/2 connection each) as they need, at most `STREAMS_PER_CONNECTION` each.
+struct LongRunningPool {
+    tls: rustls::ClientConfig,
+    timeouts: UpstreamTimeouts,
+    slots: Mutex<Vec<Arc<Slot>>>,
+}
+
+/// Below kube-apiserver's limit of 100 concurrent streams per connection.
+const STREAMS_PER_CONNECTION: usize = 90;
+
+struct Slot {
+    client: HttpsClient,
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+impl LongRunningPool {
+    fn acquire(&self) -> Result<Arc<Slot>, GatewayError> {
+        use std::sync::atomic::Ordering;
+        let mut slots = self
+            .slots
+            .lock()
+            .map_err(|_| GatewayError::Internal("upstream pool poisoned".into()))?;
+        for slot in slots.iter() {
+            if slot.in_flight.load(Ordering::Acquire) < STREAMS_PER_CONNECTION {
+                slot.in_flight.fetch_add(1, Ordering::AcqRel);
+                return Ok(slot.clone());
+            }
+        }
+        let slot = Arc::new(Slot {
+            client: build_client(self.tls.clone(), true, self.timeouts),
+            in_flight: std::sync::atomic::AtomicUsize::new(1),
+        });
+        slots.push(slot.clone());
+        Ok(slot)
+    }
+}
+
+/// A long-running request's place on a connection; released when dropped.
+pub struct Lease(Arc<Slot>);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Requests to the cluster are built with this body type.
