@@ -35,24 +35,12 @@ pub fn masker(state_dir: &Path) -> Result<Masker, String> {
             rand::thread_rng().fill_bytes(&mut b);
             let k = hex::encode(b);
             std::fs::create_dir_all(state_dir)
-                .and_then(|_| write_private(&path, &k))
+                .and_then(|_| crate::tls::write_private_file(&path, &k))
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             k
         }
     };
     Masker::new(mask::MaskConfig::new(key.into_bytes())).map_err(|e| e.to_string())
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(path)?.write_all(contents.as_bytes())
 }
 
 /// Asks the cluster for something Airlock can read: protobuf and CBOR are removed from

@@ -175,10 +175,14 @@ fn read(path: &Path) -> Result<String, TlsError> {
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
-    let err = |source| TlsError::Write {
+    write_private_file(path, contents).map_err(|source| TlsError::Write {
         path: path.to_owned(),
         source,
-    };
+    })
+}
+
+/// Writes a file only its owner can read: keys and other state-directory secrets.
+pub(crate) fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -186,8 +190,7 @@ fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).map_err(err)?;
-    f.write_all(contents.as_bytes()).map_err(err)
+    opts.open(path)?.write_all(contents.as_bytes())
 }
 
 /// Parses every certificate in a PEM string.

@@ -9,7 +9,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::{
@@ -338,9 +337,4 @@ impl Drop for Lease {
             .in_flight
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
-}
-
-/// Requests to the cluster are built with this body type.
-pub fn bytes_body(b: Bytes) -> Body {
-    crate::body::full(b)
 }
