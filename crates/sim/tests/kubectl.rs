@@ -502,6 +502,9 @@ fn scale_rollout_and_delete() {
             .count(),
             2
         );
+        // kubectl refuses a second restart within the same second (the annotation is a
+        // second-resolution timestamp), and the previous version restarted this deployment.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
         b.ok(v, &["rollout", "restart", "deploy/web", "-n", "shop"]);
         let status = b.ok(
             v,
