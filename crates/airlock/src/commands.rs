@@ -34,6 +34,9 @@ pub struct DemoArgs {
     /// Admin listener (metrics; later approvals). Port 0 picks a free port; see DIR/admin.url.
     #[arg(long, default_value = "127.0.0.1:0")]
     admin_listen: SocketAddr,
+    /// Keep the audit log here instead of DIR/audit.db, e.g. postgres://127.0.0.1/test.
+    #[arg(long)]
+    audit_store: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -186,6 +189,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         "state_dir": dir.canonicalize()?,
         "clusters": [{"name": "demo", "kubeconfig": sim_kubeconfig.canonicalize()?}],
         "policy": policy_path.canonicalize()?,
+        "audit": {"replica_id": "demo", "store": args.audit_store},
         "authn": {"static_tokens": [
             {"sha256": authn::hash_token(&agent_token), "user": "agent@demo", "groups": ["ai-agents"]},
             {"sha256": authn::hash_token(&approver_token), "user": "approver@demo", "groups": ["approvers"]},
@@ -238,6 +242,10 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
          \n  kubectl get --raw /api/v1/nodes/node-1/proxy/metrics   # denied by the baseline policy\
          \n\nCompare with direct access to the simulated cluster (no Airlock):\
          \n  kubectl --kubeconfig {d}/sim-admin.kubeconfig get pods -A\
+         \n\nEvery call is in the audit log ({d}/audit.db):\
+         \n  airlock sessions list --state-dir {d}\
+         \n  airlock replay SESSION --state-dir {d}\
+         \n  airlock audit verify --state-dir {d}\
          \n\nThe approver's token is in {d}/approver.token.\
          \n\nairlock demo ready",
         sim.server_url()

@@ -1,6 +1,7 @@
 //! The `airlock` binary: thin glue over the library crates.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod commands;
 mod logging;
 
@@ -43,6 +44,12 @@ enum Command {
     Kubeconfig(commands::KubeconfigArgs),
     /// client-go exec credential plugin: print an ExecCredential with a fresh OIDC token.
     Credential(commands::CredentialArgs),
+    /// The audit log: verify, export, list, show.
+    Audit(audit::AuditArgs),
+    /// Agent sessions recorded in the audit log.
+    Sessions(audit::SessionsArgs),
+    /// A session's timeline, with its exec recordings played or exported (asciicast v2).
+    Replay(audit::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +96,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::sim(args).await?;
         }
         Command::Kubeconfig(args) => commands::kubeconfig(args)?,
+        Command::Audit(args) => {
+            logging::init(cli.log_json, Some("warn"));
+            return audit::audit(args).await;
+        }
+        Command::Sessions(args) => {
+            logging::init(cli.log_json, Some("warn"));
+            return audit::sessions_cmd(args).await;
+        }
+        Command::Replay(args) => {
+            logging::init(cli.log_json, Some("warn"));
+            return audit::replay(args).await;
+        }
         Command::Credential(args) => {
             logging::init(cli.log_json, Some("warn"));
             commands::credential(args)

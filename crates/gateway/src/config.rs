@@ -58,6 +58,114 @@ pub struct RawConfig {
     /// Logging.
     #[serde(default)]
     pub log: RawLog,
+    /// The audit log (`docs/audit.md`).
+    #[serde(default)]
+    pub audit: RawAudit,
+}
+
+/// The audit log: where it is kept and how much of each body it keeps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    /// `false` turns the audit log off: nothing is recorded. Meant for benchmarks that compare
+    /// audit on and off; `check-config` warns about it. Default `true`.
+    pub enabled: bool,
+    /// `sqlite:///path/audit.db` or `postgres://...`. Default: `sqlite://` in `state_dir`
+    /// (`audit.db`, WAL mode).
+    pub store: Option<String>,
+    /// Ed25519 key (PKCS#8 PEM) that signs checkpoints. Default `state_dir/audit.key`,
+    /// generated on first start.
+    pub signing_key: Option<PathBuf>,
+    /// This replica's chain name; unique among replicas sharing one database and stable across
+    /// restarts. Default: the `HOSTNAME` environment variable, else `airlock`.
+    pub replica_id: Option<String>,
+    /// Bodies up to this many bytes are kept whole. Default 65536.
+    pub max_body_bytes: usize,
+    /// Larger bodies keep this many leading bytes, plus the size and SHA-256 of the whole.
+    /// Default 16384.
+    pub body_prefix_bytes: usize,
+    /// Streaming copies of this replica's records for SIEMs (`docs/audit.md`).
+    pub sinks: Vec<RawSink>,
+}
+
+/// A streaming sink: this replica's records as JSON lines, at least once, resumed after a
+/// restart from a cursor file in the state directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    /// Names the cursor file (`audit-sink-NAME.cursor`) and the metrics. Lowercase letters,
+    /// digits and `-`.
+    pub name: String,
+    /// `stdout` (JSON lines on standard output) or `webhook` (POSTed as `application/x-ndjson`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Webhook URL: `https://`, or `http://` to a loopback address.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// CA bundle for the webhook's certificate. Default: the public web PKI roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Sent as `Authorization: Bearer <contents>`.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Records per delivery. Default 100.
+    #[serde(default = "default_sink_batch")]
+    pub batch_size: usize,
+}
+
+fn default_sink_batch() -> usize {
+    100
+}
+
+/// A validated sink; `url` is `None` for stdout.
+#[derive(Debug, Clone)]
+pub struct SinkSettings {
+    pub name: String,
+    pub url: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub batch_size: usize,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        RawAudit {
+            enabled: true,
+            store: None,
+            signing_key: None,
+            replica_id: None,
+            max_body_bytes: 64 * 1024,
+            body_prefix_bytes: 16 * 1024,
+            sinks: Vec::new(),
+        }
+    }
+}
+
+/// Validated audit settings.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub enabled: bool,
+    pub store: Option<String>,
+    pub signing_key: Option<PathBuf>,
+    pub replica_id: String,
+    pub max_body_bytes: usize,
+    pub body_prefix_bytes: usize,
+    pub sinks: Vec<SinkSettings>,
+}
+
+impl AuditSettings {
+    /// The store URL, the embedded SQLite default resolved against the state directory.
+    pub fn store_url(&self, state_dir: &Path) -> String {
+        match &self.store {
+            Some(url) => url.clone(),
+            None => default_store_url(state_dir),
+        }
+    }
+}
+
+/// `sqlite://` URL of the embedded audit database in a state directory.
+pub fn default_store_url(state_dir: &Path) -> String {
+    format!("sqlite://{}", state_dir.join("audit.db").display())
 }
 
 /// A serving certificate and key, PEM files.
@@ -182,6 +290,7 @@ pub struct Config {
     pub upstream: UpstreamTimeouts,
     pub log_json: bool,
     pub log_level: Option<String>,
+    pub audit: AuditSettings,
 }
 
 /// Where a cluster's address and credential come from.
@@ -380,6 +489,85 @@ impl Config {
             }
         };
 
+        if let Some(url) = &raw.audit.store {
+            let known = ["sqlite:", "postgres://", "postgresql://"];
+            if !known.iter().any(|k| url.starts_with(k)) {
+                issue(
+                    "audit.store",
+                    "must be sqlite:///PATH or postgres://... (the value is not echoed: it may hold a password)".into(),
+                );
+            }
+        }
+        if raw.audit.body_prefix_bytes > raw.audit.max_body_bytes {
+            issue(
+                "audit.body_prefix_bytes",
+                "must not be larger than audit.max_body_bytes".into(),
+            );
+        }
+        let replica_id = raw
+            .audit
+            .replica_id
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| "airlock".to_owned());
+        let mut sinks = Vec::new();
+        for (i, sink) in raw.audit.sinks.iter().enumerate() {
+            let key = format!("audit.sinks[{i}]");
+            if !valid_cluster_name(&sink.name) {
+                issue(
+                    &format!("{key}.name"),
+                    "must be lowercase letters, digits and '-'".into(),
+                );
+            }
+            let url = match (sink.kind.as_str(), &sink.url) {
+                ("stdout", None) => None,
+                ("stdout", Some(_)) => {
+                    issue(&format!("{key}.url"), "a stdout sink has no url".into());
+                    None
+                }
+                ("webhook", Some(u)) => {
+                    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                        .iter()
+                        .any(|p| u.starts_with(p));
+                    if !u.starts_with("https://") && !loopback {
+                        issue(
+                            &format!("{key}.url"),
+                            "must be https:// (http:// only to a loopback address)".into(),
+                        );
+                    }
+                    Some(u.clone())
+                }
+                ("webhook", None) => {
+                    issue(&format!("{key}.url"), "a webhook sink needs a url".into());
+                    None
+                }
+                (other, _) => {
+                    issue(
+                        &format!("{key}.type"),
+                        format!("{other:?} is not one of stdout, webhook"),
+                    );
+                    None
+                }
+            };
+            sinks.push(SinkSettings {
+                name: sink.name.clone(),
+                url,
+                ca_file: sink.ca_file.as_deref().map(resolve),
+                bearer_token_file: sink.bearer_token_file.as_deref().map(resolve),
+                batch_size: sink.batch_size,
+            });
+        }
+        let audit = AuditSettings {
+            sinks,
+            enabled: raw.audit.enabled,
+            store: raw.audit.store.clone(),
+            signing_key: raw.audit.signing_key.as_deref().map(resolve),
+            replica_id,
+            max_body_bytes: raw.audit.max_body_bytes,
+            body_prefix_bytes: raw.audit.body_prefix_bytes,
+        };
+
         if !issues.is_empty() {
             return Err(ConfigError::Invalid(issues));
         }
@@ -408,6 +596,7 @@ impl Config {
             },
             log_json,
             log_level: raw.log.level,
+            audit,
         })
     }
 }

@@ -5,6 +5,8 @@
 //! `Status`.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod audit_sink;
 pub mod authorize;
 pub mod body;
 pub mod config;

@@ -2,15 +2,16 @@
 //!
 //! ```text
 //! route -> limits -> attributes -> authenticate -> refuse client impersonation
-//!       -> authorize (policy) -> read body -> [write-ahead audit] -> forward
-//!       -> [response filter: masking] -> complete (metrics, log)
+//!       -> read body -> decide (policy) -> write-ahead audit record -> enforce the decision
+//!       -> forward -> response filter (masking) -> outcome audit record -> complete
 //! ```
 //!
 //! Each stage returns `Result<_, GatewayError>`; the first error ends the request and becomes a
 //! Kubernetes `Status` in one place (`Gateway::handle`). Nothing is sent to the cluster before
 //! authentication has succeeded and the identity headers have been rebuilt by Airlock.
-//! Stages in brackets are seams for the audit and masking work; `docs/request-lifecycle.md` tells
-//! the same story for users.
+//! Once the write-ahead record is durable, every later end of the request (a refusal, an
+//! upstream error, the response's last byte) also writes an outcome record (`audit.rs`).
+//! `docs/request-lifecycle.md` tells the same story for users.
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Instant};
 
@@ -25,6 +26,7 @@ use tracing::{debug, info, warn};
 use mask::MaskContext;
 
 use crate::{
+    audit::{Audit, OutcomeRecord},
     authorize::PolicyHolder,
     body::{self, Body},
     config::Limits,
@@ -49,6 +51,7 @@ pub struct Gateway {
     masker: mask::Masker,
     limits: Limits,
     metrics: Arc<Metrics>,
+    audit: Option<Arc<Audit>>,
 }
 
 /// What is known about a request once it has passed authentication.
@@ -66,6 +69,20 @@ struct Outcome {
     cluster: String,
     verb: String,
     resource: String,
+    /// Set once the write-ahead record is durable: whoever ends the request owes an outcome
+    /// record (the response body wrapper, or `handle` for an error).
+    audit: Option<OutcomeRecord>,
+}
+
+/// What the audit record needs from the request besides the `Call`.
+struct Received<'a> {
+    at: store::Timestamp,
+    peer: SocketAddr,
+    method: &'a str,
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    path: &'a str,
+    content_type: Option<&'a str>,
 }
 
 impl Gateway {
@@ -77,6 +94,7 @@ impl Gateway {
         masker: mask::Masker,
         limits: Limits,
         metrics: Arc<Metrics>,
+        audit: Option<Arc<Audit>>,
     ) -> Gateway {
         Gateway {
             clusters: clusters.into_iter().map(|c| (c.name.clone(), c)).collect(),
@@ -86,6 +104,7 @@ impl Gateway {
             masker,
             limits,
             metrics,
+            audit,
         }
     }
 
@@ -99,12 +118,13 @@ impl Gateway {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Body> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = crate::audit::new_id().to_string();
         let started = Instant::now();
         let mut outcome = Outcome {
             cluster: String::new(),
             verb: String::new(),
             resource: String::new(),
+            audit: None,
         };
         let resp = match self.pipeline(req, &id, peer, &mut outcome).await {
             Ok(resp) => resp,
@@ -127,6 +147,11 @@ impl Gateway {
                         .inc();
                 }
                 info!(request_id = %id, side = err.side().as_str(), code = code.as_u16(), error = %err, "request refused");
+                if let Some(o) = outcome.audit.take() {
+                    let record = o.record(code.as_u16(), None, 0, None, Some(err.to_string()));
+                    // The refusal is sent whether or not this lands: nothing was forwarded.
+                    let _ = o.audit.append(record).await;
+                }
                 err.into_response(Some(&id))
             }
         };
@@ -161,6 +186,7 @@ impl Gateway {
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, GatewayError> {
         let started = Instant::now();
+        let received_at = store::Timestamp::now();
 
         // Stage: route. `/clusters/{name}/...` selects a cluster; anything else goes to the
         // default cluster.
@@ -234,25 +260,55 @@ impl Gateway {
         }
 
         let resp = if upgrade {
-            // Stage: authorize. exec, attach and port-forward carry no body.
-            self.authorize(&call, req.method().as_str(), req.headers(), None, None)?;
-            self.forward_upgrade(&mut req, &call).await?
+            // Stage: decide. exec, attach and port-forward carry no body.
+            let decided = self.decide(&call, req.method().as_str(), req.headers(), None, None);
+            // Stage: write-ahead audit record.
+            let received = Received {
+                at: received_at,
+                peer,
+                method: req.method().as_str(),
+                headers: req.headers(),
+                query: query.as_deref(),
+                path: &path,
+                content_type: content_type.as_deref(),
+            };
+            outcome.audit = self
+                .write_ahead(&call, &received, decided.as_ref(), None, started)
+                .await?;
+            // Stage: enforce.
+            decided.and_then(|d| self.enforce(&call, d))?;
+            self.forward_upgrade(&mut req, &call, outcome).await?
         } else {
             // Stage: read body. Bounded by the configured limit; buffered because policy and
             // audit need the whole object, and kube-apiserver caps bodies at 3 MiB anyway.
-            // It comes before authorize so that rules can see the object being written.
+            // It comes before the decision so that rules can see the object being written.
             let (parts, incoming) = req.into_parts();
             let body = read_body(incoming, self.limits.max_body_bytes).await?;
-            filter::refuse_write_back(&body)?;
-            // Stage: authorize.
-            self.authorize(
+            // Stage: decide.
+            let decided = self.decide(
                 &call,
                 parts.method.as_str(),
                 &parts.headers,
                 Some(&body),
                 content_type.as_deref(),
-            )?;
-            self.forward(parts, body, &call).await?
+            );
+            // Stage: write-ahead audit record.
+            let received = Received {
+                at: received_at,
+                peer,
+                method: parts.method.as_str(),
+                headers: &parts.headers,
+                query: query.as_deref(),
+                path: &path,
+                content_type: content_type.as_deref(),
+            };
+            outcome.audit = self
+                .write_ahead(&call, &received, decided.as_ref(), Some(&body), started)
+                .await?;
+            // Stage: enforce.
+            filter::refuse_write_back(&body)?;
+            decided.and_then(|d| self.enforce(&call, d))?;
+            self.forward(parts, body, &call, outcome).await?
         };
         info!(
             request_id = %id,
@@ -269,18 +325,19 @@ impl Gateway {
         Ok(resp)
     }
 
-    /// Runs the policy. Without a policy file every authenticated call is allowed and Kubernetes
-    /// RBAC, seeing the impersonated identity, decides.
-    fn authorize(
+    /// Runs the policy. Without a policy file (`None`) every authenticated call is allowed and
+    /// Kubernetes RBAC, seeing the impersonated identity, decides. An error is a refusal made
+    /// before any rule could run (a body Airlock cannot read).
+    fn decide(
         &self,
         call: &Call,
         method: &str,
         headers: &HeaderMap,
         body: Option<&Bytes>,
         content_type: Option<&str>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<Option<policy::Decision>, GatewayError> {
         if self.policy.current().is_none() {
-            return Ok(());
+            return Ok(None);
         }
         // Rules may look at the object written. kubectl 1.32+ sends protobuf bodies for
         // `create`, which Airlock cannot read; for objects whose content the guardrails judge
@@ -298,14 +355,19 @@ impl Gateway {
             },
             None => None,
         };
-        let Some(decision) = self.policy.decide(
+        Ok(self.policy.decide(
             &call.cluster.name,
             &call.info,
             &call.identity,
             method,
             headers,
             object.as_ref(),
-        ) else {
+        ))
+    }
+
+    /// Turns a decision into a verdict: forward, or refuse with the rule's message.
+    fn enforce(&self, call: &Call, decision: Option<policy::Decision>) -> Result<(), GatewayError> {
+        let Some(decision) = decision else {
             return Ok(());
         };
         if decision.verdict != policy::Verdict::Allow {
@@ -318,6 +380,147 @@ impl Gateway {
             );
         }
         crate::authorize::enforce(&decision)
+    }
+
+    /// Commits the write-ahead record: nothing is forwarded unless this succeeds (503
+    /// otherwise). Returns what the outcome record will be built from; `None` when the audit
+    /// log is turned off.
+    async fn write_ahead(
+        &self,
+        call: &Call,
+        received: &Received<'_>,
+        decided: Result<&Option<policy::Decision>, &GatewayError>,
+        body: Option<&Bytes>,
+        started: Instant,
+    ) -> Result<Option<OutcomeRecord>, GatewayError> {
+        let Some(audit) = &self.audit else {
+            return Ok(None);
+        };
+        let mut record = self.request_record(call, received, decided);
+        let bytes_in = body.map_or(0, |b| b.len() as u64);
+        let template = record.clone();
+        record.request_body = body
+            .filter(|b| !b.is_empty())
+            .map(|b| self.masked_request_body(audit, call, received.content_type, b));
+        audit.append(record).await?;
+        Ok(Some(OutcomeRecord {
+            audit: audit.clone(),
+            template,
+            started,
+            bytes_in,
+        }))
+    }
+
+    /// The request record, without its body. Every free-text field passes the detectors: an
+    /// exec command line or an intent may quote a credential.
+    fn request_record(
+        &self,
+        call: &Call,
+        received: &Received<'_>,
+        decided: Result<&Option<policy::Decision>, &GatewayError>,
+    ) -> store::AuditRecord {
+        let text =
+            |s: &str| String::from_utf8_lossy(&self.masker.mask_text(s.as_bytes())).into_owned();
+        let header = |name: &str| {
+            received
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+        };
+        let id = uuid::Uuid::parse_str(&call.id).unwrap_or_default();
+        let mut r = store::AuditRecord::new(id, store::RecordKind::Request, received.at);
+        r.decided_at = Some(store::Timestamp::now());
+        let who = &call.identity;
+        r.identity = store::Identity {
+            user: who.user.clone(),
+            groups: who.groups.clone(),
+            uid: who.uid.clone(),
+            client_id: who.client_id.clone(),
+            session_id: who
+                .session_id
+                .clone()
+                .or_else(|| header("x-airlock-session").map(text)),
+            source_addr: Some(received.peer.to_string()),
+            user_agent: header("user-agent").map(text),
+        };
+        let info = &call.info;
+        let opt = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+        r.cluster = Some(call.cluster.name.clone());
+        r.method = Some(received.method.to_owned());
+        r.path = Some(text(&call.path_and_query));
+        r.verb = opt(&info.verb);
+        r.api_group = opt(&info.api_group);
+        r.resource = opt(&info.resource);
+        r.subresource = opt(&info.subresource);
+        r.namespace = opt(&info.namespace);
+        r.name = opt(&info.name);
+        let parts = RequestParts {
+            method: received.method,
+            path: received.path,
+            query: received.query,
+            content_type: received.content_type,
+        };
+        r.command = Some(text(&kube_request::kubectl_command(info, &parts)));
+        r.intent = header("x-airlock-intent").map(text);
+        r.kubectl_command = header("kubectl-command").map(text);
+        r.kubectl_session = header("kubectl-session").map(text);
+        r.decision = Some(match decided {
+            Ok(Some(d)) => store::Decision {
+                action: match d.verdict {
+                    policy::Verdict::Allow => "allow",
+                    policy::Verdict::Deny => "deny",
+                    policy::Verdict::Approve => "approve",
+                }
+                .to_owned(),
+                rules: d
+                    .matched
+                    .iter()
+                    .map(|m| store::RuleMatch {
+                        name: m.name.to_string(),
+                        action: m.action.to_string(),
+                    })
+                    .collect(),
+                reason: Some(d.message.clone()).filter(|m| !m.is_empty()),
+            },
+            Ok(None) => store::Decision {
+                action: "allow".to_owned(),
+                rules: Vec::new(),
+                reason: Some("no policy is configured".to_owned()),
+            },
+            Err(e) => store::Decision {
+                action: "refuse".to_owned(),
+                rules: Vec::new(),
+                reason: Some(e.to_string()),
+            },
+        });
+        r
+    }
+
+    /// The request body as the audit log keeps it: masked, or only its size and digest when
+    /// Airlock cannot read it (protobuf) — never in clear.
+    fn masked_request_body(
+        &self,
+        audit: &Audit,
+        call: &Call,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> store::Body {
+        let ctx = mask_context(&call.info);
+        let masked =
+            mask::BodyKind::from_content_type(content_type.unwrap_or("application/json"), false)
+                .ok()
+                .and_then(|kind| self.masker.mask_request_body(kind, &ctx, body).ok());
+        match masked {
+            Some(m) => audit.capture(&m),
+            None => {
+                let mut b = audit.capture(body);
+                b.data.clear();
+                b.encoding = store::BodyEncoding::Utf8;
+                b.truncated = true;
+                b
+            }
+        }
     }
 
     fn route(&self, path: &str) -> Result<(Arc<Upstream>, String), GatewayError> {
@@ -411,6 +614,7 @@ impl Gateway {
         parts: http::request::Parts,
         body: Bytes,
         call: &Call,
+        outcome: &mut Outcome,
     ) -> Result<Response<Body>, GatewayError> {
         let masked = call.info.is_resource_request;
         let mut req = Request::new(body::full(body));
@@ -438,12 +642,7 @@ impl Gateway {
         let watch = call.info.verb == "watch";
         let mut body: Body = incoming.map_err(Into::into).boxed();
         if masked {
-            let ctx = MaskContext {
-                resource: Some(call.info.resource.clone()).filter(|r| !r.is_empty()),
-                subresource: Some(call.info.subresource.clone()).filter(|r| !r.is_empty()),
-                namespace: Some(call.info.namespace.clone()).filter(|r| !r.is_empty()),
-                profiles: Vec::new(),
-            };
+            let ctx = mask_context(&call.info);
             body = filter::mask_response(&self.masker, &mut parts.headers, body, &ctx, watch)?;
         }
         if watch && parts.status.is_success() {
@@ -457,6 +656,16 @@ impl Gateway {
             // The stream's place on its connection is freed when the client is done with it.
             body = body::guarded(body, move || drop(lease));
         }
+        if let Some(o) = outcome.audit.take() {
+            // The last byte waits for the outcome record, so the length cannot be announced.
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let aid = parts
+                .headers
+                .get("audit-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            body = crate::audit::recorded(body, o, parts.status.as_u16(), aid);
+        }
         Ok(Response::from_parts(parts, body))
     }
 
@@ -467,6 +676,7 @@ impl Gateway {
         &self,
         req: &mut Request<Incoming>,
         call: &Call,
+        outcome: &mut Outcome,
     ) -> Result<Response<Body>, GatewayError> {
         let client_upgrade = hyper::upgrade::on(&mut *req);
         let mut up = Request::new(body::empty());
@@ -485,10 +695,12 @@ impl Gateway {
             let (mut parts, incoming) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             ensure_audit_id(&mut parts.headers, &call.id);
-            return Ok(Response::from_parts(
-                parts,
-                incoming.map_err(Into::into).boxed(),
-            ));
+            let mut body: Body = incoming.map_err(Into::into).boxed();
+            if let Some(o) = outcome.audit.take() {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                body = crate::audit::recorded(body, o, parts.status.as_u16(), None);
+            }
+            return Ok(Response::from_parts(parts, body));
         }
 
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
@@ -509,6 +721,7 @@ impl Gateway {
             .get_or_create(&TunnelLabels { kind: kind.clone() })
             .clone();
         let id = call.id.clone();
+        let audit = outcome.audit.take();
         tokio::spawn(async move {
             let (client, upstream) = tokio::join!(client_upgrade, upstream_upgrade);
             let (client, upstream) = match (client, upstream) {
@@ -523,15 +736,35 @@ impl Gateway {
             let mut upstream = TokioIo::new(upstream);
             // Recording plugs in here. copy_bidirectional forwards a half-close (EOF) in one
             // direction as a write shutdown on the other side and ends when both are done.
-            match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                Ok((to_up, to_client)) => {
-                    debug!(request_id = %id, %kind, to_up, to_client, "tunnel closed")
-                }
-                Err(e) => debug!(request_id = %id, %kind, error = %e, "tunnel ended"),
-            }
+            let (bytes_up, bytes_down, error) =
+                match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    Ok((to_up, to_client)) => {
+                        debug!(request_id = %id, %kind, to_up, to_client, "tunnel closed");
+                        (to_up, to_client, None)
+                    }
+                    Err(e) => {
+                        debug!(request_id = %id, %kind, error = %e, "tunnel ended");
+                        (0, 0, Some(format!("the stream ended with an error: {e}")))
+                    }
+                };
             gauge.dec();
+            if let Some(mut o) = audit {
+                o.bytes_in = bytes_up;
+                let record = o.record(101, None, bytes_down, None, error);
+                let _ = o.audit.append(record).await;
+            }
         });
         Ok(client_resp)
+    }
+}
+
+fn mask_context(info: &RequestInfo) -> MaskContext {
+    let opt = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+    MaskContext {
+        resource: opt(&info.resource),
+        subresource: opt(&info.subresource),
+        namespace: opt(&info.namespace),
+        profiles: Vec::new(),
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tracing::{debug, info, warn};
 
 use crate::{
+    audit::Audit,
     authorize::PolicyHolder,
     body::{self, Body},
     config::{ClusterSource, Config},
@@ -33,6 +34,8 @@ pub enum StartError {
     Policy(String),
     #[error("masking: {0}")]
     Mask(String),
+    #[error("audit log: {0}")]
+    Audit(String),
     #[error("certificate: {0}")]
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -48,6 +51,8 @@ pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub ca_pem: String,
+    /// The audit log, when it is on.
+    pub audit: Option<Arc<Audit>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -58,6 +63,9 @@ impl Running {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some(audit) = &self.audit {
+            audit.checkpoint().await;
         }
     }
 }
@@ -95,6 +103,31 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         "Policy file reloads, by result (ok, error)",
         policy.reloads.clone(),
     );
+    let audit = if cfg.audit.enabled {
+        let audit = Audit::open(&cfg.audit, &cfg.state_dir)
+            .await
+            .map_err(StartError::Audit)?;
+        metrics.registry_mut().register(
+            "audit_failures",
+            "Audit records that could not be written (each refused its request or lost an outcome)",
+            audit.failures.clone(),
+        );
+        Some(Arc::new(audit))
+    } else {
+        warn!("the audit log is turned off (audit.enabled: false): nothing is recorded");
+        None
+    };
+    let sink_metrics = crate::audit_sink::SinkMetrics::default();
+    metrics.registry_mut().register(
+        "audit_sink_delivered",
+        "Audit records delivered by each streaming sink (at least once)",
+        sink_metrics.delivered.clone(),
+    );
+    metrics.registry_mut().register(
+        "audit_sink_failures",
+        "Failed delivery attempts of each streaming sink",
+        sink_metrics.failures.clone(),
+    );
     let metrics = Arc::new(metrics);
     let gateway = Arc::new(Gateway::new(
         clusters,
@@ -104,6 +137,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         crate::filter::masker(&cfg.state_dir).map_err(StartError::Mask)?,
         cfg.limits,
         metrics.clone(),
+        audit.clone(),
     ));
 
     let cert = tls::load_or_generate(cfg.tls.as_ref(), &cfg.state_dir, &cfg.tls_sans)?;
@@ -139,14 +173,33 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         header_limit,
         rx.clone(),
     ));
+    let mut tasks = Vec::new();
+    if let Some(audit) = &audit {
+        tasks.extend(
+            crate::audit_sink::spawn_all(
+                audit,
+                &cfg.audit.sinks,
+                &cfg.state_dir,
+                &cfg.audit.replica_id,
+                sink_metrics,
+                rx.clone(),
+            )
+            .map_err(StartError::Audit)?,
+        );
+    }
     let admin_task = tokio::spawn(serve_admin(admin, metrics, rx));
     info!(%addr, %admin_addr, "airlock is serving");
     Ok(Running {
         addr,
         admin_addr,
         ca_pem: cert.ca_pem,
+        audit,
         shutdown,
-        tasks: vec![main, admin_task],
+        tasks: {
+            tasks.push(main);
+            tasks.push(admin_task);
+            tasks
+        },
     })
 }
 

@@ -188,6 +188,22 @@ impl Store {
         }
     }
 
+    /// Like [`Store::export`], starting after position `seq` of replica `replica_id` (in the
+    /// export's replica-then-chain order). With `filter.replica_id` set to the same replica
+    /// this is a cursor over one chain: what a sink that ships records uses to resume.
+    pub fn export_after(&self, filter: Filter, replica_id: &str, seq: u64) -> Export {
+        Export {
+            store: self.clone(),
+            filter,
+            after: Some((
+                replica_id.to_owned(),
+                i64::try_from(seq).unwrap_or(i64::MAX),
+            )),
+            buffer: VecDeque::new(),
+            done: false,
+        }
+    }
+
     /// Writes the records matching `filter` as JSON lines (each line the canonical JSON of
     /// the record, `hash` included). Returns the number of records written.
     pub async fn export_jsonl<W: AsyncWrite + Unpin>(

@@ -36,6 +36,8 @@ pub struct Demo {
     pub server: String,
     pub agent_token: String,
     pub approver_token: String,
+    /// Remove `dir` when dropped (not after `kill`).
+    remove_dir: bool,
 }
 
 pub fn tempdir(tag: &str) -> PathBuf {
@@ -47,7 +49,12 @@ pub fn tempdir(tag: &str) -> PathBuf {
 impl Demo {
     /// Starts `airlock demo` and waits for its `ready` line.
     pub fn start() -> Demo {
-        let dir = tempdir("demo");
+        Demo::start_in(tempdir("demo"), &[])
+    }
+
+    /// Starts `airlock demo` on a given state directory (a restart reuses it), with extra
+    /// arguments.
+    pub fn start_in(dir: PathBuf, extra: &[&str]) -> Demo {
         let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
             .args([
                 "demo",
@@ -55,8 +62,9 @@ impl Demo {
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
-                "--state-dir",
             ])
+            .args(extra)
+            .arg("--state-dir")
             .arg(&dir)
             .env(
                 "RUST_LOG",
@@ -107,7 +115,21 @@ impl Demo {
             server,
             dir,
             child,
+            remove_dir: true,
         }
+    }
+
+    /// `kill -9`: no shutdown, no final checkpoint. The state directory is kept.
+    pub fn kill(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.remove_dir = false;
+        self.dir.clone()
+    }
+
+    /// Runs the `airlock` binary with `args` and `--state-dir` pointing at this demo's state.
+    pub fn airlock(&self, args: &[&str]) -> Output {
+        airlock_in(&self.dir, args)
     }
 
     /// Runs a kubectl binary as the agent, through Airlock.
@@ -171,8 +193,24 @@ impl Drop for Demo {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.remove_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
+}
+
+/// Runs the `airlock` binary with `args --state-dir DIR`.
+pub fn airlock_in(dir: &Path, args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .arg("--state-dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn airlock");
+    wait_with_timeout(child, Duration::from_secs(60))
 }
 
 pub fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
@@ -254,6 +292,8 @@ pub struct RawResponse {
     pub status: u16,
     pub head: String,
     pub body: Vec<u8>,
+    /// A chunked body ended with its last (empty) chunk.
+    pub complete: bool,
 }
 
 impl RawResponse {
@@ -309,14 +349,21 @@ pub fn raw_https(server: &str, ca_pem: &str, request: &[u8]) -> RawResponse {
         .unwrap_or_else(|| panic!("no response head: {}", String::from_utf8_lossy(&buf)));
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
     let mut body = buf[split + 4..].to_vec();
+    let mut complete = true;
     if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
+        complete = body.ends_with(b"0\r\n\r\n");
         body = dechunk(&body);
     }
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    RawResponse { status, head, body }
+    RawResponse {
+        status,
+        head,
+        body,
+        complete,
+    }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {

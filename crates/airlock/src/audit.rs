@@ -1,0 +1,839 @@
+//! `airlock audit`, `airlock sessions` and `airlock replay`: read-only views over the audit
+//! store. They work offline, on the live database or on a copy of it.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::Write,
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::{bail, Context};
+use base64::Engine as _;
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use store::{AuditRecord, Filter, RecordKind, Store, Timestamp};
+
+/// Where the audit store is: `--store URL`, or the embedded database in `--state-dir`.
+#[derive(Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// `sqlite:///path/audit.db` or `postgres://...`.
+    #[arg(long, env = "AIRLOCK_STORE", global = true)]
+    store: Option<String>,
+    /// The state directory whose `audit.db` to read (what `airlock demo` and `serve` use).
+    #[arg(long, env = "AIRLOCK_STATE_DIR", global = true)]
+    state_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::commands::DEMO_DIR))
+    }
+
+    async fn open(&self) -> anyhow::Result<Store> {
+        let url = match &self.store {
+            Some(url) => url.clone(),
+            None => {
+                let dir = self.state_dir();
+                let db = dir.join("audit.db");
+                if !db.is_file() {
+                    bail!(
+                        "no audit database at {} (give --store URL or --state-dir DIR)",
+                        db.display()
+                    );
+                }
+                gateway::config::default_store_url(&dir)
+            }
+        };
+        Store::open(&url)
+            .await
+            .context("cannot open the audit store")
+    }
+}
+
+/// Filters shared by `audit list`, `audit export` and `sessions list`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct FilterArgs {
+    /// Only this user.
+    #[arg(long)]
+    user: Option<String>,
+    /// Received at or after (RFC 3339, or a duration ago such as `30m`, `2h`).
+    #[arg(long)]
+    since: Option<String>,
+    /// Received before (RFC 3339, or a duration ago).
+    #[arg(long)]
+    until: Option<String>,
+    /// Only this cluster.
+    #[arg(long)]
+    cluster: Option<String>,
+    /// Only this namespace.
+    #[arg(long, short)]
+    namespace: Option<String>,
+    /// Only this policy action: allow, deny, approve, refuse.
+    #[arg(long)]
+    decision: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> anyhow::Result<Filter> {
+        Ok(Filter {
+            user: self.user.clone(),
+            since: self.since.as_deref().map(parse_time).transpose()?,
+            until: self.until.as_deref().map(parse_time).transpose()?,
+            cluster: self.cluster.clone(),
+            namespace: self.namespace.clone(),
+            decision: self.decision.clone(),
+            ..Filter::default()
+        })
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the hash chains and the checkpoint signatures; name the first bad record.
+    Verify {
+        /// Public (or private) Ed25519 key files to trust. Default: the state directory's
+        /// `audit.key.pub` or `audit.key`.
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+    },
+    /// Write records out: JSON lines (hashes included) or audit.k8s.io/v1 Events.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// One line per request, newest first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Every record of one request, as JSON.
+    Show { id: String },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    K8s,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionsCommand {
+    /// Agent sessions: by the token's `sid`, `X-Airlock-Session`, else identity and a time gap.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Requests further apart than this start a new session (identity-only grouping).
+        #[arg(long, default_value = "30m")]
+        gap: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SessionsArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: SessionsCommand,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// A session id from `sessions list`, a `Kubectl-Session`, or a request id.
+    session: String,
+    /// Playback speed for exec recordings (2 = twice as fast; 0 = no waiting).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Print the timeline only; do not play recordings.
+    #[arg(long)]
+    no_play: bool,
+    /// Write the session's exec recording(s) in this format instead of playing them.
+    #[arg(long, value_enum)]
+    export: Option<ReplayExport>,
+    /// With `--export`: the file to write (default stdout).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Session grouping gap, as in `sessions list`.
+    #[arg(long, default_value = "30m")]
+    gap: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ReplayExport {
+    /// asciicast v2, as `asciinema play` reads it.
+    Cast,
+}
+
+pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let store = args.store.open().await?;
+    match args.command {
+        AuditCommand::Verify { keys } => verify(&store, &args.store, keys).await,
+        AuditCommand::Export {
+            format,
+            output,
+            filter,
+        } => {
+            let filter = filter.filter()?;
+            let mut out: Box<dyn Write> = match &output {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p).with_context(|| format!("{}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let n = match format {
+                ExportFormat::Jsonl => export_jsonl(&store, filter, &mut out).await?,
+                ExportFormat::K8s => export_k8s(&store, filter, &mut out).await?,
+            };
+            out.flush()?;
+            drop(out);
+            eprintln!("exported {n} record(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::List { filter, limit } => {
+            let mut f = filter.filter()?;
+            f.kind = Some(RecordKind::Request);
+            f.limit = Some(limit);
+            let rows = store.list(&f).await?;
+            println!(
+                "{:<25} {:<36} {:<20} {:<8} COMMAND",
+                "RECEIVED", "ID", "USER", "DECISION"
+            );
+            for r in rows {
+                println!(
+                    "{:<25} {:<36} {:<20} {:<8} {}",
+                    r.received_at.to_rfc3339(),
+                    r.id,
+                    r.user,
+                    r.decision.as_deref().unwrap_or("-"),
+                    r.command.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Show { id } => {
+            let id = uuid::Uuid::parse_str(&id).context("not a request id")?;
+            let records = store.get(id).await?;
+            if records.is_empty() {
+                bail!("no records for request {id}");
+            }
+            println!("{}", serde_json::to_string_pretty(&records)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn verify(store: &Store, args: &StoreArgs, keys: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut trusted = Vec::new();
+    let paths = if keys.is_empty() {
+        let dir = args.state_dir();
+        let pubkey = dir.join("audit.key.pub");
+        let key = if pubkey.is_file() {
+            pubkey
+        } else {
+            dir.join("audit.key")
+        };
+        if !key.is_file() {
+            bail!("no key to trust: give --key FILE (the gateway's audit.key.pub), or --state-dir");
+        }
+        vec![key]
+    } else {
+        keys
+    };
+    for p in &paths {
+        trusted.push(store::load_verifying_key(p).with_context(|| p.display().to_string())?);
+    }
+    let report = store.verify(&trusted).await?;
+    for r in &report.replicas {
+        println!(
+            "replica {:?}: {} record(s), seq {}..{}, {} checkpoint(s), last signed checkpoint {}, {} unsealed{}",
+            r.replica_id,
+            r.records,
+            r.first_seq.map_or("-".into(), |s| s.to_string()),
+            r.last_seq.map_or("-".into(), |s| s.to_string()),
+            r.checkpoints,
+            r.last_checkpoint_seq.map_or("none".into(), |s| s.to_string()),
+            r.unsealed,
+            r.anchor_seq
+                .map_or(String::new(), |s| format!(", pruned through {s} (anchor)"))
+        );
+    }
+    if report.is_ok() {
+        println!("ok: the audit log verifies");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(first) = report.first_problem() {
+        println!("FAILED: first problem at {first}");
+    }
+    for p in report.problems.iter().skip(1) {
+        println!("  also: {p}");
+    }
+    Ok(ExitCode::from(2))
+}
+
+async fn export_jsonl(store: &Store, filter: Filter, out: &mut dyn Write) -> anyhow::Result<u64> {
+    let mut export = store.export(filter);
+    let mut n = 0;
+    while let Some(record) = export.next().await? {
+        let value = serde_json::to_value(&record)?;
+        out.write_all(&store::chain::canonical_json(&value)?)?;
+        out.write_all(b"\n")?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// audit.k8s.io/v1 Events, one per request (request and outcome merged), so that pipelines
+/// built for kube-apiserver's audit log can ingest Airlock's. Airlock's own fields go into
+/// `annotations` under `airlock.dev/`.
+async fn export_k8s(store: &Store, filter: Filter, out: &mut dyn Write) -> anyhow::Result<u64> {
+    let mut export = store.export(filter);
+    let mut pending: HashMap<uuid::Uuid, AuditRecord> = HashMap::new();
+    let mut n = 0;
+    while let Some(record) = export.next().await? {
+        match record.kind {
+            RecordKind::Request => {
+                pending.insert(record.id, record);
+            }
+            RecordKind::Outcome => {
+                let request = pending.remove(&record.id);
+                let event = k8s_event(request.as_ref(), Some(&record));
+                serde_json::to_writer(&mut *out, &event)?;
+                out.write_all(b"\n")?;
+                n += 1;
+            }
+            RecordKind::Approval | RecordKind::StreamEvent => {}
+        }
+    }
+    // Requests whose outcome is not in the export (still running, or cut by the filter).
+    let mut rest: Vec<_> = pending.into_values().collect();
+    rest.sort_by_key(|r| (r.replica_id.clone(), r.seq));
+    for r in rest {
+        serde_json::to_writer(&mut *out, &k8s_event(Some(&r), None))?;
+        out.write_all(b"\n")?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn k8s_event(request: Option<&AuditRecord>, outcome: Option<&AuditRecord>) -> Value {
+    let base = request.or(outcome).expect("one of the two");
+    let mut annotations = BTreeMap::new();
+    let mut note = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            annotations.insert(format!("airlock.dev/{k}"), v);
+        }
+    };
+    note("replica", Some(base.replica_id.clone()));
+    note("cluster", base.cluster.clone());
+    note("command", base.command.clone());
+    note("intent", base.intent.clone());
+    note("kubectl-command", base.kubectl_command.clone());
+    note("kubectl-session", base.kubectl_session.clone());
+    if let Some(d) = &base.decision {
+        note("decision", Some(d.action.clone()));
+        note("decision-reason", d.reason.clone());
+        if !d.rules.is_empty() {
+            note(
+                "rules",
+                Some(
+                    d.rules
+                        .iter()
+                        .map(|r| format!("{}={}", r.name, r.action))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+            );
+        }
+    }
+    if let Some(r) = request {
+        note("request-seq", Some(r.seq.to_string()));
+        note("request-hash", Some(r.hash.clone()));
+    }
+    if let Some(o) = outcome {
+        note("outcome-seq", Some(o.seq.to_string()));
+        note("outcome-hash", Some(o.hash.clone()));
+        if let Some(e) = o.outcome.as_ref().and_then(|x| x.error.clone()) {
+            note("error", Some(e));
+        }
+    }
+    let id = &base.identity;
+    let mut extra = serde_json::Map::new();
+    if let Some(s) = &id.session_id {
+        extra.insert("airlock.dev/session-id".into(), json!([s]));
+    }
+    if let Some(c) = &id.client_id {
+        extra.insert("airlock.dev/client-id".into(), json!([c]));
+    }
+    let body_json = |b: Option<&store::Body>| -> Value {
+        b.filter(|b| !b.truncated)
+            .and_then(|b| b.bytes())
+            .and_then(|raw| serde_json::from_slice::<Value>(&raw).ok())
+            .unwrap_or(Value::Null)
+    };
+    let mut ev = json!({
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "level": "RequestResponse",
+        "auditID": base.id.to_string(),
+        "stage": if outcome.is_some() { "ResponseComplete" } else { "RequestReceived" },
+        "requestURI": base.path.clone().unwrap_or_default(),
+        "verb": base.verb.clone().unwrap_or_default(),
+        "user": {"username": id.user, "groups": id.groups, "extra": extra},
+        "sourceIPs": id.source_addr.as_deref().map(|a| vec![a.rsplit_once(':').map_or(a, |(h, _)| h).trim_matches(['[', ']'])]).unwrap_or_default(),
+        "userAgent": id.user_agent.clone().unwrap_or_default(),
+        "requestReceivedTimestamp": micro_rfc3339(base.received_at),
+        "stageTimestamp": micro_rfc3339(outcome.and_then(|o| o.completed_at).unwrap_or(base.received_at)),
+        "annotations": annotations,
+    });
+    if base.resource.is_some() {
+        ev["objectRef"] = json!({
+            "resource": base.resource,
+            "subresource": base.subresource,
+            "namespace": base.namespace,
+            "name": base.name,
+            "apiGroup": base.api_group,
+        });
+    }
+    if let Some(o) = outcome.and_then(|o| o.outcome.as_ref()) {
+        ev["responseStatus"] = json!({"metadata": {}, "code": o.status});
+    }
+    let req_obj = body_json(request.and_then(|r| r.request_body.as_ref()));
+    if !req_obj.is_null() {
+        ev["requestObject"] = req_obj;
+    }
+    let resp_obj = body_json(outcome.and_then(|o| o.response_body.as_ref()));
+    if !resp_obj.is_null() {
+        ev["responseObject"] = resp_obj;
+    }
+    ev
+}
+
+fn micro_rfc3339(t: Timestamp) -> String {
+    // kube-apiserver writes RFC 3339 with microseconds.
+    let s = t.to_rfc3339();
+    match s.len() {
+        30 => format!("{}Z", &s[..26]),
+        _ => s,
+    }
+}
+
+/// One agent session, as `sessions list` shows it.
+struct Session {
+    id: String,
+    user: String,
+    start: Timestamp,
+    end: Timestamp,
+    requests: Vec<AuditRecord>,
+}
+
+/// Groups request records (oldest first) into agent sessions: by `sid` / `X-Airlock-Session`
+/// when present, otherwise by user with a new session after `gap` of silence. Identity-only
+/// sessions are named `USER@START` (the first request's receive time, RFC 3339).
+fn sessions(mut requests: Vec<AuditRecord>, gap: Duration) -> Vec<Session> {
+    requests.sort_by_key(|r| r.received_at);
+    let mut out: Vec<Session> = Vec::new();
+    let mut by_sid: HashMap<String, usize> = HashMap::new();
+    let mut by_user: HashMap<String, usize> = HashMap::new();
+    let gap_us = gap.as_micros() as i64;
+    for r in requests {
+        let t = r.received_at;
+        let idx = match &r.identity.session_id {
+            Some(sid) => *by_sid.entry(sid.clone()).or_insert_with(|| {
+                out.push(Session {
+                    id: sid.clone(),
+                    user: r.identity.user.clone(),
+                    start: t,
+                    end: t,
+                    requests: Vec::new(),
+                });
+                out.len() - 1
+            }),
+            None => {
+                let user = r.identity.user.clone();
+                match by_user.get(&user) {
+                    Some(&i) if micros(t) - micros(out[i].end) <= gap_us => i,
+                    _ => {
+                        out.push(Session {
+                            id: format!("{user}@{}", t.to_rfc3339()),
+                            user: user.clone(),
+                            start: t,
+                            end: t,
+                            requests: Vec::new(),
+                        });
+                        by_user.insert(user, out.len() - 1);
+                        out.len() - 1
+                    }
+                }
+            }
+        };
+        let s = &mut out[idx];
+        s.end = s.end.max(t);
+        s.requests.push(r);
+    }
+    out
+}
+
+fn micros(t: Timestamp) -> i64 {
+    t.unix_nanos() / 1000
+}
+
+async fn requests(store: &Store, mut filter: Filter) -> anyhow::Result<Vec<AuditRecord>> {
+    filter.kind = Some(RecordKind::Request);
+    let mut export = store.export(filter);
+    let mut out = Vec::new();
+    while let Some(r) = export.next().await? {
+        out.push(r);
+    }
+    Ok(out)
+}
+
+pub async fn sessions_cmd(args: SessionsArgs) -> anyhow::Result<ExitCode> {
+    let store = args.store.open().await?;
+    match args.command {
+        SessionsCommand::List { filter, gap } => {
+            let gap = parse_duration(&gap)?;
+            let all = sessions(requests(&store, filter.filter()?).await?, gap);
+            println!(
+                "{:<48} {:<20} {:<25} {:>8} {:>6} {:>8}  FIRST COMMAND",
+                "SESSION", "USER", "START", "REQUESTS", "DENIED", "STREAMS"
+            );
+            for s in all.iter().rev() {
+                let denied = s
+                    .requests
+                    .iter()
+                    .filter(|r| {
+                        r.decision
+                            .as_ref()
+                            .is_some_and(|d| d.action != "allow" && d.action != "approve")
+                    })
+                    .count();
+                let streams = s.requests.iter().filter(|r| is_stream(r)).count();
+                println!(
+                    "{:<48} {:<20} {:<25} {:>8} {:>6} {:>8}  {}",
+                    s.id,
+                    s.user,
+                    s.start.to_rfc3339(),
+                    s.requests.len(),
+                    denied,
+                    streams,
+                    s.requests
+                        .first()
+                        .and_then(|r| r.command.clone())
+                        .unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn is_stream(r: &AuditRecord) -> bool {
+    matches!(
+        r.subresource.as_deref(),
+        Some("exec" | "attach" | "portforward")
+    )
+}
+
+pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let store = args.store.open().await?;
+    let gap = parse_duration(&args.gap)?;
+    // A request id names one request (a stream session); otherwise look for the session
+    // (kubectl's Kubectl-Session ids are UUIDs too).
+    let mut chosen: Vec<AuditRecord> = match uuid::Uuid::parse_str(&args.session) {
+        Ok(id) => store
+            .get(id)
+            .await?
+            .into_iter()
+            .filter(|r| r.kind == RecordKind::Request)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if chosen.is_empty() {
+        chosen = requests(
+            &store,
+            Filter {
+                session: Some(args.session.clone()),
+                ..Filter::default()
+            },
+        )
+        .await?;
+    }
+    if chosen.is_empty() {
+        chosen = sessions(requests(&store, Filter::default()).await?, gap)
+            .into_iter()
+            .find(|s| s.id == args.session)
+            .map(|s| s.requests)
+            .unwrap_or_default();
+    }
+    if chosen.is_empty() {
+        bail!(
+            "no session or request {:?} in the audit log (see `airlock sessions list`)",
+            args.session
+        );
+    }
+    chosen.sort_by_key(|r| r.received_at);
+
+    let mut recordings = Vec::new();
+    if args.export.is_none() {
+        println!(
+            "{:<25} {:<20} {:<8} {:>6}  COMMAND",
+            "TIME", "USER", "DECISION", "STATUS"
+        );
+    }
+    for r in &chosen {
+        let all = store.get(r.id).await?;
+        let status = all
+            .iter()
+            .find_map(|x| x.outcome.as_ref().map(|o| o.status.to_string()))
+            .unwrap_or_else(|| "-".into());
+        let events: Vec<&AuditRecord> = all
+            .iter()
+            .filter(|x| x.kind == RecordKind::StreamEvent)
+            .collect();
+        let approvals: Vec<String> = all
+            .iter()
+            .flat_map(|x| x.approvals.iter())
+            .map(|a| format!("{} by {}", a.decision, a.approver))
+            .collect();
+        if args.export.is_none() {
+            println!(
+                "{:<25} {:<20} {:<8} {:>6}  {}{}{}",
+                r.received_at.to_rfc3339(),
+                r.identity.user,
+                r.decision.as_ref().map_or("-", |d| d.action.as_str()),
+                status,
+                r.command.as_deref().unwrap_or("-"),
+                if approvals.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{}]", approvals.join(", "))
+                },
+                if events.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({} stream event(s))", events.len())
+                }
+            );
+        }
+        if !events.is_empty() {
+            recordings.push((r.clone(), Recording::from_records(&events)));
+        }
+    }
+
+    if let Some(ReplayExport::Cast) = args.export {
+        if recordings.is_empty() {
+            bail!("this session has no exec or attach recording");
+        }
+        let mut out: Box<dyn Write> = match &args.output {
+            Some(p) => Box::new(std::fs::File::create(p).with_context(|| p.display().to_string())?),
+            None => Box::new(std::io::stdout().lock()),
+        };
+        for (r, rec) in &recordings {
+            out.write_all(rec.to_asciicast(r).as_bytes())?;
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.no_play {
+        for (r, rec) in &recordings {
+            println!(
+                "--- playing {} ({}) ---",
+                r.id,
+                r.command.as_deref().unwrap_or("")
+            );
+            rec.play(args.speed).await?;
+            println!("--- end of recording ---");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One exec/attach stream, rebuilt from its stream-event records.
+pub struct Recording {
+    /// (microseconds since the stream opened, kind, bytes)
+    pub events: Vec<(u64, String, Vec<u8>)>,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Recording {
+    /// Stream-event records carry `extra.event` (`stdin`, `stdout`, `stderr`, `resize`,
+    /// `exit`, ...), `extra.t_us` and, for data, `extra.data` (base64 of the masked bytes).
+    pub fn from_records(records: &[&AuditRecord]) -> Recording {
+        let mut events = Vec::new();
+        let (mut width, mut height) = (80, 24);
+        let mut sized = false;
+        let mut sorted: Vec<&&AuditRecord> = records.iter().collect();
+        sorted.sort_by_key(|r| (r.extra.get("t_us").and_then(Value::as_u64), r.seq));
+        for r in sorted {
+            let kind = r
+                .extra
+                .get("event")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let t = r.extra.get("t_us").and_then(Value::as_u64).unwrap_or(0);
+            let data = r
+                .extra
+                .get("data")
+                .and_then(Value::as_str)
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                .unwrap_or_default();
+            if kind == "resize" {
+                let w = r.extra.get("width").and_then(Value::as_u64).unwrap_or(80) as u32;
+                let h = r.extra.get("height").and_then(Value::as_u64).unwrap_or(24) as u32;
+                if !sized {
+                    (width, height, sized) = (w, h, true);
+                }
+                events.push((t, kind, format!("{w}x{h}").into_bytes()));
+                continue;
+            }
+            events.push((t, kind, data));
+        }
+        Recording {
+            events,
+            width,
+            height,
+        }
+    }
+
+    /// asciicast v2: a header line, then `[seconds, "o"|"i"|"r", text]` lines.
+    pub fn to_asciicast(&self, request: &AuditRecord) -> String {
+        let header = json!({
+            "version": 2,
+            "width": self.width,
+            "height": self.height,
+            "timestamp": request.received_at.unix_nanos() / 1_000_000_000,
+            "title": request.command.clone().unwrap_or_default(),
+        });
+        let mut out = header.to_string();
+        out.push('\n');
+        for (t, kind, data) in &self.events {
+            let code = match kind.as_str() {
+                "stdout" | "stderr" => "o",
+                "stdin" => "i",
+                "resize" => "r",
+                _ => continue,
+            };
+            let line = json!([*t as f64 / 1e6, code, String::from_utf8_lossy(data)]);
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+        out
+    }
+
+    async fn play(&self, speed: f64) -> anyhow::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        let mut last = 0u64;
+        for (t, kind, data) in &self.events {
+            if !matches!(kind.as_str(), "stdout" | "stderr") {
+                continue;
+            }
+            if speed > 0.0 && *t > last {
+                let wait = Duration::from_micros(((*t - last) as f64 / speed) as u64);
+                std::thread::sleep(wait.min(Duration::from_secs(5)));
+            }
+            last = *t;
+            stdout.write_all(data)?;
+            stdout.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// `30m`, `2h`, `45s`, `1d`.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("{s:?} is not a duration like 30m"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => bail!("{s:?} is not a duration like 30s, 30m, 2h or 1d"),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// RFC 3339, or a duration before now.
+fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
+    if let Ok(t) = Timestamp::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    let ago = parse_duration(s)?;
+    let then = std::time::SystemTime::now()
+        .checked_sub(ago)
+        .context("duration too long")?;
+    Ok(Timestamp::from_system_time(then))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("3w").is_err());
+    }
+
+    #[test]
+    fn sessions_group_by_sid_then_by_gap() {
+        let at = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+        let rec = |user: &str, sid: Option<&str>, t: &str| {
+            let mut r = AuditRecord::new(uuid::Uuid::new_v4(), RecordKind::Request, at(t));
+            r.identity.user = user.into();
+            r.identity.session_id = sid.map(Into::into);
+            r
+        };
+        let all = sessions(
+            vec![
+                rec("a", None, "2026-01-01T10:00:00Z"),
+                rec("a", None, "2026-01-01T10:10:00Z"),
+                rec("a", None, "2026-01-01T11:00:00Z"),
+                rec("b", Some("s1"), "2026-01-01T10:00:00Z"),
+                rec("b", Some("s1"), "2026-01-01T15:00:00Z"),
+            ],
+            Duration::from_secs(1800),
+        );
+        let shape: Vec<(String, usize)> = all
+            .iter()
+            .map(|s| (s.id.clone(), s.requests.len()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                ("a@2026-01-01T10:00:00.000000000Z".to_owned(), 2),
+                ("s1".to_owned(), 2),
+                ("a@2026-01-01T11:00:00.000000000Z".to_owned(), 1),
+            ]
+        );
+    }
+}

@@ -1,0 +1,397 @@
+//! The audit log on the whole path: real kubectl through `airlock demo`, then the `airlock
+//! audit`, `sessions` and `replay` commands on what was recorded.
+
+mod common;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use common::{airlock_in, ok, raw_https, stderr, tempdir, Demo};
+
+fn export(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = airlock_in(dir, &["audit", "export", "--format", "jsonl"]);
+    ok(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn records_of(all: &[serde_json::Value], id: &str) -> Vec<serde_json::Value> {
+    all.iter().filter(|r| r["id"] == id).cloned().collect()
+}
+
+/// Everything the audit log keeps, as bytes, including SQLite's write-ahead file.
+fn raw_database(dir: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for f in ["audit.db", "audit.db-wal"] {
+        if let Ok(b) = std::fs::read(dir.join(f)) {
+            all.extend(b);
+        }
+    }
+    all
+}
+
+#[test]
+fn kubectl_calls_are_recorded_masked_and_verify() {
+    let demo = Demo::start();
+    let v = "1.33";
+    ok(&demo.kubectl(v, &["get", "pods", "-n", "shop"]));
+    // A credential written through Airlock: upstream gets the value, the log only its shape.
+    // (Secret writes need approval under the demo's policy; a ConfigMap holding a database
+    // URL goes through the same request-body masking.)
+    let secret_value = "Sup3r-S3cret-Value-4-Audit";
+    // kubectl 1.30 sends JSON; 1.32+ sends protobuf, which the log keeps as size and digest only.
+    ok(&demo.kubectl(
+        "1.30",
+        &[
+            "create",
+            "configmap",
+            "audit-probe",
+            "-n",
+            "shop",
+            &format!("--from-literal=DATABASE_URL=postgres://app:{secret_value}@db:5432/app"),
+        ],
+    ));
+    let direct =
+        ok(&demo.kubectl_direct(v, &["get", "cm", "audit-probe", "-n", "shop", "-o", "yaml"]));
+    assert!(
+        direct.contains(secret_value),
+        "upstream must get the real value"
+    );
+    ok(&demo.kubectl(
+        v,
+        &["get", "secret", "web-token", "-n", "shop", "-o", "yaml"],
+    ));
+    // Denied by the baseline policy.
+    let denied = demo.kubectl(v, &["get", "--raw", "/api/v1/nodes/node-1/proxy/metrics"]);
+    assert!(!denied.status.success());
+
+    let all = export(&demo.dir);
+    let requests: Vec<_> = all.iter().filter(|r| r["kind"] == "request").collect();
+    let outcomes: Vec<_> = all.iter().filter(|r| r["kind"] == "outcome").collect();
+    assert!(requests.len() >= 4, "{}", requests.len());
+    // Every request that was answered has its outcome.
+    for r in &requests {
+        let id = r["id"].as_str().unwrap();
+        assert!(outcomes.iter().any(|o| o["id"] == id), "no outcome for {r}");
+        assert_eq!(r["identity"]["user"], "agent@demo");
+        assert!(r["identity"]["source_addr"].as_str().is_some());
+        assert!(r["command"].as_str().is_some());
+        assert!(r["kubectl_session"].as_str().is_some(), "{r}");
+    }
+
+    // The create: masked request body, status 201, kubectl's own command header.
+    let create = requests
+        .iter()
+        .find(|r| r["verb"] == "create" && r["resource"] == "configmaps")
+        .expect("create configmap recorded");
+    let body = create["request_body"]["data"].as_str().unwrap();
+    assert!(body.contains("DATABASE_URL"), "{body}");
+    assert!(!body.contains(secret_value), "{body}");
+    assert!(create["kubectl_command"]
+        .as_str()
+        .unwrap()
+        .contains("kubectl create configmap"));
+    let create_out = records_of(&all, create["id"].as_str().unwrap());
+    assert!(create_out
+        .iter()
+        .any(|r| r["kind"] == "outcome" && r["outcome"]["status"] == 201));
+
+    // The denial names the rule; its outcome is the 403.
+    let deny = requests
+        .iter()
+        .find(|r| r["decision"]["action"] == "deny")
+        .expect("denial recorded");
+    assert!(deny["decision"]["rules"].as_array().unwrap().len() >= 1);
+    assert!(records_of(&all, deny["id"].as_str().unwrap())
+        .iter()
+        .any(|r| r["outcome"]["status"] == 403));
+
+    // The response body of `get secret` is kept, masked.
+    let get_secret = requests
+        .iter()
+        .find(|r| r["verb"] == "get" && r["resource"] == "secrets")
+        .unwrap();
+    let got = records_of(&all, get_secret["id"].as_str().unwrap());
+    let resp = got
+        .iter()
+        .find_map(|r| r["response_body"]["data"].as_str())
+        .expect("response body kept");
+    assert!(
+        resp.contains("airlock:masked") || resp.contains("YWlybG9jazptYXNrZWQ"),
+        "{resp}"
+    );
+
+    // No raw secret anywhere in the database files.
+    let raw = raw_database(&demo.dir);
+    for needle in [
+        secret_value.as_bytes(),
+        // The seeded Secret's value, as stored by the simulated cluster (base64).
+        b"sk_live_51HxAirlockTestKey".as_slice(),
+    ] {
+        assert!(
+            !raw.windows(needle.len()).any(|w| w == needle),
+            "{} found in the audit database",
+            String::from_utf8_lossy(needle)
+        );
+    }
+
+    // The chain verifies, live.
+    let out = demo.airlock(&["audit", "verify"]);
+    assert!(out.status.success(), "{}{}", ok_or(&out), stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: the audit log verifies"));
+
+    // k8s format: audit.k8s.io/v1 Events with Airlock's fields as annotations.
+    let k8s = ok(&demo.airlock(&["audit", "export", "--format", "k8s"]));
+    let events: Vec<serde_json::Value> = k8s
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ev = events
+        .iter()
+        .find(|e| e["auditID"] == create["id"])
+        .expect("event for the create");
+    assert_eq!(ev["apiVersion"], "audit.k8s.io/v1");
+    assert_eq!(ev["kind"], "Event");
+    assert_eq!(ev["stage"], "ResponseComplete");
+    assert_eq!(ev["verb"], "create");
+    assert_eq!(ev["user"]["username"], "agent@demo");
+    assert_eq!(ev["objectRef"]["resource"], "configmaps");
+    assert_eq!(ev["responseStatus"]["code"], 201);
+    assert_eq!(ev["annotations"]["airlock.dev/decision"], "allow");
+
+    // Sessions and the replay timeline.
+    let sessions = ok(&demo.airlock(&["sessions", "list"]));
+    assert!(sessions.contains("agent@demo"), "{sessions}");
+    let session_id = sessions
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let timeline = ok(&demo.airlock(&["replay", &session_id, "--no-play"]));
+    assert!(timeline.contains("kubectl create configmap"), "{timeline}");
+    assert!(timeline.contains("deny"), "{timeline}");
+    // A kubectl invocation (Kubectl-Session) is a session too.
+    let ks = create["kubectl_session"].as_str().unwrap();
+    let one = ok(&demo.airlock(&["replay", ks, "--no-play"]));
+    assert_eq!(one.lines().count(), 2, "{one}");
+}
+
+fn ok_or(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A tampered copy of the demo's database is caught and the bad record is named.
+#[test]
+fn tampering_with_the_demo_database_is_located() {
+    let demo = Demo::start();
+    for _ in 0..3 {
+        ok(&demo.kubectl("1.33", &["get", "ns"]));
+    }
+    let dir = demo.kill();
+    let copy = tempdir("tamper");
+    for f in [
+        "audit.db",
+        "audit.db-wal",
+        "audit.db-shm",
+        "audit.key",
+        "audit.key.pub",
+    ] {
+        let _ = std::fs::copy(dir.join(f), copy.join(f));
+    }
+    let verify = airlock_in(&copy, &["audit", "verify"]);
+    assert!(verify.status.success(), "{}", ok_or(&verify));
+    let sql = "UPDATE audit_records SET payload = replace(payload, 'agent@demo', 'someone@else') WHERE seq = 2;";
+    let st = std::process::Command::new("sqlite3")
+        .arg(copy.join("audit.db"))
+        .arg(sql)
+        .status()
+        .expect("sqlite3");
+    assert!(st.success());
+    let verify = airlock_in(&copy, &["audit", "verify"]);
+    assert_eq!(verify.status.code(), Some(2), "{}", ok_or(&verify));
+    let text = ok_or(&verify);
+    assert!(
+        text.contains("FAILED: first problem at replica \"demo\" seq 2"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(copy);
+}
+
+/// kill -9 during a stream of requests: every response a client received completely has a
+/// request and an outcome record, and the chain verifies after a restart.
+#[test]
+fn crash_under_load_loses_no_answered_request() {
+    let demo = Demo::start();
+    let server = demo.server.clone();
+    let ca = demo.ca_pem();
+    let token = demo.agent_token.clone();
+    let answered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for t in 0..4 {
+        let (server, ca, token, answered, stop) = (
+            server.clone(),
+            ca.clone(),
+            token.clone(),
+            answered.clone(),
+            stop.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let path = if (t + i) % 2 == 0 {
+                    "/api/v1/namespaces/shop/pods"
+                } else {
+                    "/api/v1/namespaces/shop/configmaps/web-config"
+                };
+                let req = format!(
+                    "GET {path} HTTP/1.1\r\nHost: airlock\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+                );
+                let res = std::panic::catch_unwind(|| raw_https(&server, &ca, req.as_bytes()));
+                let Ok(res) = res else { break };
+                // Complete only: a 200 with a whole chunked body (the last chunk arrived).
+                if res.status == 200 && res.complete {
+                    if let Some(id) = res.header("audit-id") {
+                        answered.lock().unwrap().push(id);
+                    }
+                }
+            }
+        }));
+    }
+    // kubectl adds its own load.
+    let kube = {
+        let stop = stop.clone();
+        let kc = demo.agent_kubeconfig.clone();
+        let home = demo.dir.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::process::Command::new(common::kubectl_bin("1.33"))
+                    .args(["get", "pods", "-A"])
+                    .env("KUBECONFIG", &kc)
+                    .env("HOME", &home)
+                    .output();
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    let dir = demo.kill();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let _ = kube.join();
+    let answered = answered.lock().unwrap().clone();
+    assert!(answered.len() > 10, "only {} answered", answered.len());
+
+    // Restart on the same state: the chain resumes.
+    let demo = Demo::start_in(dir, &[]);
+    ok(&demo.kubectl("1.33", &["get", "ns"]));
+    let all = export(&demo.dir);
+    for id in &answered {
+        let kinds: Vec<_> = records_of(&all, id)
+            .iter()
+            .map(|r| r["kind"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            kinds.contains(&"request".to_owned()) && kinds.contains(&"outcome".to_owned()),
+            "request {id} was answered but its records are {kinds:?}"
+        );
+    }
+    let verify = demo.airlock(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", ok_or(&verify));
+}
+
+fn psql(sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            sql,
+        ])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// With the audit log on PostgreSQL made read-only, calls get a 503 and nothing reaches the
+/// cluster; once it is writable again, calls pass.
+#[test]
+fn store_failure_refuses_and_forwards_nothing() {
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let role = format!("airlock_e2e_{tag}");
+    let schema = role.clone();
+    psql(&format!(
+        "CREATE ROLE {role} LOGIN; CREATE SCHEMA {schema} AUTHORIZATION {role};"
+    ));
+    let url = format!("postgres://{role}@127.0.0.1:5432/test?options=-csearch_path%3D{schema}");
+    let demo = Demo::start_in(tempdir("pgfail"), &["--audit-store", &url]);
+    ok(&demo.kubectl("1.33", &["get", "pods", "-n", "shop"]));
+
+    // The store goes read-only: new sessions are read-only, and the open ones are cut.
+    psql(&format!(
+        "ALTER ROLE {role} SET default_transaction_read_only = on; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}';"
+    ));
+    demo.clear_received();
+    let out = demo.kubectl("1.33", &["get", "configmap", "web-config", "-n", "shop"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("audit log"), "{err}");
+    let res = demo.raw_get("/api/v1/namespaces/shop/pods", "");
+    assert_eq!(res.status, 503, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.json()["kind"], "Status");
+    let seen = demo.received();
+    assert!(
+        seen.iter().all(|r| !r["path"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/namespaces/shop")),
+        "forwarded while the audit log was down: {seen:?}"
+    );
+
+    // Writable again: calls pass (the writer reconnects).
+    psql(&format!(
+        "ALTER ROLE {role} RESET default_transaction_read_only; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}';"
+    ));
+    let mut passed = false;
+    for _ in 0..20 {
+        if demo
+            .kubectl("1.33", &["get", "pods", "-n", "shop"])
+            .status
+            .success()
+        {
+            passed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(demo);
+    psql(&format!(
+        "DROP SCHEMA {schema} CASCADE; DROP OWNED BY {role}; DROP ROLE {role};"
+    ));
+    assert!(
+        passed,
+        "calls did not pass once the store was writable again"
+    );
+}
