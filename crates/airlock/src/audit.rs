@@ -33,7 +33,7 @@ impl StoreArgs {
             .unwrap_or_else(|| PathBuf::from(crate::commands::DEMO_DIR))
     }
 
-    async fn open(&self) -> anyhow::Result<Store> {
+    pub(crate) async fn open(&self) -> anyhow::Result<Store> {
         let url = match &self.store {
             Some(url) => url.clone(),
             None => {
@@ -78,7 +78,7 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    fn filter(&self) -> anyhow::Result<Filter> {
+    pub(crate) fn filter(&self) -> anyhow::Result<Filter> {
         Ok(Filter {
             user: self.user.clone(),
             since: self.since.as_deref().map(parse_time).transpose()?,

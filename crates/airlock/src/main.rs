@@ -4,6 +4,7 @@
 mod audit;
 mod commands;
 mod logging;
+mod policy_cmd;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -50,6 +51,8 @@ enum Command {
     Sessions(audit::SessionsArgs),
     /// A session's timeline, with its exec recordings played or exported (asciicast v2).
     Replay(audit::ReplayArgs),
+    /// Policy tools: `policy test --policy FILE --from-audit` (what would change).
+    Policy(policy_cmd::PolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +106,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sessions(args) => {
             logging::init(cli.log_json, Some("warn"));
             return audit::sessions_cmd(args).await;
+        }
+        Command::Policy(args) => {
+            logging::init(cli.log_json, Some("warn"));
+            return policy_cmd::policy(args).await;
         }
         Command::Replay(args) => {
             logging::init(cli.log_json, Some("warn"));

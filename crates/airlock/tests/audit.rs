@@ -395,3 +395,55 @@ fn store_failure_refuses_and_forwards_nothing() {
         "calls did not pass once the store was writable again"
     );
 }
+
+/// `airlock policy test --from-audit`: recorded calls replayed through a stricter candidate
+/// policy show exactly the calls it would change.
+#[test]
+fn policy_test_replays_the_audit_log() {
+    let demo = Demo::start();
+    ok(&demo.kubectl("1.33", &["get", "configmaps", "-n", "shop"]));
+    ok(&demo.kubectl("1.33", &["get", "pods", "-n", "shop"]));
+    let candidate = demo.dir.join("candidate.yaml");
+    let current = std::fs::read_to_string(demo.dir.join("policy.yaml")).unwrap();
+    std::fs::write(
+        &candidate,
+        format!(
+            "{current}rules:\n  - name: no-configmap-reads\n    match:\n      resources: [configmaps]\n      verbs: [get, list, watch]\n    action: deny\n    message: configmaps are off limits\n"
+        ),
+    )
+    .unwrap();
+    let out = demo.airlock(&[
+        "policy",
+        "test",
+        "--policy",
+        candidate.to_str().unwrap(),
+        "--from-audit",
+        "--user",
+        "agent@demo",
+    ]);
+    let text = ok(&out);
+    let changed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("no-configmap-reads"))
+        .collect();
+    assert_eq!(changed.len(), 1, "{text}");
+    assert!(
+        changed[0].contains("allow") && changed[0].contains("deny"),
+        "{text}"
+    );
+    assert!(
+        changed[0].contains("kubectl get configmaps -n shop"),
+        "{text}"
+    );
+    assert!(text.contains("allow -> deny: 1"), "{text}");
+    // --fail-on-change makes it a CI gate.
+    let gate = demo.airlock(&[
+        "policy",
+        "test",
+        "--policy",
+        candidate.to_str().unwrap(),
+        "--from-audit",
+        "--fail-on-change",
+    ]);
+    assert_eq!(gate.status.code(), Some(1));
+}
