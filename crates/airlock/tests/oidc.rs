@@ -4,54 +4,14 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::{Command, Stdio},
     time::Duration,
 };
 
-use common::{http_get, kubectl_bin, ok, stderr, tempdir};
+use common::{http_get, kubectl_bin, ok, spawn_until, stderr, tempdir, Killed};
 
 /// Starts a process and returns it with the first stdout line that satisfies `pick`.
-fn spawn_until(mut cmd: Command, pick: impl Fn(&str) -> bool + Send + 'static) -> (Child, String) {
-    // stdin stays open while the child lives: the test IdP exits when its stdin closes, so a
-    // crashed test leaves no orphan behind.
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if !sent && pick(&line) {
-                sent = true;
-                let _ = tx.send(line);
-            }
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(line) => (child, line),
-        Err(_) => {
-            let _ = child.kill();
-            panic!("{cmd:?} did not become ready");
-        }
-    }
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

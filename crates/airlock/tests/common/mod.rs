@@ -414,3 +414,46 @@ pub fn wait_for_metric(demo: &Demo, name: &str, want: i64) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Spawns `cmd` and waits (60 s at most) for the first stdout line `pick` accepts. stdin stays
+/// open while the child lives (the test IdP exits when its stdin closes).
+pub fn spawn_until(
+    mut cmd: Command,
+    pick: impl Fn(&str) -> bool + Send + 'static,
+) -> (Child, String) {
+    // stdin stays open while the child lives: the test IdP exits when its stdin closes, so a
+    // crashed test leaves no orphan behind.
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if !sent && pick(&line) {
+                sent = true;
+                let _ = tx.send(line);
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(line) => (child, line),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("{cmd:?} did not become ready");
+        }
+    }
+}
+
+pub struct Killed(pub Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
