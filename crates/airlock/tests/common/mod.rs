@@ -119,6 +119,11 @@ impl Demo {
         }
     }
 
+    /// The `airlock demo` process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `kill -9`: no shutdown, no final checkpoint. The state directory is kept.
     pub fn kill(mut self) -> PathBuf {
         let _ = self.child.kill();
