@@ -278,3 +278,35 @@ fn writing_a_mask_back_is_refused_and_the_secret_is_unchanged() {
     ));
     assert!(url.contains("S3cr3t-Pa55w0rd"));
 }
+
+/// `kubectl create token` (TokenRequest): the baseline policy denies it; where a policy allows
+/// it, the token in the response is masked.
+#[test]
+fn create_token_is_denied_by_the_baseline_and_masked_where_allowed() {
+    let demo = Demo::start();
+    let denied = demo.kubectl("1.33", &["create", "token", "default", "-n", "shop"]);
+    assert!(!denied.status.success());
+    assert!(
+        stderr(&denied).contains("deny-token-request"),
+        "{}",
+        stderr(&denied)
+    );
+
+    // An operator allows TokenRequest: Airlock reloads the policy, and still masks the token.
+    std::fs::write(demo.dir.join("policy.yaml"), "default: allow\nrules: []\n").unwrap();
+    let mut out = None;
+    for _ in 0..50 {
+        let o = demo.kubectl("1.33", &["create", "token", "default", "-n", "shop"]);
+        if o.status.success() {
+            out = Some(o);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let printed = ok(&out.expect("TokenRequest still refused after the policy change"));
+    assert!(printed.contains("airlock:masked:"), "{printed}");
+    assert!(!printed.contains("eyJ"), "a JWT leaked: {printed}");
+    // The cluster did issue a real token (kubectl direct shows one).
+    let direct = ok(&demo.kubectl_direct("1.33", &["create", "token", "default", "-n", "shop"]));
+    assert!(direct.starts_with("eyJ"), "{direct}");
+}
