@@ -31,6 +31,7 @@ use crate::{
     error::GatewayError,
     filter,
     metrics::{Metrics, RequestLabels, SideLabels, TunnelLabels, UpstreamErrorLabels, VerbLabels},
+    tunnel,
     upstream::{Route, Upstream},
 };
 
@@ -49,6 +50,8 @@ pub struct Gateway {
     masker: mask::Masker,
     limits: Limits,
     metrics: Arc<Metrics>,
+    /// Where exec/attach/port-forward tunnels are recorded (none: not recorded).
+    recorder: Option<Arc<dyn tunnel::Recorder>>,
 }
 
 /// What is known about a request once it has passed authentication.
@@ -86,7 +89,14 @@ impl Gateway {
             masker,
             limits,
             metrics,
+            recorder: None,
         }
+    }
+
+    /// Records every tunnel (exec, attach, port-forward) to `recorder`.
+    pub fn with_recorder(mut self, recorder: Option<Arc<dyn tunnel::Recorder>>) -> Self {
+        self.recorder = recorder;
+        self
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -508,6 +518,20 @@ impl Gateway {
             .open_tunnels
             .get_or_create(&TunnelLabels { kind: kind.clone() })
             .clone();
+        // Stage: tunnel. exec/attach output is masked and every tunnel recorded (tunnel.rs).
+        let spec = tunnel::TunnelSpec {
+            kind: call.info.stream_kind().into(),
+            protocol: tunnel::Protocol::from_response(resp.headers()),
+            tty: tunnel::query_flag(&call.path_and_query, "tty"),
+            masker: self.masker.clone(),
+            mask_ctx: MaskContext {
+                resource: Some(call.info.resource.clone()).filter(|r| !r.is_empty()),
+                subresource: Some(call.info.subresource.clone()).filter(|r| !r.is_empty()),
+                namespace: Some(call.info.namespace.clone()).filter(|r| !r.is_empty()),
+                profiles: Vec::new(),
+            },
+            recorder: self.recorder.clone(),
+        };
         let id = call.id.clone();
         tokio::spawn(async move {
             let (client, upstream) = tokio::join!(client_upgrade, upstream_upgrade);
@@ -519,15 +543,18 @@ impl Gateway {
                 }
             };
             gauge.inc();
-            let mut client = TokioIo::new(client);
-            let mut upstream = TokioIo::new(upstream);
-            // Recording plugs in here. copy_bidirectional forwards a half-close (EOF) in one
-            // direction as a write shutdown on the other side and ends when both are done.
-            match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                Ok((to_up, to_client)) => {
-                    debug!(request_id = %id, %kind, to_up, to_client, "tunnel closed")
+            // A half-close (EOF) in one direction is passed on as a write shutdown; the tunnel
+            // ends when both directions are done, or at once when a stream cannot be read.
+            let out = tunnel::relay(TokioIo::new(client), TokioIo::new(upstream), spec).await;
+            let (to_up, to_client) = (out.bytes_to_upstream, out.bytes_to_client);
+            match out.error {
+                None => debug!(request_id = %id, %kind, to_up, to_client, "tunnel closed"),
+                Some(e @ tunnel::TunnelError::Io { .. }) => {
+                    debug!(request_id = %id, %kind, error = %e, "tunnel ended")
                 }
-                Err(e) => debug!(request_id = %id, %kind, error = %e, "tunnel ended"),
+                Some(e) => {
+                    warn!(request_id = %id, %kind, error = %e, "tunnel closed by airlock (fail closed)")
+                }
             }
             gauge.dec();
         });
