@@ -616,6 +616,13 @@ impl Log {
     }
 }
 
+impl Drop for Log {
+    /// A tunnel that ends early (a peer vanished, fail closed) still records what it carried.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 // === impl Output ===
 
 /// The maskers for stdout (0) and stderr (1) and their masked output not yet framed.
@@ -827,7 +834,12 @@ where
         };
         let step = match read {
             None => d.idle(&mut out).map(|_| false),
+            // A TLS peer that closes without close_notify (the API server often does) has
+            // still finished: treat it as an end of stream, not a failure.
             Some(Ok(0)) => d.eof(&mut out).map(|_| true),
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                d.eof(&mut out).map(|_| true)
+            }
             Some(Ok(n)) => d.input(&buf[..n], &mut out).map(|_| false),
             Some(Err(source)) => Err(TunnelError::Io { side: from, source }),
         };
