@@ -164,8 +164,10 @@ impl Bench {
     }
 }
 
+type Env = &'static [(&'static str, &'static str)];
+
 /// (kubectl version, environment, what it speaks)
-const CLIENTS: &[(&str, &[(&str, &str)], &str)] = &[
+const CLIENTS: &[(&str, Env, &str)] = &[
     ("1.33", &[], "websocket"),
     (
         "1.33",

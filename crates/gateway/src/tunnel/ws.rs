@@ -407,12 +407,7 @@ impl WsSide {
         self.msg = Msg::Chan { chan, masked };
         if self.mode == Mode::PortForward && !self.seen[chan as usize] {
             self.seen[chan as usize] = true;
-            let channel = if chan % 2 == 0 {
-                PortChannel::Data
-            } else {
-                PortChannel::Error
-            };
-            self.shared.pf_open(chan as u32, None, channel);
+            self.shared.pf_open(chan as u32, None, port_channel(chan));
             if self.from == Side::Cluster {
                 self.port_prefix.insert(chan, Vec::with_capacity(2));
             }
@@ -445,12 +440,8 @@ impl WsSide {
             if prefix.len() == 2 {
                 let port = u16::from_le_bytes([prefix[0], prefix[1]]);
                 self.port_prefix.remove(&chan);
-                let channel = if chan % 2 == 0 {
-                    PortChannel::Data
-                } else {
-                    PortChannel::Error
-                };
-                self.shared.pf_open(chan as u32, Some(port), channel);
+                self.shared
+                    .pf_open(chan as u32, Some(port), port_channel(chan));
             }
         }
         self.shared
@@ -505,6 +496,15 @@ impl WsSide {
                 binary_frame(chan, piece, out);
             }
         }
+    }
+}
+
+/// Port-forward channels: `2i` carries port `i`'s data, `2i+1` its errors.
+fn port_channel(chan: u8) -> PortChannel {
+    if chan & 1 == 0 {
+        PortChannel::Data
+    } else {
+        PortChannel::Error
     }
 }
 
