@@ -678,39 +678,45 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Stream-event records carry `extra.event` (`stdin`, `stdout`, `stderr`, `resize`,
-    /// `exit`, ...), `extra.t_us` and, for data, `extra.data` (base64 of the masked bytes).
+    /// Stream-event records carry `extra.events`: `[{event, t_us, data (base64), ...}]`, with
+    /// `event` one of `open`, `stdin`, `stdout`, `stderr`, `resize`, `exit`, `close`,
+    /// `portforward_*` (see the gateway's `audit::event_json`).
     pub fn from_records(records: &[&AuditRecord]) -> Recording {
+        let mut sorted: Vec<&&AuditRecord> = records.iter().collect();
+        sorted.sort_by_key(|r| (r.replica_id.clone(), r.seq));
+        let all: Vec<&Value> = sorted
+            .iter()
+            .filter_map(|r| r.extra.get("events").and_then(Value::as_array))
+            .flatten()
+            .collect();
         let mut events = Vec::new();
         let (mut width, mut height) = (80, 24);
         let mut sized = false;
-        let mut sorted: Vec<&&AuditRecord> = records.iter().collect();
-        sorted.sort_by_key(|r| (r.extra.get("t_us").and_then(Value::as_u64), r.seq));
-        for r in sorted {
-            let kind = r
-                .extra
+        for e in all {
+            let kind = e
                 .get("event")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_owned();
-            let t = r.extra.get("t_us").and_then(Value::as_u64).unwrap_or(0);
-            let data = r
-                .extra
-                .get("data")
-                .and_then(Value::as_str)
-                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
-                .unwrap_or_default();
+            let t = e.get("t_us").and_then(Value::as_u64).unwrap_or(0);
             if kind == "resize" {
-                let w = r.extra.get("width").and_then(Value::as_u64).unwrap_or(80) as u32;
-                let h = r.extra.get("height").and_then(Value::as_u64).unwrap_or(24) as u32;
+                let w = e.get("width").and_then(Value::as_u64).unwrap_or(80) as u32;
+                let h = e.get("height").and_then(Value::as_u64).unwrap_or(24) as u32;
                 if !sized {
                     (width, height, sized) = (w, h, true);
                 }
                 events.push((t, kind, format!("{w}x{h}").into_bytes()));
                 continue;
             }
+            let data = e
+                .get("data")
+                .and_then(Value::as_str)
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                .unwrap_or_default();
             events.push((t, kind, data));
         }
+        // Events of one direction are in order; merge the directions by time.
+        events.sort_by_key(|(t, _, _)| *t);
         Recording {
             events,
             width,

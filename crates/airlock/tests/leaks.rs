@@ -1,6 +1,6 @@
 //! The leak suite (first part of issue 5): real secret bytes, their base64 and their JSON
 //! escapes appear nowhere in what kubectl prints through Airlock, while normal output still
-//! works. exec and attach output is not masked yet and is not covered here.
+//! works. exec and attach output is covered by `exec_recording.rs`.
 
 mod common;
 

@@ -334,3 +334,205 @@ impl HttpBody for Recorded {
 pub fn new_id() -> Uuid {
     Uuid::new_v4()
 }
+
+// === Stream recording ===
+
+use crate::tunnel::{PortChannel, Recorder, TunnelEvent, TunnelEventKind};
+
+/// Events waiting for the recording task before the tunnel is slowed down.
+const STREAM_QUEUE: usize = 256;
+/// A `stream_event` record is written once this much data is pending...
+const STREAM_RECORD_BYTES: usize = 64 * 1024;
+/// ...or this long after its first event.
+const STREAM_RECORD_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The recorder for one tunnel: the audit log (when on) and any extra recorder (tests).
+pub fn tunnel_recorder(
+    outcome: Option<&OutcomeRecord>,
+    extra: Option<Arc<dyn Recorder>>,
+) -> Option<Arc<dyn Recorder>> {
+    let audit: Option<Arc<dyn Recorder>> =
+        outcome.map(|o| Arc::new(StreamRecorder::start(o)) as Arc<dyn Recorder>);
+    match (audit, extra) {
+        (Some(a), Some(b)) => Some(Arc::new(Tee(a, b))),
+        (a, b) => a.or(b),
+    }
+}
+
+struct Tee(Arc<dyn Recorder>, Arc<dyn Recorder>);
+
+impl Recorder for Tee {
+    fn event(&self, ev: TunnelEvent) {
+        self.1.event(ev.clone());
+        self.0.event(ev);
+    }
+    fn port_forward_contents(&self) -> bool {
+        self.1.port_forward_contents()
+    }
+}
+
+/// Writes a tunnel's events into the audit log as `stream_event` records of its request, in
+/// order, several events per record (`extra.events`: `[{event, t_us, data (base64), ...}]`).
+///
+/// Memory is bounded: a full queue slows the tunnel down (the relay waits for the log, as a
+/// request waits for its write-ahead record) instead of growing. Only on a single-threaded
+/// runtime, where waiting would deadlock, is an event dropped, and the loss is recorded.
+struct StreamRecorder {
+    tx: tokio::sync::mpsc::Sender<TunnelEvent>,
+    lost: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl StreamRecorder {
+    fn start(o: &OutcomeRecord) -> StreamRecorder {
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
+        let lost = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut template = o.template.clone();
+        template.kind = RecordKind::StreamEvent;
+        template.decision = None;
+        tokio::spawn(record_stream(o.audit.clone(), template, rx, lost.clone()));
+        StreamRecorder { tx, lost }
+    }
+}
+
+impl Recorder for StreamRecorder {
+    fn event(&self, ev: TunnelEvent) {
+        use tokio::sync::mpsc::error::TrySendError;
+        let ev = match self.tx.try_send(ev) {
+            Ok(()) => return,
+            Err(TrySendError::Closed(_)) => return,
+            Err(TrySendError::Full(ev)) => ev,
+        };
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi {
+            let tx = self.tx.clone();
+            tokio::task::block_in_place(move || {
+                let _ = tx.blocking_send(ev);
+            });
+        } else {
+            self.lost
+                .fetch_add(event_bytes(&ev), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+fn event_bytes(ev: &TunnelEvent) -> u64 {
+    match &ev.kind {
+        TunnelEventKind::Stdin(b) | TunnelEventKind::Stdout(b) | TunnelEventKind::Stderr(b) => {
+            b.len() as u64
+        }
+        TunnelEventKind::PortForwardData { data, .. } => data.len() as u64,
+        _ => 0,
+    }
+}
+
+async fn record_stream(
+    audit: Arc<Audit>,
+    template: AuditRecord,
+    mut rx: tokio::sync::mpsc::Receiver<TunnelEvent>,
+    lost: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let mut pending: Vec<serde_json::Value> = Vec::new();
+    let mut bytes = 0usize;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match deadline {
+            Some(d) => tokio::select! {
+                ev = rx.recv() => ev.map(Some),
+                _ = tokio::time::sleep_until(d) => Some(None),
+            },
+            None => rx.recv().await.map(Some),
+        };
+        let closing = match next {
+            // The tunnel dropped its recorder: flush and stop.
+            None => true,
+            Some(None) => false,
+            Some(Some(ev)) => {
+                let close = matches!(ev.kind, TunnelEventKind::Close { .. });
+                bytes += event_bytes(&ev) as usize;
+                pending.push(event_json(&ev));
+                deadline.get_or_insert_with(|| tokio::time::Instant::now() + STREAM_RECORD_DELAY);
+                if !close
+                    && bytes < STREAM_RECORD_BYTES
+                    && deadline.is_some_and(|d| d > tokio::time::Instant::now())
+                {
+                    continue;
+                }
+                close
+            }
+        };
+        let dropped = lost.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            pending.push(serde_json::json!({"event": "lost", "bytes": dropped}));
+        }
+        if !pending.is_empty() {
+            let mut r = template.clone();
+            r.extra.insert(
+                "events".into(),
+                serde_json::Value::Array(std::mem::take(&mut pending)),
+            );
+            let _ = audit.append(r).await;
+        }
+        bytes = 0;
+        deadline = None;
+        if closing {
+            return;
+        }
+    }
+}
+
+fn event_json(ev: &TunnelEvent) -> serde_json::Value {
+    use base64::Engine as _;
+    use serde_json::json;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let t_us = ev.at.as_micros() as u64;
+    let channel = |c: &PortChannel| match c {
+        PortChannel::Data => "data",
+        PortChannel::Error => "error",
+    };
+    match &ev.kind {
+        TunnelEventKind::Open { protocol, tty, .. } => {
+            json!({"event": "open", "t_us": t_us, "protocol": protocol, "tty": tty})
+        }
+        TunnelEventKind::Stdin(b) => json!({"event": "stdin", "t_us": t_us, "data": b64(b)}),
+        TunnelEventKind::Stdout(b) => json!({"event": "stdout", "t_us": t_us, "data": b64(b)}),
+        TunnelEventKind::Stderr(b) => json!({"event": "stderr", "t_us": t_us, "data": b64(b)}),
+        TunnelEventKind::Resize { width, height } => {
+            json!({"event": "resize", "t_us": t_us, "width": width, "height": height})
+        }
+        TunnelEventKind::Exit { code, status } => {
+            json!({"event": "exit", "t_us": t_us, "code": code, "status": status})
+        }
+        TunnelEventKind::PortForwardOpen {
+            port,
+            stream,
+            channel: c,
+        } => {
+            json!({"event": "portforward_open", "t_us": t_us, "port": port, "stream": stream, "channel": channel(c)})
+        }
+        TunnelEventKind::PortForwardData {
+            port,
+            stream,
+            to_pod,
+            data,
+        } => {
+            json!({"event": "portforward_data", "t_us": t_us, "port": port, "stream": stream, "to_pod": to_pod, "data": b64(data)})
+        }
+        TunnelEventKind::PortForwardClose {
+            port,
+            stream,
+            channel: c,
+            bytes_in,
+            bytes_out,
+        } => {
+            json!({"event": "portforward_close", "t_us": t_us, "port": port, "stream": stream, "channel": channel(c), "bytes_in": bytes_in, "bytes_out": bytes_out})
+        }
+        TunnelEventKind::Close {
+            bytes_to_client,
+            bytes_to_upstream,
+            reason,
+        } => {
+            json!({"event": "close", "t_us": t_us, "bytes_to_client": bytes_to_client, "bytes_to_upstream": bytes_to_upstream, "reason": reason})
+        }
+    }
+}

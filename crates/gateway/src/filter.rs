@@ -4,7 +4,7 @@
 //! Every response to a resource request streams through `mask::StreamMasker` before it leaves
 //! the gateway. A response Airlock cannot read (protobuf, CBOR, compressed, unknown type) is
 //! refused, never passed through. Non-resource requests (discovery, `/openapi`, `/version`)
-//! carry no objects and pass unchanged. exec, attach and port-forward tunnels are not masked yet.
+//! carry no objects and pass unchanged. exec/attach output is masked in the tunnel (`crate::tunnel`).
 
 use std::{
     path::Path,

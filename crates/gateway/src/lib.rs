@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;
 
 pub use config::{Config, ConfigError, RawConfig};

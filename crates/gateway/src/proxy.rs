@@ -33,6 +33,7 @@ use crate::{
     error::GatewayError,
     filter,
     metrics::{Metrics, RequestLabels, SideLabels, TunnelLabels, UpstreamErrorLabels, VerbLabels},
+    tunnel,
     upstream::{Route, Upstream},
 };
 
@@ -52,6 +53,9 @@ pub struct Gateway {
     limits: Limits,
     metrics: Arc<Metrics>,
     audit: Option<Arc<Audit>>,
+    /// Where exec/attach/port-forward tunnels are also recorded (tests); the audit log records
+    /// every tunnel on its own.
+    recorder: Option<Arc<dyn tunnel::Recorder>>,
 }
 
 /// What is known about a request once it has passed authentication.
@@ -105,7 +109,14 @@ impl Gateway {
             limits,
             metrics,
             audit,
+            recorder: None,
         }
+    }
+
+    /// Records every tunnel (exec, attach, port-forward) to `recorder`.
+    pub fn with_recorder(mut self, recorder: Option<Arc<dyn tunnel::Recorder>>) -> Self {
+        self.recorder = recorder;
+        self
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -720,6 +731,15 @@ impl Gateway {
             .open_tunnels
             .get_or_create(&TunnelLabels { kind: kind.clone() })
             .clone();
+        // Stage: tunnel. exec/attach output is masked and every tunnel recorded (tunnel.rs).
+        let spec = tunnel::TunnelSpec {
+            kind: call.info.stream_kind().into(),
+            protocol: tunnel::Protocol::from_response(resp.headers()),
+            tty: tunnel::query_flag(&call.path_and_query, "tty"),
+            masker: self.masker.clone(),
+            mask_ctx: mask_context(&call.info),
+            recorder: crate::audit::tunnel_recorder(outcome.audit.as_ref(), self.recorder.clone()),
+        };
         let id = call.id.clone();
         let audit = outcome.audit.take();
         tokio::spawn(async move {
@@ -732,21 +752,24 @@ impl Gateway {
                 }
             };
             gauge.inc();
-            let mut client = TokioIo::new(client);
-            let mut upstream = TokioIo::new(upstream);
-            // Recording plugs in here. copy_bidirectional forwards a half-close (EOF) in one
-            // direction as a write shutdown on the other side and ends when both are done.
-            let (bytes_up, bytes_down, error) =
-                match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                    Ok((to_up, to_client)) => {
-                        debug!(request_id = %id, %kind, to_up, to_client, "tunnel closed");
-                        (to_up, to_client, None)
-                    }
-                    Err(e) => {
-                        debug!(request_id = %id, %kind, error = %e, "tunnel ended");
-                        (0, 0, Some(format!("the stream ended with an error: {e}")))
-                    }
-                };
+            // A half-close (EOF) in one direction is passed on as a write shutdown; the tunnel
+            // ends when both directions are done, or at once when a stream cannot be read.
+            let out = tunnel::relay(TokioIo::new(client), TokioIo::new(upstream), spec).await;
+            let (bytes_up, bytes_down) = (out.bytes_to_upstream, out.bytes_to_client);
+            let error = match out.error {
+                None => {
+                    debug!(request_id = %id, %kind, bytes_up, bytes_down, "tunnel closed");
+                    None
+                }
+                Some(e @ tunnel::TunnelError::Io { .. }) => {
+                    debug!(request_id = %id, %kind, error = %e, "tunnel ended");
+                    Some(format!("the stream ended with an error: {e}"))
+                }
+                Some(e) => {
+                    warn!(request_id = %id, %kind, error = %e, "tunnel closed by airlock (fail closed)");
+                    Some(format!("Airlock closed the stream: {e}"))
+                }
+            };
             gauge.dec();
             if let Some(mut o) = audit {
                 o.bytes_in = bytes_up;

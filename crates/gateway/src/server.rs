@@ -72,6 +72,14 @@ impl Running {
 
 /// Builds every part from a validated config and starts both listeners.
 pub async fn start(cfg: &Config) -> Result<Running, StartError> {
+    start_with_recorder(cfg, None).await
+}
+
+/// [`start`], recording tunnels (exec, attach, port-forward) to `recorder`.
+pub async fn start_with_recorder(
+    cfg: &Config,
+    recorder: Option<Arc<dyn crate::tunnel::Recorder>>,
+) -> Result<Running, StartError> {
     let mut clusters = Vec::new();
     for source in &cfg.clusters {
         let name = source.name().to_owned();
@@ -129,16 +137,19 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         sink_metrics.failures.clone(),
     );
     let metrics = Arc::new(metrics);
-    let gateway = Arc::new(Gateway::new(
-        clusters,
-        cfg.default_cluster.clone(),
-        authn,
-        policy,
-        crate::filter::masker(&cfg.state_dir).map_err(StartError::Mask)?,
-        cfg.limits,
-        metrics.clone(),
-        audit.clone(),
-    ));
+    let gateway = Arc::new(
+        Gateway::new(
+            clusters,
+            cfg.default_cluster.clone(),
+            authn,
+            policy,
+            crate::filter::masker(&cfg.state_dir).map_err(StartError::Mask)?,
+            cfg.limits,
+            metrics.clone(),
+            audit.clone(),
+        )
+        .with_recorder(recorder),
+    );
 
     let cert = tls::load_or_generate(cfg.tls.as_ref(), &cfg.state_dir, &cfg.tls_sans)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config()?);

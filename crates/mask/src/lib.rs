@@ -124,6 +124,14 @@ pub trait StreamMasker: Send {
     fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), MaskError>;
     /// Ends the body: emits the rest, or fails if the body ended inside a JSON document.
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), MaskError>;
+    /// Emits everything held back, masking the matches it holds, and keeps the stream open
+    /// (a PEM key in progress stays in progress). For interactive streams (exec/attach) whose
+    /// output paused: a prompt ending in a keyword must not wait for a newline. The price is
+    /// that a secret the process writes in two parts with a pause between them is masked only
+    /// if its first part already matches a detector. Defaults to [`flush`](Self::flush).
+    fn release(&mut self, out: &mut Vec<u8>) -> Result<(), MaskError> {
+        self.flush(out)
+    }
     /// Largest number of body bytes buffered at once so far (for tests and metrics).
     fn peak_buffered(&self) -> usize;
 }

@@ -224,6 +224,12 @@ impl StreamMasker for TextStream {
         Ok(())
     }
 
+    fn release(&mut self, out: &mut Vec<u8>) -> Result<(), MaskError> {
+        // `emit(.., true)` masks what it holds and keeps the PEM state: a key body still
+        // arriving keeps being dropped.
+        self.finish(out)
+    }
+
     fn peak_buffered(&self) -> usize {
         self.peak
     }

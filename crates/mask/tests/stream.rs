@@ -276,3 +276,48 @@ fn shape(v: &Value) -> Value {
         other => other.clone(),
     }
 }
+
+/// `release` (the exec/attach idle flush) lets a held prompt out, masks a complete match it
+/// holds, and keeps the stream usable: a PEM body that is still arriving stays dropped.
+#[test]
+fn text_release_emits_held_bytes_and_keeps_state() {
+    let m = masker();
+    let mut s = m.stream(BodyKind::Text, &MaskContext::default()).unwrap();
+    let mut out = Vec::new();
+    s.push(b"Password: ", &mut out).unwrap();
+    s.flush(&mut out).unwrap();
+    assert_eq!(out, b"", "a keyword tail is held until more arrives");
+    s.release(&mut out).unwrap();
+    assert_eq!(out, b"Password: ");
+    out.clear();
+    // A token file without a trailing newline: the match touches the end, so it is held...
+    let jwt = b"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+    s.push(jwt, &mut out).unwrap();
+    // ...and released masked.
+    s.release(&mut out).unwrap();
+    assert!(
+        mask::contains_marker(&out),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(memchr::memmem::find(&out, b"eyJzdWIi").is_none());
+    out.clear();
+    s.push(
+        b"\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n",
+        &mut out,
+    )
+    .unwrap();
+    s.release(&mut out).unwrap();
+    s.push(
+        b"SECONDLINEOFKEYMATERIAL\n-----END PRIVATE KEY-----\nafter\n",
+        &mut out,
+    )
+    .unwrap();
+    s.finish(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        !text.contains("MIIEvQ") && !text.contains("SECONDLINE"),
+        "{text}"
+    );
+    assert!(text.ends_with("after\n"), "{text}");
+}
