@@ -1,6 +1,7 @@
 //! The `airlock` binary: thin glue over the library crates.
 #![forbid(unsafe_code)]
 
+mod approvals;
 mod commands;
 mod logging;
 
@@ -43,6 +44,8 @@ enum Command {
     Kubeconfig(commands::KubeconfigArgs),
     /// client-go exec credential plugin: print an ExecCredential with a fresh OIDC token.
     Credential(commands::CredentialArgs),
+    /// List, show, approve and deny calls held for approval (docs/approvals.md).
+    Approvals(approvals::ApprovalsArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::sim(args).await?;
         }
         Command::Kubeconfig(args) => commands::kubeconfig(args)?,
+        Command::Approvals(args) => return approvals::run(args).await,
         Command::Credential(args) => {
             logging::init(cli.log_json, Some("warn"));
             commands::credential(args)

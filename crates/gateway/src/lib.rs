@@ -5,6 +5,7 @@
 //! `Status`.
 #![forbid(unsafe_code)]
 
+pub mod approvals;
 pub mod authorize;
 pub mod body;
 pub mod config;

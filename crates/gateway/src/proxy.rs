@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! route -> limits -> attributes -> authenticate -> refuse client impersonation
-//!       -> authorize (policy) -> read body -> [write-ahead audit] -> forward
+//!       -> authorize (policy) -> read body -> approval gate -> [write-ahead audit] -> forward
 //!       -> [response filter: masking] -> complete (metrics, log)
 //! ```
 //!
@@ -49,6 +49,7 @@ pub struct Gateway {
     masker: mask::Masker,
     limits: Limits,
     metrics: Arc<Metrics>,
+    approvals: Option<Arc<approvals::Approvals>>,
 }
 
 /// What is known about a request once it has passed authentication.
@@ -86,7 +87,14 @@ impl Gateway {
             masker,
             limits,
             metrics,
+            approvals: None,
         }
+    }
+
+    /// Holds calls that policy says need approval, instead of refusing them.
+    pub fn with_approvals(mut self, approvals: Arc<approvals::Approvals>) -> Gateway {
+        self.approvals = Some(approvals);
+        self
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -162,6 +170,16 @@ impl Gateway {
     ) -> Result<Response<Body>, GatewayError> {
         let started = Instant::now();
 
+        // Airlock's own API (approvals). `/airlock/` is no Kubernetes path, so this cannot
+        // shadow one; it is authenticated like every agent call.
+        if req.uri().path().starts_with(crate::approvals::API_PREFIX) {
+            outcome.resource = "airlock-api".to_owned();
+            let identity = self.authenticate(req.headers(), id, peer).await?;
+            return Ok(
+                crate::approvals::api(self.approvals.as_deref(), &identity, req, id).await,
+            );
+        }
+
         // Stage: route. `/clusters/{name}/...` selects a cluster; anything else goes to the
         // default cluster.
         let (cluster, path) = self.route(req.uri().path())?;
@@ -235,7 +253,11 @@ impl Gateway {
 
         let resp = if upgrade {
             // Stage: authorize. exec, attach and port-forward carry no body.
-            self.authorize(&call, req.method().as_str(), req.headers(), None, None)?;
+            if let Some(d) = self.authorize(&call, req.method().as_str(), req.headers(), None, None)? {
+                // Stage: approval gate.
+                self.hold(&call, &d, req.method().as_str(), req.headers(), None, None)
+                    .await?;
+            }
             self.forward_upgrade(&mut req, &call).await?
         } else {
             // Stage: read body. Bounded by the configured limit; buffered because policy and
@@ -245,13 +267,25 @@ impl Gateway {
             let body = read_body(incoming, self.limits.max_body_bytes).await?;
             filter::refuse_write_back(&body)?;
             // Stage: authorize.
-            self.authorize(
+            if let Some(d) = self.authorize(
                 &call,
                 parts.method.as_str(),
                 &parts.headers,
                 Some(&body),
                 content_type.as_deref(),
-            )?;
+            )? {
+                // Stage: approval gate. Held here, after the body is read (it is part of what
+                // is approved) and before anything reaches the cluster.
+                self.hold(
+                    &call,
+                    &d,
+                    parts.method.as_str(),
+                    &parts.headers,
+                    Some(&body),
+                    content_type.as_deref(),
+                )
+                .await?;
+            }
             self.forward(parts, body, &call).await?
         };
         info!(
@@ -270,7 +304,8 @@ impl Gateway {
     }
 
     /// Runs the policy. Without a policy file every authenticated call is allowed and Kubernetes
-    /// RBAC, seeing the impersonated identity, decides.
+    /// RBAC, seeing the impersonated identity, decides. `Some(decision)`: the call must be
+    /// approved first (only when approvals are enabled; otherwise it is refused).
     fn authorize(
         &self,
         call: &Call,
@@ -278,9 +313,9 @@ impl Gateway {
         headers: &HeaderMap,
         body: Option<&Bytes>,
         content_type: Option<&str>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<Option<policy::Decision>, GatewayError> {
         if self.policy.current().is_none() {
-            return Ok(());
+            return Ok(None);
         }
         // Rules may look at the object written. kubectl 1.32+ sends protobuf bodies for
         // `create`, which Airlock cannot read; for objects whose content the guardrails judge
@@ -306,7 +341,7 @@ impl Gateway {
             headers,
             object.as_ref(),
         ) else {
-            return Ok(());
+            return Ok(None);
         };
         if decision.verdict != policy::Verdict::Allow {
             info!(
@@ -317,7 +352,37 @@ impl Gateway {
                 "policy refused the call"
             );
         }
-        crate::authorize::enforce(&decision)
+        if decision.verdict == policy::Verdict::Approve && self.approvals.is_some() {
+            return Ok(Some(decision));
+        }
+        crate::authorize::enforce(&decision).map(|()| None)
+    }
+
+    /// The approval gate: returns when the call may go on.
+    async fn hold(
+        &self,
+        call: &Call,
+        decision: &policy::Decision,
+        method: &str,
+        headers: &HeaderMap,
+        body: Option<&Bytes>,
+        content_type: Option<&str>,
+    ) -> Result<(), GatewayError> {
+        let Some(store) = &self.approvals else {
+            return crate::authorize::enforce(decision);
+        };
+        let held = crate::approvals::HeldCall {
+            request_id: &call.id,
+            cluster: &call.cluster.name,
+            info: &call.info,
+            identity: &call.identity,
+            method,
+            path_and_query: &call.path_and_query,
+            headers,
+            body,
+            content_type,
+        };
+        crate::approvals::hold(store, &self.masker, held, decision).await
     }
 
     fn route(&self, path: &str) -> Result<(Arc<Upstream>, String), GatewayError> {

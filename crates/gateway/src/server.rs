@@ -33,6 +33,8 @@ pub enum StartError {
     Policy(String),
     #[error("masking: {0}")]
     Mask(String),
+    #[error("approvals: {0}")]
+    Approvals(String),
     #[error("certificate: {0}")]
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -48,6 +50,9 @@ pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub ca_pem: String,
+    /// Pending approvals and grants (`state_dir/approvals.db`). Connect the audit log with
+    /// `approvals.set_hook(..)`.
+    pub approvals: Arc<approvals::Approvals>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -96,6 +101,15 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         policy.reloads.clone(),
     );
     let metrics = Arc::new(metrics);
+    // Approvals persist in the state directory so that pending ones and grants survive a
+    // restart (SQLite only for now; see docs/approvals.md).
+    let approvals = std::fs::create_dir_all(&cfg.state_dir)
+        .map_err(|e| StartError::Approvals(format!("{}: {e}", cfg.state_dir.display())))
+        .and_then(|_| {
+            approvals::Approvals::open(&cfg.state_dir.join("approvals.db"))
+                .map_err(|e| StartError::Approvals(e.to_string()))
+        })?;
+    let approvals = Arc::new(approvals);
     let gateway = Arc::new(Gateway::new(
         clusters,
         cfg.default_cluster.clone(),
@@ -104,7 +118,8 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         crate::filter::masker(&cfg.state_dir).map_err(StartError::Mask)?,
         cfg.limits,
         metrics.clone(),
-    ));
+    )
+    .with_approvals(approvals.clone()));
 
     let cert = tls::load_or_generate(cfg.tls.as_ref(), &cfg.state_dir, &cfg.tls_sans)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config()?);
@@ -145,6 +160,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         addr,
         admin_addr,
         ca_pem: cert.ca_pem,
+        approvals,
         shutdown,
         tasks: vec![main, admin_task],
     })
