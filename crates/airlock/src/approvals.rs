@@ -60,7 +60,10 @@ enum ApprovalsCommand {
 }
 
 struct ApiClient {
-    client: Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>,
+    client: Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        Full<Bytes>,
+    >,
     server: String,
     token: String,
 }
@@ -69,9 +72,7 @@ pub async fn run(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
     let api = ApiClient::new(&args)?;
     match args.command {
         ApprovalsCommand::List { state } => {
-            let v = api
-                .call("GET", &format!("?state={state}"), None)
-                .await?;
+            let v = api.call("GET", &format!("?state={state}"), None).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(ExitCode::SUCCESS);
@@ -82,7 +83,10 @@ pub async fn run(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
                 println!("no {state} approvals");
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<10} {:<9} {:<20} {:<20} COMMAND", "ID", "STATE", "CREATED", "REQUESTER");
+            println!(
+                "{:<10} {:<9} {:<20} {:<20} COMMAND",
+                "ID", "STATE", "CREATED", "REQUESTER"
+            );
             for a in items {
                 println!(
                     "{:<10} {:<9} {:<20} {:<20} {}",
@@ -124,14 +128,14 @@ fn print_decided(v: serde_json::Value, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let a: Approval = serde_json::from_value(v).context("unexpected answer from the approvals API")?;
+    let a: Approval =
+        serde_json::from_value(v).context("unexpected answer from the approvals API")?;
     match a.state {
         State::Approved | State::Used => {
             let grant = match &a.grant {
-                Some(g) if g.uses_left.is_some() => format!(
-                    "single use, until {}",
-                    approvals::rfc3339(g.expires)
-                ),
+                Some(g) if g.uses_left.is_some() => {
+                    format!("single use, until {}", approvals::rfc3339(g.expires))
+                }
                 Some(g) => format!(
                     "{} scope, until {}",
                     approvals::scope_name(g.scope),
@@ -159,7 +163,8 @@ fn print_approval(v: serde_json::Value, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let a: Approval = serde_json::from_value(v).context("unexpected answer from the approvals API")?;
+    let a: Approval =
+        serde_json::from_value(v).context("unexpected answer from the approvals API")?;
     let t = &a.target;
     println!("id:        {}", a.id);
     println!("state:     {}", a.state.as_str());
@@ -174,13 +179,22 @@ fn print_approval(v: serde_json::Value, json: bool) -> anyhow::Result<()> {
         "request:   {} {}{}",
         t.method,
         t.path,
-        t.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default()
+        t.query
+            .as_deref()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default()
     );
     if let Some(i) = &a.intent {
         println!("intent:    {i}");
     }
     if let Some(k) = &a.kubectl_command {
-        println!("kubectl:   {k}{}", a.kubectl_session.as_deref().map(|s| format!(" (session {s})")).unwrap_or_default());
+        println!(
+            "kubectl:   {k}{}",
+            a.kubectl_session
+                .as_deref()
+                .map(|s| format!(" (session {s})"))
+                .unwrap_or_default()
+        );
     }
     println!("created:   {}", approvals::rfc3339(a.created));
     println!("expires:   {}", approvals::rfc3339(a.expires));
@@ -209,7 +223,10 @@ fn print_approval(v: serde_json::Value, json: bool) -> anyhow::Result<()> {
             d.approver,
             d.verdict,
             approvals::rfc3339(d.at),
-            d.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            d.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
         );
     }
     if let Some(g) = &a.grant {
@@ -218,7 +235,11 @@ fn print_approval(v: serde_json::Value, json: bool) -> anyhow::Result<()> {
             approvals::scope_name(g.scope),
             approvals::rfc3339(g.expires),
             g.used,
-            if g.uses_left.is_some() { " (single use)" } else { "" }
+            if g.uses_left.is_some() {
+                " (single use)"
+            } else {
+                ""
+            }
         );
     }
     if let Some(b) = &a.body {
@@ -305,12 +326,15 @@ impl ApiClient {
             .with_context(|| format!("cannot reach {url}"))?;
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
-            serde_json::json!({"message": String::from_utf8_lossy(&body)})
-        });
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| serde_json::json!({"message": String::from_utf8_lossy(&body)}));
         if !status.is_success() {
             let msg = v["message"].as_str().unwrap_or("no message");
-            bail!("{} ({}): {msg}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+            bail!(
+                "{} ({}): {msg}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            );
         }
         Ok(v)
     }

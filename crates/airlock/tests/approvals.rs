@@ -157,7 +157,12 @@ fn deny_prints_the_reason() {
     ok(&cli(
         &demo,
         &approver(&demo),
-        &["deny", &id, "--reason", "shop is in use by the checkout team"],
+        &[
+            "deny",
+            &id,
+            "--reason",
+            "shop is in use by the checkout team",
+        ],
     ));
     let out = wait_with_timeout(kubectl, Duration::from_secs(30));
     assert!(!out.status.success());
@@ -328,10 +333,16 @@ fn pending_approval_survives_a_restart() {
     let id = wait_pending(&demo, "shop");
     demo.restart(&opts);
     let out = wait_with_timeout(kubectl, Duration::from_secs(30));
-    assert!(!out.status.success(), "the held call cannot survive a restart");
+    assert!(
+        !out.status.success(),
+        "the held call cannot survive a restart"
+    );
 
     let pending = list(&demo, "pending");
-    assert!(pending.iter().any(|a| a["id"] == id.as_str()), "{pending:#?}");
+    assert!(
+        pending.iter().any(|a| a["id"] == id.as_str()),
+        "{pending:#?}"
+    );
     ok(&cli(&demo, &approver(&demo), &["approve", &id]));
     ok(&demo.kubectl("1.33", &["delete", "namespace", "shop"]));
     namespace_gone(&demo, "shop");

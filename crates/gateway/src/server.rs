@@ -1,5 +1,5 @@
 //! The listeners: the agent-facing HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN) and the admin
-//! listener (metrics and health; later the approvals API and web UI).
+//! listener (metrics and health). The approvals API shares the agent listener (`approvals.rs`).
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -110,16 +110,18 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                 .map_err(|e| StartError::Approvals(e.to_string()))
         })?;
     let approvals = Arc::new(approvals);
-    let gateway = Arc::new(Gateway::new(
-        clusters,
-        cfg.default_cluster.clone(),
-        authn,
-        policy,
-        crate::filter::masker(&cfg.state_dir).map_err(StartError::Mask)?,
-        cfg.limits,
-        metrics.clone(),
-    )
-    .with_approvals(approvals.clone()));
+    let gateway = Arc::new(
+        Gateway::new(
+            clusters,
+            cfg.default_cluster.clone(),
+            authn,
+            policy,
+            crate::filter::masker(&cfg.state_dir).map_err(StartError::Mask)?,
+            cfg.limits,
+            metrics.clone(),
+        )
+        .with_approvals(approvals.clone()),
+    );
 
     let cert = tls::load_or_generate(cfg.tls.as_ref(), &cfg.state_dir, &cfg.tls_sans)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config()?);
