@@ -245,7 +245,63 @@ fn print_approval(v: serde_json::Value, json: bool) -> anyhow::Result<()> {
     if let Some(b) = &a.body {
         println!("body (masked):\n{b}");
     }
+    if let Some(p) = &a.preview {
+        print_preview(p);
+    }
     Ok(())
+}
+
+/// The dry-run preview: what the cluster would do, masked.
+fn print_preview(p: &serde_json::Value) {
+    if let Some(e) = p.get("dry_run_error") {
+        println!(
+            "preview:   the dry run failed: {}",
+            e.as_str().unwrap_or(&e.to_string())
+        );
+    }
+    if let Some(c) = p.get("contains").and_then(|c| c.as_object()) {
+        let parts: Vec<String> = c
+            .iter()
+            .filter(|(_, n)| n.as_u64() != Some(0))
+            .map(|(k, n)| {
+                format!(
+                    "{} {k}",
+                    n.as_u64()
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| n.as_str().unwrap_or("?").to_owned())
+                )
+            })
+            .collect();
+        println!(
+            "contains:  {}",
+            if parts.is_empty() {
+                "nothing of the common kinds".to_owned()
+            } else {
+                parts.join(", ")
+            }
+        );
+    }
+    if let Some(d) = p.get("diff").and_then(|d| d.as_array()) {
+        println!("diff (dry run against the current object):");
+        if d.is_empty() {
+            println!("  (no change)");
+        }
+        for c in d {
+            let path = c["path"].as_str().unwrap_or("");
+            match c["op"].as_str() {
+                Some("add") => println!("  + {path}: {}", c["to"]),
+                Some("remove") => println!("  - {path}: {}", c["from"]),
+                Some("replace") => println!("  ~ {path}: {} -> {}", c["from"], c["to"]),
+                _ => println!("  … {} more", c["count"]),
+            }
+        }
+    }
+    if let Some(o) = p.get("object") {
+        println!(
+            "result (dry run, masked):\n{}",
+            serde_json::to_string_pretty(o).unwrap_or_default()
+        );
+    }
 }
 
 impl ApiClient {

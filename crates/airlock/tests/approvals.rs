@@ -102,6 +102,22 @@ fn namespace_gone(demo: &Demo, ns: &str) {
     }
 }
 
+/// `approvals show` once the dry-run preview is attached (it is made right after the approval).
+fn show_with_preview(demo: &Demo, id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = ok(&cli(demo, &approver(demo), &["show", id]));
+        if shown.contains("contains:")
+            || shown.contains("diff")
+            || shown.contains("result (dry run")
+        {
+            return shown;
+        }
+        assert!(Instant::now() < deadline, "no preview: {shown}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Approve: `kubectl delete namespace` blocks, a second process approves it, kubectl completes
 /// and the namespace is gone. The approval shows the command and the requester.
 #[test]
@@ -154,6 +170,12 @@ fn deny_prints_the_reason() {
         &["delete", "namespace", "shop"],
     );
     let id = wait_pending(&demo, "shop");
+    // The preview counts what the namespace holds.
+    let shown = show_with_preview(&demo, &id);
+    assert!(
+        shown.contains("contains:") && shown.contains("pods"),
+        "{shown}"
+    );
     ok(&cli(
         &demo,
         &approver(&demo),
@@ -316,6 +338,32 @@ fn exec_fallback_is_one_approval() {
     ok(&cli(&demo, &approver(&demo), &["approve", &id]));
     let out = ok(&demo.kubectl("1.33", EXEC));
     assert!(out.contains("PATH="), "{out}");
+
+    // Preview: scaling to zero is dry-run as the agent and shown as a diff; nothing changes.
+    let out = demo.kubectl(
+        "1.33",
+        &["scale", "deployment", "web", "-n", "shop", "--replicas=0"],
+    );
+    assert!(!out.status.success());
+    let id = printed_id(&stderr(&out));
+    let shown = show_with_preview(&demo, &id);
+    assert!(
+        shown.contains("/spec/replicas") && shown.contains("-> 0"),
+        "{shown}"
+    );
+    let replicas = ok(&demo.kubectl_direct(
+        "1.33",
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
+    ));
+    assert_ne!(replicas, "0");
 }
 
 /// Restart: a held kubectl gets an error when Airlock goes away; the approval survives and the

@@ -85,7 +85,9 @@ impl Db {
     pub(crate) fn get(&mut self, id: &str) -> Result<Option<Approval>, ApprovalsError> {
         let doc: Option<String> = self
             .conn
-            .query_row("SELECT doc FROM approvals WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT doc FROM approvals WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .optional()?;
         Ok(match doc {
             Some(d) => Some(serde_json::from_str(&d)?),
@@ -93,7 +95,11 @@ impl Db {
         })
     }
 
-    fn query(&mut self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<Approval>, ApprovalsError> {
+    fn query(
+        &mut self,
+        sql: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Vec<Approval>, ApprovalsError> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         let docs = stmt
             .query_map(p, |r| r.get::<_, String>(0))?
@@ -111,7 +117,11 @@ impl Db {
         )
     }
 
-    pub(crate) fn by_hash(&mut self, hash: &str, state: State) -> Result<Vec<Approval>, ApprovalsError> {
+    pub(crate) fn by_hash(
+        &mut self,
+        hash: &str,
+        state: State,
+    ) -> Result<Vec<Approval>, ApprovalsError> {
         self.query(
             "SELECT doc FROM approvals WHERE hash = ?1 AND state = ?2 ORDER BY created DESC",
             params![hash, state.as_str()],
@@ -119,7 +129,11 @@ impl Db {
     }
 
     /// Newest first; `states` empty: all.
-    pub(crate) fn list(&mut self, states: &[&str], limit: usize) -> Result<Vec<Approval>, ApprovalsError> {
+    pub(crate) fn list(
+        &mut self,
+        states: &[&str],
+        limit: usize,
+    ) -> Result<Vec<Approval>, ApprovalsError> {
         let limit = limit as i64;
         if states.is_empty() {
             return self.query(

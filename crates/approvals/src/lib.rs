@@ -32,10 +32,9 @@ use std::{
 use tokio::sync::Notify;
 
 pub use model::{
-    binding_hash, format_duration, new_id, parse_duration, parse_scope, rfc3339, scope_name,
-    sha256_hex, Action, Approval,
-    Candidate, DecideError, DecisionEntry, Grant, GrantLimit, Person, Requirement, State, Target,
-    Verdict,
+    binding_hash, format_duration, json_diff, new_id, parse_duration, parse_scope, rfc3339,
+    scope_name, sha256_hex, Action, Approval, Candidate, DecideError, DecisionEntry, Grant,
+    GrantLimit, Person, Requirement, State, Target, Verdict,
 };
 
 /// Errors of the approval store.
@@ -328,7 +327,11 @@ impl Approvals {
     }
 
     /// The outcome if the approval is decided; `None` while pending.
-    fn try_finish(&self, id: &str, request_id: &str) -> Result<Option<WaitOutcome>, ApprovalsError> {
+    fn try_finish(
+        &self,
+        id: &str,
+        request_id: &str,
+    ) -> Result<Option<WaitOutcome>, ApprovalsError> {
         let now = now();
         let mut db = self.db();
         let Some(mut a) = db.get(id)? else {
@@ -378,6 +381,16 @@ impl Approvals {
         Ok(a)
     }
 
+    /// Attaches the dry-run preview to an approval.
+    pub fn set_preview(&self, id: &str, preview: serde_json::Value) -> Result<(), ApprovalsError> {
+        let mut db = self.db();
+        if let Some(mut a) = db.get(id)? {
+            a.preview = Some(preview);
+            db.save(&a)?;
+        }
+        Ok(())
+    }
+
     pub fn get(&self, id: &str) -> Result<Option<Approval>, ApprovalsError> {
         let now = now();
         Ok(self.db().get(id)?.map(|mut a| {
@@ -387,7 +400,11 @@ impl Approvals {
     }
 
     /// Newest first, at most `limit`, optionally only those in `state` (as of now).
-    pub fn list(&self, state: Option<State>, limit: usize) -> Result<Vec<Approval>, ApprovalsError> {
+    pub fn list(
+        &self,
+        state: Option<State>,
+        limit: usize,
+    ) -> Result<Vec<Approval>, ApprovalsError> {
         let now = now();
         // Stored states lag behind time (pending and approved ones expire): ask for every
         // stored state that can be `state` now, then filter.

@@ -53,10 +53,7 @@ impl Target {
     pub fn is_stream(&self) -> bool {
         self.api_group.is_empty()
             && self.resource == "pods"
-            && matches!(
-                self.subresource.as_str(),
-                "exec" | "attach" | "portforward"
-            )
+            && matches!(self.subresource.as_str(), "exec" | "attach" | "portforward")
     }
 
     /// The verb as a grant compares it: one word for both transports of a stream.
@@ -278,7 +275,12 @@ impl Approval {
 
     /// Records one approver's decision and moves the state on. Self-approval, outsiders, and
     /// second votes by the same person are refused; a single deny ends the approval.
-    pub fn decide(&mut self, approver: &Person, action: Action, now: i64) -> Result<(), DecideError> {
+    pub fn decide(
+        &mut self,
+        approver: &Person,
+        action: Action,
+        now: i64,
+    ) -> Result<(), DecideError> {
         self.refresh(now);
         if self.state != State::Pending {
             return Err(DecideError::NotPending {
@@ -536,9 +538,11 @@ fn same_identity(a: &Person, b: &Person) -> bool {
 }
 
 fn in_groups(groups: &[String], globs: &[String]) -> bool {
-    globs
-        .iter()
-        .any(|pat| groups.iter().any(|g| glob_match(pat.as_bytes(), g.as_bytes())))
+    globs.iter().any(|pat| {
+        groups
+            .iter()
+            .any(|g| glob_match(pat.as_bytes(), g.as_bytes()))
+    })
 }
 
 /// `*` any run, `?` one character; the whole string must match (as the policy's globs).
@@ -684,4 +688,78 @@ pub fn format_duration(secs: u64) -> String {
         }
     }
     out
+}
+
+/// Fields that change on every write and tell an approver nothing.
+const DIFF_IGNORED: &[&str] = &[
+    "/metadata/resourceVersion",
+    "/metadata/managedFields",
+    "/metadata/generation",
+    "/metadata/uid",
+    "/metadata/creationTimestamp",
+    "/status",
+];
+
+/// At most this many changes are listed; the rest are counted.
+const DIFF_MAX: usize = 200;
+
+/// A small structural diff for the approval preview: one entry per changed leaf, as JSON
+/// pointers (`{"op": "replace", "path": "/spec/replicas", "from": 1, "to": 3}`; `add` has only
+/// `to`, `remove` only `from`). Arrays are compared element by element.
+pub fn json_diff(from: &serde_json::Value, to: &serde_json::Value) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    diff_at(String::new(), from, to, &mut out);
+    if out.len() > DIFF_MAX {
+        let more = out.len() - DIFF_MAX;
+        out.truncate(DIFF_MAX);
+        out.push(serde_json::json!({"op": "more", "count": more}));
+    }
+    out
+}
+
+fn diff_at(
+    path: String,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    out: &mut Vec<serde_json::Value>,
+) {
+    use serde_json::{json, Value};
+    if DIFF_IGNORED.contains(&path.as_str()) || a == b {
+        return;
+    }
+    let esc = |k: &str| k.replace('~', "~0").replace('/', "~1");
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, va) in x {
+                let p = format!("{path}/{}", esc(k));
+                match y.get(k) {
+                    Some(vb) => diff_at(p, va, vb, out),
+                    None if !DIFF_IGNORED.contains(&p.as_str()) => {
+                        out.push(json!({"op": "remove", "path": p, "from": va}))
+                    }
+                    None => {}
+                }
+            }
+            for (k, vb) in y {
+                if !x.contains_key(k) {
+                    let p = format!("{path}/{}", esc(k));
+                    if !DIFF_IGNORED.contains(&p.as_str()) {
+                        out.push(json!({"op": "add", "path": p, "to": vb}));
+                    }
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            for i in 0..x.len().max(y.len()) {
+                let p = format!("{path}/{i}");
+                match (x.get(i), y.get(i)) {
+                    (Some(va), Some(vb)) => diff_at(p, va, vb, out),
+                    (Some(va), None) => out.push(json!({"op": "remove", "path": p, "from": va})),
+                    (None, Some(vb)) => out.push(json!({"op": "add", "path": p, "to": vb})),
+                    (None, None) => {}
+                }
+            }
+        }
+        _ => out.push(json!({"op": "replace", "path": path, "from": a, "to": b})),
+    }
 }

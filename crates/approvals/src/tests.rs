@@ -154,7 +154,11 @@ fn glob_matching() {
         ("a?c", "ac", false),
     ];
     for (p, s, want) in cases {
-        assert_eq!(model::glob_match(p.as_bytes(), s.as_bytes()), want, "{p} {s}");
+        assert_eq!(
+            model::glob_match(p.as_bytes(), s.as_bytes()),
+            want,
+            "{p} {s}"
+        );
     }
 }
 
@@ -163,16 +167,24 @@ fn ids_are_short_and_typable() {
     for _ in 0..100 {
         let id = new_id();
         assert_eq!(id.len(), 8);
-        assert!(id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
     }
 }
 
 #[tokio::test]
 async fn identical_retry_joins_then_uses_the_single_use_grant_once() {
     let s = Approvals::in_memory().unwrap();
-    let (a, created) = held(s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r1").unwrap());
+    let (a, created) = held(
+        s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r1")
+            .unwrap(),
+    );
     assert!(created);
-    let (b, created) = held(s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r2").unwrap());
+    let (b, created) = held(
+        s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r2")
+            .unwrap(),
+    );
     assert!(!created);
     assert_eq!(a.id, b.id);
 
@@ -181,13 +193,20 @@ async fn identical_retry_joins_then_uses_the_single_use_grant_once() {
     assert_eq!(after.state, State::Approved);
 
     // A different body is not covered; the identical request is, exactly once.
-    let (_, created) = held(s.admit(new_approval(&agent(), ns_delete(), b"{}", 1), "r3").unwrap());
+    let (_, created) = held(
+        s.admit(new_approval(&agent(), ns_delete(), b"{}", 1), "r3")
+            .unwrap(),
+    );
     assert!(created);
     assert!(matches!(
-        s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r4").unwrap(),
+        s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r4")
+            .unwrap(),
         Admission::Granted(_)
     ));
-    let (c, created) = held(s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r5").unwrap());
+    let (c, created) = held(
+        s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r5")
+            .unwrap(),
+    );
     assert!(created);
     assert_ne!(c.id, a.id);
     assert_eq!(s.get(&a.id).unwrap().unwrap().state, State::Used);
@@ -196,7 +215,10 @@ async fn identical_retry_joins_then_uses_the_single_use_grant_once() {
 #[test]
 fn another_identity_never_uses_a_grant() {
     let s = Approvals::in_memory().unwrap();
-    let (a, _) = held(s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r").unwrap());
+    let (a, _) = held(
+        s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r")
+            .unwrap(),
+    );
     let approver = person("approver@demo", &["approvers"]);
     s.decide(
         &a.id,
@@ -211,7 +233,10 @@ fn another_identity_never_uses_a_grant() {
     let twin = person("agent@demo", &["ai-agents", "extra"]);
     let other = person("other@demo", &["ai-agents"]);
     for who in [&twin, &other] {
-        let (_, created) = held(s.admit(new_approval(who, ns_delete(), b"", 1), "r").unwrap());
+        let (_, created) = held(
+            s.admit(new_approval(who, ns_delete(), b"", 1), "r")
+                .unwrap(),
+        );
         assert!(created, "{}", who.user);
     }
     // The namespace scope covers the same verb on another object, for a while.
@@ -219,7 +244,8 @@ fn another_identity_never_uses_a_grant() {
     t.path = "/api/v1/namespaces/shop2".into();
     t.name = "shop2".into();
     assert!(matches!(
-        s.admit(new_approval(&agent(), t.clone(), b"", 1), "r").unwrap(),
+        s.admit(new_approval(&agent(), t.clone(), b"", 1), "r")
+            .unwrap(),
         Admission::Granted(_)
     ));
     assert!(matches!(
@@ -231,7 +257,10 @@ fn another_identity_never_uses_a_grant() {
 #[test]
 fn decisions_are_checked() {
     let s = Approvals::in_memory().unwrap();
-    let (a, _) = held(s.admit(new_approval(&agent(), ns_delete(), b"", 2), "r").unwrap());
+    let (a, _) = held(
+        s.admit(new_approval(&agent(), ns_delete(), b"", 2), "r")
+            .unwrap(),
+    );
     let err = |r: Result<Approval, ApprovalsError>| match r {
         Err(ApprovalsError::Decide(e)) => e.http_status(),
         other => panic!("{other:?}"),
@@ -274,7 +303,9 @@ fn decisions_are_checked() {
         err(s.decide(
             &a.id,
             &person("a3", &["approvers"]),
-            Action::Deny { reason: "no".into() }
+            Action::Deny {
+                reason: "no".into()
+            }
         )),
         409
     );
@@ -283,7 +314,10 @@ fn decisions_are_checked() {
 #[tokio::test]
 async fn a_waiting_call_is_woken_by_the_decision() {
     let s = Arc::new(Approvals::in_memory().unwrap());
-    let (a, _) = held(s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r").unwrap());
+    let (a, _) = held(
+        s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r")
+            .unwrap(),
+    );
     let (s2, id) = (s.clone(), a.id.clone());
     let waiter =
         tokio::spawn(async move { s2.wait(&id, Duration::from_secs(30), "r").await.unwrap() });
@@ -301,16 +335,28 @@ async fn a_waiting_call_is_woken_by_the_decision() {
         .unwrap()
         .unwrap()
     {
-        WaitOutcome::Denied(a) => assert_eq!(a.denial().unwrap().reason.as_deref(), Some("not today")),
+        WaitOutcome::Denied(a) => {
+            assert_eq!(a.denial().unwrap().reason.as_deref(), Some("not today"))
+        }
         other => panic!("{other:?}"),
     }
     // Pending at the end of the hold.
     let (b, _) = held(
-        s.admit(new_approval(&agent(), target("DELETE", "/api/v1/namespaces/x", None), b"", 1), "r")
-            .unwrap(),
+        s.admit(
+            new_approval(
+                &agent(),
+                target("DELETE", "/api/v1/namespaces/x", None),
+                b"",
+                1,
+            ),
+            "r",
+        )
+        .unwrap(),
     );
     assert!(matches!(
-        s.wait(&b.id, Duration::from_millis(100), "r").await.unwrap(),
+        s.wait(&b.id, Duration::from_millis(100), "r")
+            .await
+            .unwrap(),
         WaitOutcome::Pending(_)
     ));
 }
@@ -321,7 +367,10 @@ fn approvals_survive_reopening_the_database() {
     let path = dir.path().join("approvals.db");
     let id = {
         let s = Approvals::open(&path).unwrap();
-        let (a, _) = held(s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r").unwrap());
+        let (a, _) = held(
+            s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r")
+                .unwrap(),
+        );
         a.id
     };
     let s = Approvals::open(&path).unwrap();
@@ -329,7 +378,42 @@ fn approvals_survive_reopening_the_database() {
     s.decide(&id, &person("approver@demo", &["approvers"]), approve())
         .unwrap();
     assert!(matches!(
-        s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r").unwrap(),
+        s.admit(new_approval(&agent(), ns_delete(), b"", 1), "r")
+            .unwrap(),
         Admission::Granted(_)
     ));
+}
+
+#[test]
+fn preview_diff_lists_changed_leaves() {
+    use serde_json::json;
+    let cases = [
+        (
+            json!({"spec": {"replicas": 1}, "metadata": {"resourceVersion": "1"}}),
+            json!({"spec": {"replicas": 3}, "metadata": {"resourceVersion": "2"}}),
+            json!([{"op": "replace", "path": "/spec/replicas", "from": 1, "to": 3}]),
+        ),
+        (
+            json!({"data": {"a": "x"}}),
+            json!({"data": {"b": "y"}}),
+            json!([{"op": "remove", "path": "/data/a", "from": "x"}, {"op": "add", "path": "/data/b", "to": "y"}]),
+        ),
+        (
+            json!({"l": [1, 2]}),
+            json!({"l": [1], "status": {"phase": "x"}}),
+            json!([{"op": "remove", "path": "/l/1", "from": 2}]),
+        ),
+        (
+            json!({"a/b": 1}),
+            json!({"a/b": 2}),
+            json!([{"op": "replace", "path": "/a~1b", "from": 1, "to": 2}]),
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert_eq!(
+            serde_json::Value::Array(json_diff(&from, &to)),
+            want,
+            "{from} -> {to}"
+        );
+    }
 }

@@ -9,7 +9,7 @@
 //! The admin API lives under `/airlock/v1/approvals` on the agent listener: `/airlock/` is no
 //! Kubernetes path, so it cannot shadow one, and it gets the same TLS and authentication.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use approvals::{
     Action, Admission, Approval, Approvals, ApprovalsError, NewApproval, Person, State, Target,
@@ -28,6 +28,7 @@ use tracing::info;
 use crate::{
     body::{self, Body},
     error::{status_response, GatewayError},
+    upstream::{Route, Upstream},
 };
 
 /// Every path under this prefix is Airlock's own API, never forwarded.
@@ -49,12 +50,20 @@ pub(crate) struct HeldCall<'a> {
     pub content_type: Option<&'a str>,
 }
 
+/// How to reach the cluster as the agent, for the dry-run preview: the upstream and the
+/// headers Airlock would forward the call with (impersonating the agent).
+pub(crate) struct PreviewUpstream {
+    pub upstream: Arc<Upstream>,
+    pub headers: HeaderMap,
+}
+
 /// The gate: `Ok` means forward the call now (approved, or covered by a grant).
 pub(crate) async fn hold(
     store: &Approvals,
     masker: &Masker,
     call: HeldCall<'_>,
     decision: &Decision,
+    preview: Option<PreviewUpstream>,
 ) -> Result<(), GatewayError> {
     let new = approval_request(masker, &call, decision);
     let hold = decision.hold().unwrap_or(policy::DEFAULT_HOLD);
@@ -66,6 +75,18 @@ pub(crate) async fn hold(
         }
         Admission::Held { approval, created } => {
             info!(request_id = %call.request_id, approval = %approval.id, created, hold_ms = hold.as_millis() as u64, "holding the call for approval");
+            if created {
+                if let Some(p) = preview {
+                    // Best effort and bounded: a preview that fails or is slow is left out,
+                    // it never decides anything.
+                    let made =
+                        tokio::time::timeout(PREVIEW_TIMEOUT, make_preview(masker, &call, &p))
+                            .await;
+                    if let Ok(Some(v)) = made {
+                        store.set_preview(&approval.id, v).map_err(internal)?;
+                    }
+                }
+            }
             approval
         }
     };
@@ -242,6 +263,185 @@ fn masked_body(
     })
 }
 
+// === the dry-run preview ===
+
+const PREVIEW_TIMEOUT: Duration = Duration::from_secs(5);
+/// Objects larger than this are left out of the preview (the diff stays).
+const PREVIEW_MAX_OBJECT: usize = 64 * 1024;
+const PREVIEW_MAX_RESPONSE: usize = 4 * 1024 * 1024;
+
+/// What the approver sees besides the request: for create, update, patch and delete, the
+/// object as the cluster would leave it (`dryRun=All`, as the agent), masked; for update and
+/// patch a diff against the current object; for a namespace deletion, how many objects of
+/// common kinds it holds. Returns `None` for calls without a preview.
+async fn make_preview(
+    masker: &Masker,
+    call: &HeldCall<'_>,
+    p: &PreviewUpstream,
+) -> Option<serde_json::Value> {
+    let info = call.info;
+    if !info.is_resource_request
+        || !matches!(info.verb.as_str(), "create" | "update" | "patch" | "delete")
+    {
+        return None;
+    }
+    let ctx = MaskContext {
+        resource: Some(info.resource.clone()).filter(|r| !r.is_empty()),
+        subresource: Some(info.subresource.clone()).filter(|r| !r.is_empty()),
+        namespace: Some(info.namespace.clone()).filter(|r| !r.is_empty()),
+        profiles: Vec::new(),
+    };
+    let mut out = serde_json::Map::new();
+    let sep = if call.path_and_query.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let dry = format!("{}{sep}dryRun=All", call.path_and_query);
+    let body = call.body.cloned().unwrap_or_default();
+    let result = match fetch(p, call.method, &dry, body, masker, &ctx).await {
+        Ok((code, v)) if code.is_success() => Some(v),
+        Ok((code, v)) => {
+            out.insert(
+                "dry_run_error".into(),
+                v.get("message")
+                    .cloned()
+                    .unwrap_or_else(|| format!("the cluster answered {code}").into()),
+            );
+            None
+        }
+        Err(e) => {
+            out.insert("dry_run_error".into(), e.into());
+            None
+        }
+    };
+    if let Some(obj) = &result {
+        if matches!(info.verb.as_str(), "update" | "patch") && !info.name.is_empty() {
+            let path = call.path_and_query.split('?').next().unwrap_or_default();
+            if let Ok((code, current)) = fetch(p, "GET", path, Bytes::new(), masker, &ctx).await {
+                if code.is_success() {
+                    out.insert(
+                        "diff".into(),
+                        serde_json::Value::Array(approvals::json_diff(&current, obj)),
+                    );
+                }
+            }
+        }
+        let size = serde_json::to_string(obj).map(|s| s.len()).unwrap_or(0);
+        out.insert(
+            "object".into(),
+            if size <= PREVIEW_MAX_OBJECT {
+                obj.clone()
+            } else {
+                serde_json::json!({"omitted": format!("{size} bytes")})
+            },
+        );
+    }
+    if info.resource == "namespaces"
+        && info.api_group.is_empty()
+        && info.verb == "delete"
+        && !info.name.is_empty()
+    {
+        out.insert("contains".into(), namespace_contents(p, &info.name).await);
+    }
+    Some(serde_json::Value::Object(out))
+}
+
+/// Counts of what a namespace holds, by kind (`"500+"` past the first page).
+async fn namespace_contents(p: &PreviewUpstream, ns: &str) -> serde_json::Value {
+    const KINDS: &[(&str, &str)] = &[
+        ("/api/v1", "pods"),
+        ("/api/v1", "services"),
+        ("/api/v1", "configmaps"),
+        ("/api/v1", "secrets"),
+        ("/api/v1", "serviceaccounts"),
+        ("/api/v1", "persistentvolumeclaims"),
+        ("/apis/apps/v1", "deployments"),
+        ("/apis/apps/v1", "statefulsets"),
+        ("/apis/apps/v1", "daemonsets"),
+        ("/apis/batch/v1", "jobs"),
+        ("/apis/batch/v1", "cronjobs"),
+    ];
+    let ns =
+        percent_encoding::utf8_percent_encode(ns, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let lists = KINDS.iter().map(|(prefix, res)| {
+        let path = format!("{prefix}/namespaces/{ns}/{res}?limit=500");
+        async move { (*res, count_items(p, &path).await) }
+    });
+    let mut out = serde_json::Map::new();
+    for (res, n) in futures_util::future::join_all(lists).await {
+        if let Some(n) = n {
+            out.insert(res.to_owned(), n);
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Lists are counted, never kept, so they are not masked.
+async fn count_items(p: &PreviewUpstream, path: &str) -> Option<serde_json::Value> {
+    let (code, bytes) = send(p, "GET", path, Bytes::new()).await.ok()?;
+    if !code.is_success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let n = v.get("items")?.as_array()?.len();
+    let more = v
+        .pointer("/metadata/continue")
+        .and_then(|c| c.as_str())
+        .is_some_and(|c| !c.is_empty());
+    Some(if more {
+        format!("{n}+").into()
+    } else {
+        n.into()
+    })
+}
+
+async fn send(
+    p: &PreviewUpstream,
+    method: &str,
+    path_and_query: &str,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), String> {
+    let mut req = Request::new(body::full(body));
+    *req.method_mut() = Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    *req.uri_mut() = p.upstream.uri(path_and_query).map_err(|e| e.to_string())?;
+    *req.version_mut() = http::Version::HTTP_11;
+    let mut headers = p.headers.clone();
+    if method == "GET" {
+        headers.remove(header::CONTENT_TYPE);
+    }
+    *req.headers_mut() = headers;
+    let (resp, _) = p
+        .upstream
+        .send(req, Route::Pooled)
+        .await
+        .map_err(|e| e.to_string())?;
+    let code = resp.status();
+    let bytes = http_body_util::Limited::new(resp.into_body(), PREVIEW_MAX_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((code, bytes))
+}
+
+/// Sends one preview request and returns the answer parsed and masked.
+async fn fetch(
+    p: &PreviewUpstream,
+    method: &str,
+    path_and_query: &str,
+    body: Bytes,
+    masker: &Masker,
+    ctx: &MaskContext,
+) -> Result<(StatusCode, serde_json::Value), String> {
+    let (code, bytes) = send(p, method, path_and_query, body).await?;
+    let masked = masker
+        .mask_body(BodyKind::Json, ctx, &bytes)
+        .map_err(|e| format!("the answer could not be masked: {e}"))?;
+    let v = serde_json::from_slice(&masked).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    Ok((code, v))
+}
+
 // === the admin API ===
 
 #[derive(Deserialize, Default)]
@@ -298,9 +498,10 @@ async fn api_inner(
         "approvals are not enabled on this Airlock".to_owned(),
     ))?;
     let path = req.uri().path().to_owned();
-    let rest = path
-        .strip_prefix(APPROVALS_PATH)
-        .ok_or((StatusCode::NOT_FOUND, format!("no such Airlock API: {path}")))?;
+    let rest = path.strip_prefix(APPROVALS_PATH).ok_or((
+        StatusCode::NOT_FOUND,
+        format!("no such Airlock API: {path}"),
+    ))?;
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let who = person(caller);
     let fail = |e: ApprovalsError| match e {
@@ -344,11 +545,10 @@ async fn api_inner(
             ))
         }
         (Method::GET, [id]) => {
-            let a = store
-                .get(id)
-                .map_err(fail)?
-                .filter(|a| visible(a))
-                .ok_or((StatusCode::NOT_FOUND, format!("approval {id} does not exist")))?;
+            let a = store.get(id).map_err(fail)?.filter(|a| visible(a)).ok_or((
+                StatusCode::NOT_FOUND,
+                format!("approval {id} does not exist"),
+            ))?;
             Ok(json(StatusCode::OK, &a))
         }
         (Method::POST, [id, verb @ ("approve" | "deny")]) => {
@@ -388,7 +588,10 @@ async fn api_inner(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{} is not allowed on {path}", req.method()),
         )),
-        _ => Err((StatusCode::NOT_FOUND, format!("no such Airlock API: {path}"))),
+        _ => Err((
+            StatusCode::NOT_FOUND,
+            format!("no such Airlock API: {path}"),
+        )),
     }
 }
 

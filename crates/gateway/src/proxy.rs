@@ -175,9 +175,7 @@ impl Gateway {
         if req.uri().path().starts_with(crate::approvals::API_PREFIX) {
             outcome.resource = "airlock-api".to_owned();
             let identity = self.authenticate(req.headers(), id, peer).await?;
-            return Ok(
-                crate::approvals::api(self.approvals.as_deref(), &identity, req, id).await,
-            );
+            return Ok(crate::approvals::api(self.approvals.as_deref(), &identity, req, id).await);
         }
 
         // Stage: route. `/clusters/{name}/...` selects a cluster; anything else goes to the
@@ -253,7 +251,9 @@ impl Gateway {
 
         let resp = if upgrade {
             // Stage: authorize. exec, attach and port-forward carry no body.
-            if let Some(d) = self.authorize(&call, req.method().as_str(), req.headers(), None, None)? {
+            if let Some(d) =
+                self.authorize(&call, req.method().as_str(), req.headers(), None, None)?
+            {
                 // Stage: approval gate.
                 self.hold(&call, &d, req.method().as_str(), req.headers(), None, None)
                     .await?;
@@ -382,7 +382,19 @@ impl Gateway {
             body,
             content_type,
         };
-        crate::approvals::hold(store, &self.masker, held, decision).await
+        // The dry-run preview goes upstream as the agent, so only for calls with a body stage
+        // (not upgrades), and only with the headers the call itself would be forwarded with.
+        let preview = match body {
+            Some(_) => self.upstream_headers(headers, call).ok().map(|mut h| {
+                filter::readable_request(&mut h);
+                crate::approvals::PreviewUpstream {
+                    upstream: call.cluster.clone(),
+                    headers: h,
+                }
+            }),
+            None => None,
+        };
+        crate::approvals::hold(store, &self.masker, held, decision, preview).await
     }
 
     fn route(&self, path: &str) -> Result<(Arc<Upstream>, String), GatewayError> {
