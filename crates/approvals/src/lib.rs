@@ -266,7 +266,7 @@ impl Approvals {
             match db.insert(&approval) {
                 Ok(()) => break,
                 Err(e) if tries < 5 && db::is_constraint(&e) => tries += 1,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         drop(db);
@@ -303,9 +303,8 @@ impl Approvals {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.try_finish(id, request_id)? {
-                Some(outcome) => break outcome,
-                None => {}
+            if let Some(outcome) = self.try_finish(id, request_id)? {
+                break outcome;
             }
             tokio::select! {
                 _ = notified => {}
