@@ -8,17 +8,24 @@ use std::{
 use anyhow::{bail, Context};
 use gateway::kubeconfig::{render, ClientAuth};
 
-/// The demo's policy: the `ai-agent-baseline` preset for the `ai-agents` group.
-const DEMO_POLICY: &str = "\
+/// The demo's policy: the `ai-agent-baseline` preset for the `ai-agents` group. `{hold}` is
+/// how long a call waits for approval.
+fn demo_policy(hold: &str) -> String {
+    format!(
+        "\
 # Airlock demo policy (docs/policy.md). Edit and save: Airlock reloads it.
 # Agents (group ai-agents) get the ai-agent-baseline guardrails; calls no rule allows are denied.
+# Calls that need approval wait up to `hold` for `airlock approvals approve ID` (docs/approvals.md).
 agent_groups: [ai-agents]
 default: allow
 presets:
   - name: ai-agent-baseline
     params:
       approvers: [approvers]
-";
+      hold: {hold}
+"
+    )
+}
 
 /// Default state directory of the demo, relative to the working directory.
 pub const DEMO_DIR: &str = ".airlock-demo";
@@ -31,12 +38,18 @@ pub struct DemoArgs {
     /// Agent-facing listener.
     #[arg(long, default_value = "127.0.0.1:8443")]
     listen: SocketAddr,
-    /// Admin listener (metrics; later approvals). Port 0 picks a free port; see DIR/admin.url.
+    /// Metrics and health listener (plain HTTP). Port 0 picks a free port; see DIR/metrics.url.
     #[arg(long, default_value = "127.0.0.1:0")]
     admin_listen: SocketAddr,
     /// Keep the audit log here instead of DIR/audit.db, e.g. postgres://127.0.0.1/test.
     #[arg(long)]
     audit_store: Option<String>,
+    /// How long a call that needs approval is held, written into a new DIR/policy.yaml.
+    #[arg(long, default_value = "50s")]
+    approval_hold: String,
+    /// Also make approver2.token .. approver{N+1}.token (group approvers), for quorum tests.
+    #[arg(long, default_value_t = 0, hide = true)]
+    extra_approvers: u32,
 }
 
 #[derive(clap::Args)]
@@ -179,10 +192,18 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // restarts, and Airlock reloads it when it changes.
     let policy_path = dir.join("policy.yaml");
     if !policy_path.exists() {
-        write_file(&policy_path, DEMO_POLICY, false)?;
+        write_file(&policy_path, &demo_policy(&args.approval_hold), false)?;
     }
     let agent_token = demo_token(dir, "agent.token", "agent")?;
     let approver_token = demo_token(dir, "approver.token", "approver")?;
+    let mut static_tokens = vec![
+        serde_json::json!({"sha256": authn::hash_token(&agent_token), "user": "agent@demo", "groups": ["ai-agents"]}),
+        serde_json::json!({"sha256": authn::hash_token(&approver_token), "user": "approver@demo", "groups": ["approvers"]}),
+    ];
+    for n in 2..args.extra_approvers + 2 {
+        let t = demo_token(dir, &format!("approver{n}.token"), "approver")?;
+        static_tokens.push(serde_json::json!({"sha256": authn::hash_token(&t), "user": format!("approver{n}@demo"), "groups": ["approvers"]}));
+    }
     let yaml = serde_json::json!({
         "listen": args.listen.to_string(),
         "admin_listen": args.admin_listen.to_string(),
@@ -190,10 +211,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         "clusters": [{"name": "demo", "kubeconfig": sim_kubeconfig.canonicalize()?}],
         "policy": policy_path.canonicalize()?,
         "audit": {"replica_id": "demo", "store": args.audit_store},
-        "authn": {"static_tokens": [
-            {"sha256": authn::hash_token(&agent_token), "user": "agent@demo", "groups": ["ai-agents"]},
-            {"sha256": authn::hash_token(&approver_token), "user": "approver@demo", "groups": ["approvers"]},
-        ]},
+        "authn": {"static_tokens": static_tokens},
     });
     let raw: gateway::RawConfig = serde_json::from_value(yaml)?;
     let cfg = gateway::Config::from_raw(raw, dir)?;
@@ -218,8 +236,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         ),
         true,
     )?;
-    let admin_url = format!("http://{}", running.admin_addr);
-    write_file(&dir.join("admin.url"), &format!("{admin_url}\n"), false)?;
+    // The approvals API is served on the TLS listener; the CLI trusts DIR/ca.crt, next to
+    // the approver's token.
+    write_file(&dir.join("admin.url"), &format!("{server}\n"), false)?;
+    let metrics_url = format!("http://{}", running.admin_addr);
+    write_file(&dir.join("metrics.url"), &format!("{metrics_url}\n"), false)?;
     if let Some(addr) = sim.introspect_addr {
         write_file(
             &dir.join("sim-introspect.url"),
@@ -227,26 +248,28 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             false,
         )?;
     }
-    let _ = approver_token;
 
     let d = dir.display();
     println!(
         "Airlock demo\n\
          \n  gateway           {server}  (the agent's only path to the cluster)\
-         \n  admin             {admin_url}  (metrics)\
+         \n  metrics           {metrics_url}/metrics\
          \n  simulated cluster {}  (seeded: namespaces shop, payments; pods, secrets, configmaps)\
          \n\nUse it as the agent (identity agent@demo, group ai-agents):\
          \n  export KUBECONFIG={d}/agent.kubeconfig\
          \n  kubectl get pods -A\
          \n  kubectl exec -n shop web-6b7f9c5d4-x2k9p -c app -- env\
          \n  kubectl get --raw /api/v1/nodes/node-1/proxy/metrics   # denied by the baseline policy\
+         \n  kubectl delete namespace shop          # held for approval (see below)\
          \n\nCompare with direct access to the simulated cluster (no Airlock):\
          \n  kubectl --kubeconfig {d}/sim-admin.kubeconfig get pods -A\
          \n\nEvery call is in the audit log ({d}/audit.db):\
          \n  airlock sessions list --state-dir {d}\
          \n  airlock replay SESSION --state-dir {d}\
          \n  airlock audit verify --state-dir {d}\
-         \n\nThe approver's token is in {d}/approver.token.\
+         \n\nApprove held calls as approver@demo (group approvers):\
+         \n  airlock approvals list --server $(cat {d}/admin.url) --token-file {d}/approver.token\
+         \n  airlock approvals approve ID --server $(cat {d}/admin.url) --token-file {d}/approver.token\
          \n\nairlock demo ready",
         sim.server_url()
     );

@@ -1,6 +1,7 @@
 //! The `airlock` binary: thin glue over the library crates.
 #![forbid(unsafe_code)]
 
+mod approvals;
 mod audit;
 mod commands;
 mod logging;
@@ -53,6 +54,8 @@ enum Command {
     Replay(audit::ReplayArgs),
     /// Policy tools: `policy test --policy FILE --from-audit` (what would change).
     Policy(policy_cmd::PolicyArgs),
+    /// List, show, approve and deny calls held for approval (docs/approvals.md).
+    Approvals(approvals::ApprovalsArgs),
 }
 
 fn main() -> ExitCode {
@@ -115,6 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             logging::init(cli.log_json, Some("warn"));
             return audit::replay(args).await;
         }
+        Command::Approvals(args) => return approvals::run(args).await,
         Command::Credential(args) => {
             logging::init(cli.log_json, Some("warn"));
             commands::credential(args)

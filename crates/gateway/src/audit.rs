@@ -536,3 +536,88 @@ fn event_json(ev: &TunnelEvent) -> serde_json::Value {
         }
     }
 }
+
+// === Approvals ===
+
+/// Records every approval event (created, approved, denied, grant used) as an `approval`
+/// record. Events of one approval share the id of the request that opened it, so `airlock
+/// replay` shows them in that request's timeline; `extra.approval_id` names the approval.
+pub struct ApprovalAudit {
+    audit: Arc<Audit>,
+    /// approval id → the request that opened it (approver decisions carry no request id).
+    opened_by: std::sync::Mutex<std::collections::HashMap<String, Uuid>>,
+}
+
+impl ApprovalAudit {
+    pub fn new(audit: Arc<Audit>) -> ApprovalAudit {
+        ApprovalAudit {
+            audit,
+            opened_by: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl approvals::DecisionHook for ApprovalAudit {
+    fn on_decision(&self, rec: &approvals::ApprovalRecord) {
+        let a = &rec.approval;
+        let request = rec
+            .request_id
+            .as_deref()
+            .and_then(|r| Uuid::parse_str(r).ok());
+        let id = {
+            let mut map = self.opened_by.lock().unwrap_or_else(|e| e.into_inner());
+            match request {
+                Some(r) => *map.entry(a.id.clone()).or_insert(r),
+                None => map.get(&a.id).copied().unwrap_or_default(),
+            }
+        };
+        let mut r = AuditRecord::new(id, RecordKind::Approval, Timestamp::now());
+        r.identity.user = a.requester.user.clone();
+        r.identity.groups = a.requester.groups.clone();
+        r.command = Some(a.command.clone());
+        r.intent = a.intent.clone();
+        r.kubectl_command = a.kubectl_command.clone();
+        r.kubectl_session = a.kubectl_session.clone();
+        let last = a.decisions.last();
+        let decision = match rec.event {
+            approvals::Event::Approved => "approved",
+            approvals::Event::Denied => "denied",
+            approvals::Event::Created => "requested",
+            approvals::Event::Used => "grant_used",
+        };
+        r.approvals.push(store::Approval {
+            approver: rec.actor.clone(),
+            decision: decision.to_owned(),
+            at: Timestamp::now(),
+            comment: match rec.event {
+                approvals::Event::Approved | approvals::Event::Denied => {
+                    last.and_then(|d| d.reason.clone())
+                }
+                _ => None,
+            },
+        });
+        r.extra.insert(
+            "approval_id".into(),
+            serde_json::Value::String(a.id.clone()),
+        );
+        r.extra.insert(
+            "approval_hash".into(),
+            serde_json::Value::String(a.hash.clone()),
+        );
+        r.extra.insert(
+            "approval_event".into(),
+            serde_json::Value::String(rec.event.as_str().to_owned()),
+        );
+        if let Some(req) = request {
+            r.extra.insert(
+                "call_request_id".into(),
+                serde_json::Value::String(req.to_string()),
+            );
+        }
+        if let Some(for_s) = last.and_then(|d| d.for_seconds) {
+            r.extra
+                .insert("grant_seconds".into(), serde_json::json!(for_s));
+        }
+        self.audit.append_detached(r);
+    }
+}

@@ -19,12 +19,12 @@ pub struct RawConfig {
     /// Address of the agent-facing HTTPS listener. Default `127.0.0.1:8443`.
     #[serde(default)]
     pub listen: Option<String>,
-    /// Address of the admin listener (metrics, health, later the approvals API and web UI).
+    /// Address of the admin listener (metrics and health; the approvals API is on `listen`).
     /// Plain HTTP: bind it to loopback or a private interface. Default `127.0.0.1:9443`.
     #[serde(default)]
     pub admin_listen: Option<String>,
-    /// Directory for generated state: the CA and serving certificate when `tls` is absent.
-    /// Default `/var/lib/airlock`.
+    /// Directory for generated state: the CA and serving certificate when `tls` is absent, and
+    /// `approvals.db` (pending approvals and grants). Default `/var/lib/airlock`.
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
     /// Serving certificate. When absent, a CA and a serving certificate are generated into

@@ -5,6 +5,7 @@
 //! `Status`.
 #![forbid(unsafe_code)]
 
+pub mod approvals;
 pub mod audit;
 pub mod audit_sink;
 pub mod authorize;

@@ -3,7 +3,7 @@
 //! ```text
 //! route -> limits -> attributes -> authenticate -> refuse client impersonation
 //!       -> read body -> decide (policy) -> write-ahead audit record -> enforce the decision
-//!       -> forward -> response filter (masking) -> outcome audit record -> complete
+//!       -> approval gate (hold) -> forward -> response filter (masking) -> outcome audit record
 //! ```
 //!
 //! Each stage returns `Result<_, GatewayError>`; the first error ends the request and becomes a
@@ -56,6 +56,7 @@ pub struct Gateway {
     /// Where exec/attach/port-forward tunnels are also recorded (tests); the audit log records
     /// every tunnel on its own.
     recorder: Option<Arc<dyn tunnel::Recorder>>,
+    approvals: Option<Arc<approvals::Approvals>>,
 }
 
 /// What is known about a request once it has passed authentication.
@@ -110,7 +111,14 @@ impl Gateway {
             metrics,
             audit,
             recorder: None,
+            approvals: None,
         }
+    }
+
+    /// Holds calls that policy says need approval, instead of refusing them.
+    pub fn with_approvals(mut self, approvals: Arc<approvals::Approvals>) -> Gateway {
+        self.approvals = Some(approvals);
+        self
     }
 
     /// Records every tunnel (exec, attach, port-forward) to `recorder`.
@@ -198,6 +206,14 @@ impl Gateway {
     ) -> Result<Response<Body>, GatewayError> {
         let started = Instant::now();
         let received_at = store::Timestamp::now();
+
+        // Airlock's own API (approvals). `/airlock/` is no Kubernetes path, so this cannot
+        // shadow one; it is authenticated like every agent call.
+        if req.uri().path().starts_with(crate::approvals::API_PREFIX) {
+            outcome.resource = "airlock-api".to_owned();
+            let identity = self.authenticate(req.headers(), id, peer).await?;
+            return Ok(crate::approvals::api(self.approvals.as_deref(), &identity, req, id).await);
+        }
 
         // Stage: route. `/clusters/{name}/...` selects a cluster; anything else goes to the
         // default cluster.
@@ -287,7 +303,11 @@ impl Gateway {
                 .write_ahead(&call, &received, decided.as_ref(), None, started)
                 .await?;
             // Stage: enforce.
-            decided.and_then(|d| self.enforce(&call, d))?;
+            if let Some(d) = decided.and_then(|d| self.enforce(&call, d))? {
+                // Stage: approval gate.
+                self.hold(&call, &d, req.method().as_str(), req.headers(), None, None)
+                    .await?;
+            }
             self.forward_upgrade(&mut req, &call, outcome).await?
         } else {
             // Stage: read body. Bounded by the configured limit; buffered because policy and
@@ -318,7 +338,20 @@ impl Gateway {
                 .await?;
             // Stage: enforce.
             filter::refuse_write_back(&body)?;
-            decided.and_then(|d| self.enforce(&call, d))?;
+            if let Some(d) = decided.and_then(|d| self.enforce(&call, d))? {
+                // Stage: approval gate. Held here, after the body is read (it is part of what
+                // is approved) and after the write-ahead record, before anything reaches the
+                // cluster.
+                self.hold(
+                    &call,
+                    &d,
+                    parts.method.as_str(),
+                    &parts.headers,
+                    Some(&body),
+                    content_type.as_deref(),
+                )
+                .await?;
+            }
             self.forward(parts, body, &call, outcome).await?
         };
         info!(
@@ -377,9 +410,16 @@ impl Gateway {
     }
 
     /// Turns a decision into a verdict: forward, or refuse with the rule's message.
-    fn enforce(&self, call: &Call, decision: Option<policy::Decision>) -> Result<(), GatewayError> {
+    ///
+    /// `Some(decision)`: the call must be approved first (only when approvals are enabled;
+    /// otherwise an `approve` verdict is refused).
+    fn enforce(
+        &self,
+        call: &Call,
+        decision: Option<policy::Decision>,
+    ) -> Result<Option<policy::Decision>, GatewayError> {
         let Some(decision) = decision else {
-            return Ok(());
+            return Ok(None);
         };
         if decision.verdict != policy::Verdict::Allow {
             info!(
@@ -390,7 +430,49 @@ impl Gateway {
                 "policy refused the call"
             );
         }
-        crate::authorize::enforce(&decision)
+        if decision.verdict == policy::Verdict::Approve && self.approvals.is_some() {
+            return Ok(Some(decision));
+        }
+        crate::authorize::enforce(&decision).map(|()| None)
+    }
+
+    /// The approval gate: returns when the call may go on.
+    async fn hold(
+        &self,
+        call: &Call,
+        decision: &policy::Decision,
+        method: &str,
+        headers: &HeaderMap,
+        body: Option<&Bytes>,
+        content_type: Option<&str>,
+    ) -> Result<(), GatewayError> {
+        let Some(store) = &self.approvals else {
+            return crate::authorize::enforce(decision);
+        };
+        let held = crate::approvals::HeldCall {
+            request_id: &call.id,
+            cluster: &call.cluster.name,
+            info: &call.info,
+            identity: &call.identity,
+            method,
+            path_and_query: &call.path_and_query,
+            headers,
+            body,
+            content_type,
+        };
+        // The dry-run preview goes upstream as the agent, so only for calls with a body stage
+        // (not upgrades), and only with the headers the call itself would be forwarded with.
+        let preview = match body {
+            Some(_) => self.upstream_headers(headers, call).ok().map(|mut h| {
+                filter::readable_request(&mut h);
+                crate::approvals::PreviewUpstream {
+                    upstream: call.cluster.clone(),
+                    headers: h,
+                }
+            }),
+            None => None,
+        };
+        crate::approvals::hold(store, &self.masker, held, decision, preview).await
     }
 
     /// Commits the write-ahead record: nothing is forwarded unless this succeeds (503

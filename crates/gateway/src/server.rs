@@ -1,5 +1,5 @@
 //! The listeners: the agent-facing HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN) and the admin
-//! listener (metrics and health; later the approvals API and web UI).
+//! listener (metrics and health). The approvals API shares the agent listener (`approvals.rs`).
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -36,6 +36,8 @@ pub enum StartError {
     Mask(String),
     #[error("audit log: {0}")]
     Audit(String),
+    #[error("approvals: {0}")]
+    Approvals(String),
     #[error("certificate: {0}")]
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -53,6 +55,9 @@ pub struct Running {
     pub ca_pem: String,
     /// The audit log, when it is on.
     pub audit: Option<Arc<Audit>>,
+    /// Pending approvals and grants (`state_dir/approvals.db`). Connect the audit log with
+    /// `approvals.set_hook(..)`.
+    pub approvals: Arc<approvals::Approvals>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -137,6 +142,18 @@ pub async fn start_with_recorder(
         sink_metrics.failures.clone(),
     );
     let metrics = Arc::new(metrics);
+    // Approvals persist in the state directory so that pending ones and grants survive a
+    // restart (SQLite only for now; see docs/approvals.md).
+    let approvals = std::fs::create_dir_all(&cfg.state_dir)
+        .map_err(|e| StartError::Approvals(format!("{}: {e}", cfg.state_dir.display())))
+        .and_then(|_| {
+            approvals::Approvals::open(&cfg.state_dir.join("approvals.db"))
+                .map_err(|e| StartError::Approvals(e.to_string()))
+        })?;
+    let approvals = Arc::new(approvals);
+    if let Some(audit) = &audit {
+        approvals.set_hook(Arc::new(crate::audit::ApprovalAudit::new(audit.clone())));
+    }
     let gateway = Arc::new(
         Gateway::new(
             clusters,
@@ -148,7 +165,8 @@ pub async fn start_with_recorder(
             metrics.clone(),
             audit.clone(),
         )
-        .with_recorder(recorder),
+        .with_recorder(recorder)
+        .with_approvals(approvals.clone()),
     );
 
     let cert = tls::load_or_generate(cfg.tls.as_ref(), &cfg.state_dir, &cfg.tls_sans)?;
@@ -205,6 +223,7 @@ pub async fn start_with_recorder(
         admin_addr,
         ca_pem: cert.ca_pem,
         audit,
+        approvals,
         shutdown,
         tasks: {
             tasks.push(main);

@@ -31,7 +31,10 @@ pub struct Demo {
     pub dir: PathBuf,
     pub agent_kubeconfig: PathBuf,
     pub sim_kubeconfig: PathBuf,
+    /// Where the approvals API lives (the HTTPS listener).
     pub admin_url: String,
+    /// The plain-HTTP metrics and health listener.
+    pub metrics_url: String,
     pub introspect_url: String,
     pub server: String,
     pub agent_token: String,
@@ -46,15 +49,59 @@ pub fn tempdir(tag: &str) -> PathBuf {
     d
 }
 
+/// How to start the demo. The default holds calls that need approval for one second, so
+/// suites that only check refusals stay fast.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// `--approval-hold` (used when the demo writes its policy).
+    pub hold: String,
+    /// A policy file to use instead of the demo's (written before the demo starts).
+    pub policy: Option<String>,
+    /// approver2@demo .. approver{N+1}@demo, with tokens in DIR/approverN.token.
+    pub extra_approvers: u32,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            hold: "1s".into(),
+            policy: None,
+            extra_approvers: 0,
+        }
+    }
+}
+
 impl Demo {
     /// Starts `airlock demo` and waits for its `ready` line.
     pub fn start() -> Demo {
-        Demo::start_in(tempdir("demo"), &[])
+        Demo::start_with(DemoOptions::default())
+    }
+
+    pub fn start_with(opts: DemoOptions) -> Demo {
+        let dir = tempdir("demo");
+        if let Some(p) = &opts.policy {
+            std::fs::write(dir.join("policy.yaml"), p).unwrap();
+        }
+        Demo::start_in_with(dir, &opts, &[])
+    }
+
+    /// Stops the demo and starts it again on the same state directory (a restart: the
+    /// simulated cluster comes back with its seed data, Airlock with its state).
+    pub fn restart(&mut self, opts: &DemoOptions) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::take(&mut self.dir);
+        // The old value's directory is now empty, so dropping it removes nothing.
+        *self = Demo::start_in_with(dir, opts, &[]);
     }
 
     /// Starts `airlock demo` on a given state directory (a restart reuses it), with extra
     /// arguments.
     pub fn start_in(dir: PathBuf, extra: &[&str]) -> Demo {
+        Demo::start_in_with(dir, &DemoOptions::default(), extra)
+    }
+
+    fn start_in_with(dir: PathBuf, opts: &DemoOptions, extra: &[&str]) -> Demo {
         let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
             .args([
                 "demo",
@@ -62,6 +109,10 @@ impl Demo {
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
+                "--approval-hold",
+                &opts.hold,
+                "--extra-approvers",
+                &opts.extra_approvers.to_string(),
             ])
             .args(extra)
             .arg("--state-dir")
@@ -107,6 +158,7 @@ impl Demo {
             .to_owned();
         Demo {
             admin_url: read("admin.url"),
+            metrics_url: read("metrics.url"),
             introspect_url: read("sim-introspect.url"),
             agent_token: read("agent.token"),
             approver_token: read("approver.token"),
@@ -190,7 +242,7 @@ impl Demo {
     }
 
     pub fn metrics(&self) -> String {
-        http_get(&format!("{}/metrics", self.admin_url))
+        http_get(&format!("{}/metrics", self.metrics_url))
     }
 }
 
@@ -198,7 +250,7 @@ impl Drop for Demo {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if self.remove_dir {
+        if self.remove_dir && !self.dir.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
