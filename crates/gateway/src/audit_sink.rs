@@ -95,49 +95,13 @@ fn destination(s: &SinkSettings) -> Result<Destination, String> {
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("audit sink {}: bad url: {e}", s.name))?;
-    let mut roots = rustls::RootCertStore::empty();
-    match &s.ca_file {
-        Some(p) => {
-            let pem = std::fs::read(p)
-                .map_err(|e| format!("audit sink {}: {}: {e}", s.name, p.display()))?;
-            for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let c = c.map_err(|e| format!("audit sink {}: {}: {e}", s.name, p.display()))?;
-                roots
-                    .add(c)
-                    .map_err(|e| format!("audit sink {}: {e}", s.name))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    let authorization = match &s.bearer_token_file {
-        Some(p) => {
-            let t = std::fs::read_to_string(p)
-                .map_err(|e| format!("audit sink {}: {}: {e}", s.name, p.display()))?;
-            let mut v = http::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
-                .map_err(|_| format!("audit sink {}: the token has invalid characters", s.name))?;
-            v.set_sensitive(true);
-            Some(v)
-        }
-        None => None,
-    };
+    let client =
+        webhook_client(s.ca_file.as_deref()).map_err(|e| format!("audit sink {}: {e}", s.name))?;
+    let authorization = bearer(s.bearer_token_file.as_deref())
+        .map_err(|e| format!("audit sink {}: {e}", s.name))?;
     Ok(Destination::Webhook {
         url: uri,
-        client: Client::builder(TokioExecutor::new()).build(connector),
+        client,
         authorization,
     })
 }
@@ -287,4 +251,48 @@ impl Sink {
         drop(f);
         tokio::fs::rename(&tmp, &self.cursor_path).await
     }
+}
+
+/// An HTTP client for webhooks: HTTPS verified against `ca_file` (default: the web PKI roots),
+/// or plain HTTP (config validation allows that only to loopback).
+pub fn webhook_client(
+    ca_file: Option<&Path>,
+) -> Result<Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(p) => {
+            let pem = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let c = c.map_err(|e| format!("{}: {e}", p.display()))?;
+                roots.add(c).map_err(|e| e.to_string())?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+/// `Authorization: Bearer <file contents>`, marked sensitive.
+pub fn bearer(file: Option<&Path>) -> Result<Option<http::HeaderValue>, String> {
+    let Some(p) = file else { return Ok(None) };
+    let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let mut v = http::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
+        .map_err(|_| "the token has invalid characters".to_owned())?;
+    v.set_sensitive(true);
+    Ok(Some(v))
 }

@@ -61,6 +61,67 @@ pub struct RawConfig {
     /// The audit log (`docs/audit.md`).
     #[serde(default)]
     pub audit: RawAudit,
+    /// Approval notifications (`docs/approvals.md`).
+    #[serde(default)]
+    pub approvals: RawApprovals,
+}
+
+/// Approvals: where new approval requests are announced.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApprovals {
+    /// Base URL of the approval pages, for the link in notifications
+    /// (`{link_base}/approvals/{id}`). Default: no link.
+    pub link_base: Option<String>,
+    /// Webhooks told about every new approval request. Delivery is retried with backoff.
+    pub notify: Vec<RawNotify>,
+}
+
+/// One notification webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    /// For logs and metrics.
+    pub name: String,
+    /// `json` (the approval request as JSON) or `slack` (a Slack-compatible message: `text`
+    /// plus `blocks`, for incoming webhooks).
+    #[serde(default = "default_notify_format")]
+    pub format: String,
+    /// `https://`, or `http://` to a loopback address.
+    pub url: String,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+fn default_notify_format() -> String {
+    "json".into()
+}
+
+/// A validated notification webhook.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    pub name: String,
+    pub slack: bool,
+    pub url: String,
+    pub ca_file: Option<PathBuf>,
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+/// Validated approval settings.
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalSettings {
+    pub link_base: Option<String>,
+    pub notify: Vec<NotifySettings>,
+}
+
+/// `https://`, or `http://` to a loopback address (tests, sidecars).
+fn webhook_url_ok(u: &str) -> bool {
+    u.starts_with("https://")
+        || ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| u.starts_with(p))
 }
 
 /// The audit log: where it is kept and how much of each body it keeps.
@@ -291,6 +352,7 @@ pub struct Config {
     pub log_json: bool,
     pub log_level: Option<String>,
     pub audit: AuditSettings,
+    pub approvals: ApprovalSettings,
 }
 
 /// Where a cluster's address and credential come from.
@@ -527,10 +589,7 @@ impl Config {
                     None
                 }
                 ("webhook", Some(u)) => {
-                    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-                        .iter()
-                        .any(|p| u.starts_with(p));
-                    if !u.starts_with("https://") && !loopback {
+                    if !webhook_url_ok(u) {
                         issue(
                             &format!("{key}.url"),
                             "must be https:// (http:// only to a loopback address)".into(),
@@ -568,6 +627,43 @@ impl Config {
             body_prefix_bytes: raw.audit.body_prefix_bytes,
         };
 
+        let mut notify = Vec::new();
+        for (i, n) in raw.approvals.notify.iter().enumerate() {
+            let key = format!("approvals.notify[{i}]");
+            if !webhook_url_ok(&n.url) {
+                issue(
+                    &format!("{key}.url"),
+                    "must be https:// (http:// only to a loopback address)".into(),
+                );
+            }
+            let slack = match n.format.as_str() {
+                "json" => false,
+                "slack" => true,
+                other => {
+                    issue(
+                        &format!("{key}.format"),
+                        format!("{other:?} is not one of json, slack"),
+                    );
+                    false
+                }
+            };
+            notify.push(NotifySettings {
+                name: n.name.clone(),
+                slack,
+                url: n.url.clone(),
+                ca_file: n.ca_file.as_deref().map(resolve),
+                bearer_token_file: n.bearer_token_file.as_deref().map(resolve),
+            });
+        }
+        let approvals = ApprovalSettings {
+            link_base: raw
+                .approvals
+                .link_base
+                .clone()
+                .map(|l| l.trim_end_matches('/').to_owned()),
+            notify,
+        };
+
         if !issues.is_empty() {
             return Err(ConfigError::Invalid(issues));
         }
@@ -597,6 +693,7 @@ impl Config {
             log_json,
             log_level: raw.log.level,
             audit,
+            approvals,
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod filter;
 pub mod kubeconfig;
 pub mod metrics;
+pub mod notify;
 pub mod proxy;
 pub mod server;
 pub mod tls;

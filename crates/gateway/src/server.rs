@@ -141,6 +141,12 @@ pub async fn start_with_recorder(
         "Failed delivery attempts of each streaming sink",
         sink_metrics.failures.clone(),
     );
+    let notifier = crate::notify::Notifier::new(&cfg.approvals).map_err(StartError::Approvals)?;
+    metrics.registry_mut().register(
+        "approval_notifications",
+        "Approval notification deliveries, by webhook and result",
+        notifier.sent.clone(),
+    );
     let metrics = Arc::new(metrics);
     // Approvals persist in the state directory so that pending ones and grants survive a
     // restart (SQLite only for now; see docs/approvals.md).
@@ -151,9 +157,14 @@ pub async fn start_with_recorder(
                 .map_err(|e| StartError::Approvals(e.to_string()))
         })?;
     let approvals = Arc::new(approvals);
+    let mut hooks: Vec<Arc<dyn approvals::DecisionHook>> = Vec::new();
     if let Some(audit) = &audit {
-        approvals.set_hook(Arc::new(crate::audit::ApprovalAudit::new(audit.clone())));
+        hooks.push(Arc::new(crate::audit::ApprovalAudit::new(audit.clone())));
     }
+    if !notifier.is_empty() {
+        hooks.push(Arc::new(notifier));
+    }
+    approvals.set_hook(Arc::new(crate::notify::Fanout(hooks)));
     let gateway = Arc::new(
         Gateway::new(
             clusters,
