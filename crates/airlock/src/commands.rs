@@ -37,6 +37,19 @@ pub struct DemoArgs {
     /// Keep the audit log here instead of DIR/audit.db, e.g. postgres://127.0.0.1/test.
     #[arg(long)]
     audit_store: Option<String>,
+    /// Turn on the web UI (docs/web.md) with browser login at this OpenID Provider; an
+    /// `http://` issuer must be on loopback.
+    #[arg(long)]
+    web_issuer: Option<String>,
+    /// The web UI's OAuth client (public, authorization code with PKCE).
+    #[arg(long, default_value = "airlock-web", requires = "web_issuer")]
+    web_client_id: String,
+    /// Groups whose members may sign in to the web UI and see sessions (repeatable).
+    #[arg(long = "web-viewer-group", requires = "web_issuer")]
+    web_viewer_groups: Vec<String>,
+    /// Groups whose members may sign in and approve (repeatable). Default: approvers.
+    #[arg(long = "web-approver-group", requires = "web_issuer")]
+    web_approver_groups: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -195,7 +208,21 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             {"sha256": authn::hash_token(&approver_token), "user": "approver@demo", "groups": ["approvers"]},
         ]},
     });
-    let raw: gateway::RawConfig = serde_json::from_value(yaml)?;
+    let mut raw: gateway::RawConfig = serde_json::from_value(yaml)?;
+    if let Some(issuer) = &args.web_issuer {
+        let approvers = if args.web_approver_groups.is_empty() {
+            vec!["approvers".to_owned()]
+        } else {
+            args.web_approver_groups.clone()
+        };
+        raw.web = Some(serde_json::from_value(serde_json::json!({
+            "issuer": issuer,
+            "client_id": args.web_client_id,
+            "viewer_groups": args.web_viewer_groups,
+            "approver_groups": approvers,
+            "allow_insecure_http": true,
+        }))?);
+    }
     let cfg = gateway::Config::from_raw(raw, dir)?;
     let running = gateway::start(&cfg).await.map_err(|e| {
         anyhow::anyhow!("{e} (is another `airlock demo` running? try --listen 127.0.0.1:0)")
@@ -233,7 +260,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "Airlock demo\n\
          \n  gateway           {server}  (the agent's only path to the cluster)\
-         \n  admin             {admin_url}  (metrics)\
+         \n  admin             {admin_url}  (metrics{web})\
          \n  simulated cluster {}  (seeded: namespaces shop, payments; pods, secrets, configmaps)\
          \n\nUse it as the agent (identity agent@demo, group ai-agents):\
          \n  export KUBECONFIG={d}/agent.kubeconfig\
@@ -248,7 +275,12 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
          \n  airlock audit verify --state-dir {d}\
          \n\nThe approver's token is in {d}/approver.token.\
          \n\nairlock demo ready",
-        sim.server_url()
+        sim.server_url(),
+        web = if args.web_issuer.is_some() {
+            "; web UI: /sessions"
+        } else {
+            ""
+        },
     );
     wait_for_signal().await;
     running.shutdown().await;
