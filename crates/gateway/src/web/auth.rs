@@ -288,7 +288,8 @@ mod tests {
         assert_eq!(who.user, "alice");
         let csrf = who.csrf.clone();
         // (extra headers, form token, allowed)
-        let cases: Vec<(Vec<(&'static str, &str)>, Option<&str>, bool)> = vec![
+        type Case<'a> = (Vec<(&'static str, &'a str)>, Option<&'a str>, bool);
+        let cases: Vec<Case> = vec![
             (vec![], Some(&csrf), true),
             (vec![], None, false),
             (vec![], Some("wrong"), false),
