@@ -7,7 +7,8 @@
 //
 //   {"issuer":"http://127.0.0.1:PORT","admin":"http://127.0.0.1:PORT2","audience":"https://airlock.test",
 //    "clients":{"RS256":{"client_id":..,"client_secret":..,"groups":[..]},"ES256":{..},"EdDSA":{..}},
-//    "device_client":"airlock-cli","kids":["..",".."]}
+//    "device_client":"airlock-cli","kids":["..",".."],
+//    "web_client":"airlock-web","users":{"alice":[..],"bob":[..]}}
 //
 // Everything else (oidc-provider notices included) goes to stderr.
 //
@@ -16,6 +17,11 @@
 //     decides the signing algorithm: airlock-rs256 -> RS256, airlock-es256 -> ES256,
 //     airlock-eddsa -> EdDSA. Claims: iss, sub (= client_id), aud, client_id, azp, groups, iat, exp, jti.
 //   * device authorization grant (RFC 8628) for the public client `airlock-cli`.
+//   * authorization code with PKCE (S256) for the public client `airlock-web` (Airlock's web
+//     UI). It is a native-type client, so any loopback port matches its redirect URI
+//     http://127.0.0.1/auth/callback (RFC 8252 §7.3). A browser logs in through oidc-provider's
+//     dev interactions: a form where any login and any password work (the login becomes `sub`);
+//     consent is granted without asking. The ID token carries `groups` from WEB_GROUPS.
 //
 // Admin endpoints (the admin port), for tests only:
 //   POST /rotate[?keep=1]          new key set (one key per alg); keep=1 keeps the old keys
@@ -30,7 +36,7 @@
 
 import { createServer } from 'node:http';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import Provider from 'oidc-provider';
+import Provider, { interactionPolicy } from 'oidc-provider';
 
 // oidc-provider prints development notices with console.info; keep stdout for the ready line.
 console.info = console.error;
@@ -45,6 +51,10 @@ const CLIENTS = {
 const DEVICE_CLIENT = 'airlock-cli';
 // Groups of the users that can approve device codes (any other sub gets no groups).
 const USER_GROUPS = { alice: ['airlock:humans', 'team-a'], bob: ['airlock:humans'] };
+
+// Groups in the web client's ID tokens: alice is also an approver; anyone else has none.
+const WEB_CLIENT = 'airlock-web';
+const WEB_GROUPS = { alice: [...USER_GROUPS.alice, 'approvers'], bob: [...USER_GROUPS.bob] };
 
 const algOf = Object.fromEntries(Object.entries(CLIENTS).map(([alg, c]) => [c.client_id, alg]));
 
@@ -62,8 +72,17 @@ function newKeys() {
   ];
 }
 
+// oidc-provider asks native clients for consent on every login; the web client is first
+// party (see loadExistingGrant), so that check goes.
+function interactionsPolicy() {
+  const policy = interactionPolicy.base();
+  policy.get('consent').checks.remove('native_client_prompt');
+  return policy;
+}
+
 function newProvider(issuer, keys) {
   const provider = new Provider(issuer, {
+    interactions: { policy: interactionsPolicy() },
     clients: [
       ...Object.values(CLIENTS).map((c) => ({
         client_id: c.client_id,
@@ -80,11 +99,20 @@ function newProvider(issuer, keys) {
         response_types: [],
         token_endpoint_auth_method: 'none',
       },
+      {
+        client_id: WEB_CLIENT,
+        application_type: 'native',
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        redirect_uris: ['http://127.0.0.1/auth/callback', 'http://localhost/auth/callback'],
+        token_endpoint_auth_method: 'none',
+      },
     ],
     jwks: { keys },
     enabledJWA: { authorizationSigningAlgValues: ['RS256', 'ES256', 'EdDSA'] },
     features: {
-      devInteractions: { enabled: false },
+      // The login form for the web client's browser login (any login, any password).
+      devInteractions: { enabled: true },
       clientCredentials: { enabled: true },
       deviceFlow: { enabled: true },
       resourceIndicators: {
@@ -103,7 +131,27 @@ function newProvider(issuer, keys) {
         },
       },
     },
-    findAccount: (ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
+    // `groups` as a scope whose claim goes into the ID token itself (not only /userinfo).
+    claims: { openid: ['sub'], groups: ['groups'] },
+    conformIdTokenClaims: false,
+    findAccount: (ctx, sub) => ({
+      accountId: sub,
+      claims: () => ({ sub, groups: WEB_GROUPS[sub] ?? [] }),
+    }),
+    // The web client is first party: consent is implied, so a login needs no second page.
+    loadExistingGrant: async (ctx) => {
+      const grantId = ctx.oidc.result?.consent?.grantId
+        || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+      if (grantId) return ctx.oidc.provider.Grant.find(grantId);
+      if (ctx.oidc.client.clientId !== WEB_CLIENT || !ctx.oidc.session.accountId) return undefined;
+      const grant = new ctx.oidc.provider.Grant({
+        clientId: WEB_CLIENT,
+        accountId: ctx.oidc.session.accountId,
+      });
+      grant.addOIDCScope('openid groups');
+      await grant.save();
+      return grant;
+    },
     extraTokenClaims: (ctx, token) => {
       const clientId = token.clientId;
       const alg = algOf[clientId];
@@ -181,6 +229,8 @@ process.stdout.write(`${JSON.stringify({
   audience: AUDIENCE,
   clients: CLIENTS,
   device_client: DEVICE_CLIENT,
+  web_client: WEB_CLIENT,
+  users: WEB_GROUPS,
   kids: keys.map((k) => k.kid),
 })}\n`);
 

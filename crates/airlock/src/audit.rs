@@ -10,10 +10,12 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use base64::Engine as _;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
-use store::{AuditRecord, Filter, RecordKind, Store, Timestamp};
+use store::{
+    sessions::{self, Recording},
+    AuditRecord, Filter, RecordKind, Store, Timestamp,
+};
 
 /// Where the audit store is: `--store URL`, or the embedded database in `--state-dir`.
 #[derive(Args, Clone, Debug)]
@@ -438,74 +440,8 @@ fn micro_rfc3339(t: Timestamp) -> String {
     }
 }
 
-/// One agent session, as `sessions list` shows it.
-struct Session {
-    id: String,
-    user: String,
-    start: Timestamp,
-    end: Timestamp,
-    requests: Vec<AuditRecord>,
-}
-
-/// Groups request records (oldest first) into agent sessions: by `sid` / `X-Airlock-Session`
-/// when present, otherwise by user with a new session after `gap` of silence. Identity-only
-/// sessions are named `USER@START` (the first request's receive time, RFC 3339).
-fn sessions(mut requests: Vec<AuditRecord>, gap: Duration) -> Vec<Session> {
-    requests.sort_by_key(|r| r.received_at);
-    let mut out: Vec<Session> = Vec::new();
-    let mut by_sid: HashMap<String, usize> = HashMap::new();
-    let mut by_user: HashMap<String, usize> = HashMap::new();
-    let gap_us = gap.as_micros() as i64;
-    for r in requests {
-        let t = r.received_at;
-        let idx = match &r.identity.session_id {
-            Some(sid) => *by_sid.entry(sid.clone()).or_insert_with(|| {
-                out.push(Session {
-                    id: sid.clone(),
-                    user: r.identity.user.clone(),
-                    start: t,
-                    end: t,
-                    requests: Vec::new(),
-                });
-                out.len() - 1
-            }),
-            None => {
-                let user = r.identity.user.clone();
-                match by_user.get(&user) {
-                    Some(&i) if micros(t) - micros(out[i].end) <= gap_us => i,
-                    _ => {
-                        out.push(Session {
-                            id: format!("{user}@{}", t.to_rfc3339()),
-                            user: user.clone(),
-                            start: t,
-                            end: t,
-                            requests: Vec::new(),
-                        });
-                        by_user.insert(user, out.len() - 1);
-                        out.len() - 1
-                    }
-                }
-            }
-        };
-        let s = &mut out[idx];
-        s.end = s.end.max(t);
-        s.requests.push(r);
-    }
-    out
-}
-
-fn micros(t: Timestamp) -> i64 {
-    t.unix_nanos() / 1000
-}
-
-async fn requests(store: &Store, mut filter: Filter) -> anyhow::Result<Vec<AuditRecord>> {
-    filter.kind = Some(RecordKind::Request);
-    let mut export = store.export(filter);
-    let mut out = Vec::new();
-    while let Some(r) = export.next().await? {
-        out.push(r);
-    }
-    Ok(out)
+async fn requests(store: &Store, filter: Filter) -> anyhow::Result<Vec<AuditRecord>> {
+    Ok(store::sessions::requests(store, filter).await?)
 }
 
 pub async fn sessions_cmd(args: SessionsArgs) -> anyhow::Result<ExitCode> {
@@ -513,30 +449,20 @@ pub async fn sessions_cmd(args: SessionsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         SessionsCommand::List { filter, gap } => {
             let gap = parse_duration(&gap)?;
-            let all = sessions(requests(&store, filter.filter()?).await?, gap);
+            let all = sessions::group(requests(&store, filter.filter()?).await?, gap);
             println!(
                 "{:<48} {:<20} {:<25} {:>8} {:>6} {:>8}  FIRST COMMAND",
                 "SESSION", "USER", "START", "REQUESTS", "DENIED", "STREAMS"
             );
             for s in all.iter().rev() {
-                let denied = s
-                    .requests
-                    .iter()
-                    .filter(|r| {
-                        r.decision
-                            .as_ref()
-                            .is_some_and(|d| d.action != "allow" && d.action != "approve")
-                    })
-                    .count();
-                let streams = s.requests.iter().filter(|r| is_stream(r)).count();
                 println!(
                     "{:<48} {:<20} {:<25} {:>8} {:>6} {:>8}  {}",
                     s.id,
                     s.user,
                     s.start.to_rfc3339(),
                     s.requests.len(),
-                    denied,
-                    streams,
+                    s.denied(),
+                    s.streams(),
                     s.requests
                         .first()
                         .and_then(|r| r.command.clone())
@@ -548,52 +474,18 @@ pub async fn sessions_cmd(args: SessionsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn is_stream(r: &AuditRecord) -> bool {
-    matches!(
-        r.subresource.as_deref(),
-        Some("exec" | "attach" | "portforward")
-    )
-}
-
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let store = args.store.open().await?;
     let gap = parse_duration(&args.gap)?;
-    // A request id names one request (a stream session); otherwise look for the session
-    // (kubectl's Kubectl-Session ids are UUIDs too).
-    let mut chosen: Vec<AuditRecord> = match uuid::Uuid::parse_str(&args.session) {
-        Ok(id) => store
-            .get(id)
-            .await?
-            .into_iter()
-            .filter(|r| r.kind == RecordKind::Request)
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    if chosen.is_empty() {
-        chosen = requests(
-            &store,
-            Filter {
-                session: Some(args.session.clone()),
-                ..Filter::default()
-            },
-        )
-        .await?;
-    }
-    if chosen.is_empty() {
-        chosen = sessions(requests(&store, Filter::default()).await?, gap)
-            .into_iter()
-            .find(|s| s.id == args.session)
-            .map(|s| s.requests)
-            .unwrap_or_default();
-    }
+    // A request id names one request (a stream session); otherwise the session (kubectl's
+    // Kubectl-Session ids are UUIDs too).
+    let chosen = sessions::find(&store, &args.session, gap).await?;
     if chosen.is_empty() {
         bail!(
             "no session or request {:?} in the audit log (see `airlock sessions list`)",
             args.session
         );
     }
-    chosen.sort_by_key(|r| r.received_at);
-
     let mut recordings = Vec::new();
     if args.export.is_none() {
         println!(
@@ -662,139 +554,39 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 r.id,
                 r.command.as_deref().unwrap_or("")
             );
-            rec.play(args.speed).await?;
+            play(rec, args.speed).await?;
             println!("--- end of recording ---");
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// One exec/attach stream, rebuilt from its stream-event records.
-pub struct Recording {
-    /// (microseconds since the stream opened, kind, bytes)
-    pub events: Vec<(u64, String, Vec<u8>)>,
-    pub width: u32,
-    pub height: u32,
+/// Plays an exec recording's output on stdout, with its timing divided by `speed`.
+async fn play(rec: &Recording, speed: f64) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let mut last = 0u64;
+    for (t, kind, data) in &rec.events {
+        if !matches!(kind.as_str(), "stdout" | "stderr") {
+            continue;
+        }
+        if speed > 0.0 && *t > last {
+            let wait = Duration::from_micros(((*t - last) as f64 / speed) as u64);
+            std::thread::sleep(wait.min(Duration::from_secs(5)));
+        }
+        last = *t;
+        stdout.write_all(data)?;
+        stdout.flush()?;
+    }
+    Ok(())
 }
-
-impl Recording {
-    /// Stream-event records carry `extra.events`: `[{event, t_us, data (base64), ...}]`, with
-    /// `event` one of `open`, `stdin`, `stdout`, `stderr`, `resize`, `exit`, `close`,
-    /// `portforward_*` (see the gateway's `audit::event_json`).
-    pub fn from_records(records: &[&AuditRecord]) -> Recording {
-        let mut sorted: Vec<&&AuditRecord> = records.iter().collect();
-        sorted.sort_by_key(|r| (r.replica_id.clone(), r.seq));
-        let all: Vec<&Value> = sorted
-            .iter()
-            .filter_map(|r| r.extra.get("events").and_then(Value::as_array))
-            .flatten()
-            .collect();
-        let mut events = Vec::new();
-        let (mut width, mut height) = (80, 24);
-        let mut sized = false;
-        for e in all {
-            let kind = e
-                .get("event")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            let t = e.get("t_us").and_then(Value::as_u64).unwrap_or(0);
-            if kind == "resize" {
-                let w = e.get("width").and_then(Value::as_u64).unwrap_or(80) as u32;
-                let h = e.get("height").and_then(Value::as_u64).unwrap_or(24) as u32;
-                if !sized {
-                    (width, height, sized) = (w, h, true);
-                }
-                events.push((t, kind, format!("{w}x{h}").into_bytes()));
-                continue;
-            }
-            let data = e
-                .get("data")
-                .and_then(Value::as_str)
-                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
-                .unwrap_or_default();
-            events.push((t, kind, data));
-        }
-        // Events of one direction are in order; merge the directions by time.
-        events.sort_by_key(|(t, _, _)| *t);
-        Recording {
-            events,
-            width,
-            height,
-        }
-    }
-
-    /// asciicast v2: a header line, then `[seconds, "o"|"i"|"r", text]` lines.
-    pub fn to_asciicast(&self, request: &AuditRecord) -> String {
-        let header = json!({
-            "version": 2,
-            "width": self.width,
-            "height": self.height,
-            "timestamp": request.received_at.unix_nanos() / 1_000_000_000,
-            "title": request.command.clone().unwrap_or_default(),
-        });
-        let mut out = header.to_string();
-        out.push('\n');
-        for (t, kind, data) in &self.events {
-            let code = match kind.as_str() {
-                "stdout" | "stderr" => "o",
-                "stdin" => "i",
-                "resize" => "r",
-                _ => continue,
-            };
-            let line = json!([*t as f64 / 1e6, code, String::from_utf8_lossy(data)]);
-            out.push_str(&line.to_string());
-            out.push('\n');
-        }
-        out
-    }
-
-    async fn play(&self, speed: f64) -> anyhow::Result<()> {
-        let mut stdout = std::io::stdout().lock();
-        let mut last = 0u64;
-        for (t, kind, data) in &self.events {
-            if !matches!(kind.as_str(), "stdout" | "stderr") {
-                continue;
-            }
-            if speed > 0.0 && *t > last {
-                let wait = Duration::from_micros(((*t - last) as f64 / speed) as u64);
-                std::thread::sleep(wait.min(Duration::from_secs(5)));
-            }
-            last = *t;
-            stdout.write_all(data)?;
-            stdout.flush()?;
-        }
-        Ok(())
-    }
-}
-
 /// `30m`, `2h`, `45s`, `1d`.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("{s:?} is not a duration like 30m"))?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => bail!("{s:?} is not a duration like 30s, 30m, 2h or 1d"),
-    };
-    Ok(Duration::from_secs(secs))
+    sessions::parse_duration(s).map_err(anyhow::Error::msg)
 }
 
 /// RFC 3339, or a duration before now.
 fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
-    if let Ok(t) = Timestamp::parse_rfc3339(s) {
-        return Ok(t);
-    }
-    let ago = parse_duration(s)?;
-    let then = std::time::SystemTime::now()
-        .checked_sub(ago)
-        .context("duration too long")?;
-    Ok(Timestamp::from_system_time(then))
+    sessions::parse_time(s).map_err(anyhow::Error::msg)
 }
 
 #[cfg(test)]
@@ -804,42 +596,6 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
-        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
-        assert!(parse_duration("x").is_err());
         assert!(parse_duration("3w").is_err());
-    }
-
-    #[test]
-    fn sessions_group_by_sid_then_by_gap() {
-        let at = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
-        let rec = |user: &str, sid: Option<&str>, t: &str| {
-            let mut r = AuditRecord::new(uuid::Uuid::new_v4(), RecordKind::Request, at(t));
-            r.identity.user = user.into();
-            r.identity.session_id = sid.map(Into::into);
-            r
-        };
-        let all = sessions(
-            vec![
-                rec("a", None, "2026-01-01T10:00:00Z"),
-                rec("a", None, "2026-01-01T10:10:00Z"),
-                rec("a", None, "2026-01-01T11:00:00Z"),
-                rec("b", Some("s1"), "2026-01-01T10:00:00Z"),
-                rec("b", Some("s1"), "2026-01-01T15:00:00Z"),
-            ],
-            Duration::from_secs(1800),
-        );
-        let shape: Vec<(String, usize)> = all
-            .iter()
-            .map(|s| (s.id.clone(), s.requests.len()))
-            .collect();
-        assert_eq!(
-            shape,
-            vec![
-                ("a@2026-01-01T10:00:00.000000000Z".to_owned(), 2),
-                ("s1".to_owned(), 2),
-                ("a@2026-01-01T11:00:00.000000000Z".to_owned(), 1),
-            ]
-        );
     }
 }

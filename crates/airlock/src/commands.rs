@@ -50,6 +50,19 @@ pub struct DemoArgs {
     /// Also make approver2.token .. approver{N+1}.token (group approvers), for quorum tests.
     #[arg(long, default_value_t = 0, hide = true)]
     extra_approvers: u32,
+    /// Turn on the web UI (docs/web.md) with browser login at this OpenID Provider; an
+    /// `http://` issuer must be on loopback.
+    #[arg(long)]
+    web_issuer: Option<String>,
+    /// The web UI's OAuth client (public, authorization code with PKCE).
+    #[arg(long, default_value = "airlock-web", requires = "web_issuer")]
+    web_client_id: String,
+    /// Groups whose members may sign in to the web UI and see sessions (repeatable).
+    #[arg(long = "web-viewer-group", requires = "web_issuer")]
+    web_viewer_groups: Vec<String>,
+    /// Groups whose members may sign in and approve (repeatable). Default: approvers.
+    #[arg(long = "web-approver-group", requires = "web_issuer")]
+    web_approver_groups: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -213,7 +226,21 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         "audit": {"replica_id": "demo", "store": args.audit_store},
         "authn": {"static_tokens": static_tokens},
     });
-    let raw: gateway::RawConfig = serde_json::from_value(yaml)?;
+    let mut raw: gateway::RawConfig = serde_json::from_value(yaml)?;
+    if let Some(issuer) = &args.web_issuer {
+        let approvers = if args.web_approver_groups.is_empty() {
+            vec!["approvers".to_owned()]
+        } else {
+            args.web_approver_groups.clone()
+        };
+        raw.web = Some(serde_json::from_value(serde_json::json!({
+            "issuer": issuer,
+            "client_id": args.web_client_id,
+            "viewer_groups": args.web_viewer_groups,
+            "approver_groups": approvers,
+            "allow_insecure_http": true,
+        }))?);
+    }
     let cfg = gateway::Config::from_raw(raw, dir)?;
     let running = gateway::start(&cfg).await.map_err(|e| {
         anyhow::anyhow!("{e} (is another `airlock demo` running? try --listen 127.0.0.1:0)")
@@ -253,7 +280,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "Airlock demo\n\
          \n  gateway           {server}  (the agent's only path to the cluster)\
-         \n  metrics           {metrics_url}/metrics\
+         \n  admin listener    {metrics_url}  (metrics at /metrics{web})\
          \n  simulated cluster {}  (seeded: namespaces shop, payments; pods, secrets, configmaps)\
          \n\nUse it as the agent (identity agent@demo, group ai-agents):\
          \n  export KUBECONFIG={d}/agent.kubeconfig\
@@ -271,7 +298,12 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
          \n  airlock approvals list --server $(cat {d}/admin.url) --token-file {d}/approver.token\
          \n  airlock approvals approve ID --server $(cat {d}/admin.url) --token-file {d}/approver.token\
          \n\nairlock demo ready",
-        sim.server_url()
+        sim.server_url(),
+        web = if args.web_issuer.is_some() {
+            "; web UI: /sessions"
+        } else {
+            ""
+        },
     );
     wait_for_signal().await;
     running.shutdown().await;

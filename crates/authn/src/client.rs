@@ -277,6 +277,38 @@ impl OidcClient {
         }
     }
 
+    /// The issuer's `authorization_endpoint`, from discovery: where a browser is sent for the
+    /// authorization code grant.
+    pub async fn authorization_endpoint(&self) -> Result<String, ClientError> {
+        let doc = discover(&self.http, &self.issuer).await?;
+        self.endpoint(doc.authorization_endpoint, "authorization_endpoint")
+    }
+
+    /// Authorization code grant (RFC 6749 §4.1.3) with the PKCE `code_verifier` (RFC 7636
+    /// §4.5). `redirect_uri` must be the one the authorization request carried.
+    pub async fn authorization_code(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: &str,
+    ) -> Result<TokenResponse, ClientError> {
+        let doc = discover(&self.http, &self.issuer).await?;
+        let url = self.endpoint(doc.token_endpoint, "token_endpoint")?;
+        let form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", code_verifier),
+        ];
+        let methods = doc.token_endpoint_auth_methods_supported.as_deref();
+        self.token_request(&url, form, methods)
+            .await?
+            .map_err(|e| ClientError::OAuth {
+                error: e.error,
+                description: e.error_description,
+            })
+    }
+
     /// Client credentials grant (RFC 6749 §4.4).
     pub async fn client_credentials(
         &self,

@@ -39,6 +39,8 @@ pub(crate) struct Discovery {
     #[serde(default)]
     pub jwks_uri: Option<String>,
     #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    #[serde(default)]
     pub token_endpoint: Option<String>,
     #[serde(default)]
     pub device_authorization_endpoint: Option<String>,

@@ -64,6 +64,10 @@ pub struct RawConfig {
     /// Approval notifications (`docs/approvals.md`).
     #[serde(default)]
     pub approvals: RawApprovals,
+    /// The web UI on the admin listener, with OpenID Connect login (`docs/web.md`). Off when
+    /// absent.
+    #[serde(default)]
+    pub web: Option<RawWeb>,
 }
 
 /// Approvals: where new approval requests are announced.
@@ -122,6 +126,85 @@ fn webhook_url_ok(u: &str) -> bool {
         || ["http://127.0.0.1", "http://localhost", "http://[::1]"]
             .iter()
             .any(|p| u.starts_with(p))
+}
+
+/// The web UI: browser login with the authorization code flow and PKCE, then the sessions
+/// pages (`docs/web.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    /// The OpenID Provider, exactly as its ID tokens' `iss` (discovery is fetched from
+    /// `ISSUER/.well-known/openid-configuration`). `https://`, or `http://` to a loopback
+    /// address when `allow_insecure_http` is set.
+    pub issuer: String,
+    /// The OAuth client registered for Airlock's web UI; ID tokens must carry it in `aud`.
+    pub client_id: String,
+    /// File holding the client secret, for a confidential client. Without it the client is
+    /// public (PKCE alone protects the code).
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The admin listener's URL as browsers reach it, e.g. `https://airlock-admin.example`;
+    /// the redirect URI is `BASE_URL/auth/callback`. Default `http://ADMIN_ADDRESS` (the
+    /// bound address, so port 0 works). `https://` makes the cookies `Secure`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Members of any of these groups may sign in and see sessions.
+    #[serde(default)]
+    pub viewer_groups: Vec<String>,
+    /// Members of any of these groups may sign in, see sessions and (once the approvals page
+    /// exists) approve or deny held requests.
+    #[serde(default)]
+    pub approver_groups: Vec<String>,
+    /// Scopes to request. Default `[openid, groups]`; `openid` is always sent.
+    #[serde(default = "default_web_scopes")]
+    pub scopes: Vec<String>,
+    /// ID-token claim naming the user. Default `sub`; `email` or `preferred_username` read
+    /// better where the IdP sets them.
+    #[serde(default = "default_web_username_claim")]
+    pub username_claim: String,
+    /// ID-token claim holding the groups. Default `groups`.
+    #[serde(default = "default_web_groups_claim")]
+    pub groups_claim: String,
+    /// How long a browser session lasts after login, seconds. Default 28800 (8 hours).
+    #[serde(default = "default_web_session_ttl")]
+    pub session_ttl_seconds: u64,
+    /// Extra PEM CA bundle for the issuer's TLS.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Allow an `http://` issuer on a loopback address (tests and demos). Default false.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+}
+
+fn default_web_scopes() -> Vec<String> {
+    vec!["openid".to_owned(), "groups".to_owned()]
+}
+fn default_web_username_claim() -> String {
+    "sub".to_owned()
+}
+fn default_web_groups_claim() -> String {
+    "groups".to_owned()
+}
+fn default_web_session_ttl() -> u64 {
+    8 * 3600
+}
+
+/// Validated web UI settings (see [`RawWeb`]).
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_file: Option<PathBuf>,
+    /// Without a trailing slash; `None`: derived from the bound admin address.
+    pub base_url: Option<String>,
+    pub viewer_groups: Vec<String>,
+    pub approver_groups: Vec<String>,
+    pub scopes: Vec<String>,
+    pub username_claim: String,
+    pub groups_claim: String,
+    pub session_ttl: Duration,
+    pub ca_file: Option<PathBuf>,
+    pub allow_insecure_http: bool,
 }
 
 /// The audit log: where it is kept and how much of each body it keeps.
@@ -353,6 +436,7 @@ pub struct Config {
     pub log_level: Option<String>,
     pub audit: AuditSettings,
     pub approvals: ApprovalSettings,
+    pub web: Option<WebSettings>,
 }
 
 /// Where a cluster's address and credential come from.
@@ -663,6 +747,9 @@ impl Config {
                 .map(|l| l.trim_end_matches('/').to_owned()),
             notify,
         };
+        let web = raw
+            .web
+            .map(|w| validate_web(w, audit.enabled, &resolve, &mut issue));
 
         if !issues.is_empty() {
             return Err(ConfigError::Invalid(issues));
@@ -694,7 +781,81 @@ impl Config {
             log_level: raw.log.level,
             audit,
             approvals,
+            web,
         })
+    }
+}
+
+fn validate_web(
+    w: RawWeb,
+    audit_enabled: bool,
+    resolve: &impl Fn(&Path) -> PathBuf,
+    issue: &mut impl FnMut(&str, String),
+) -> WebSettings {
+    let mut oidc = authn::OidcIssuerConfig::new(w.issuer.clone(), vec![w.client_id.clone()]);
+    oidc.allow_insecure_http = w.allow_insecure_http;
+    oidc.ca_file = w.ca_file.as_deref().map(resolve);
+    if let Err(e) = authn::Authenticator::new(&authn::AuthnConfig {
+        oidc: vec![oidc],
+        static_tokens: vec![],
+    }) {
+        issue("web.issuer", e.to_string());
+    }
+    if w.client_id.trim().is_empty() {
+        issue("web.client_id", "must not be empty".into());
+    }
+    let client_secret_file = w.client_secret_file.as_deref().map(resolve);
+    if let Some(p) = &client_secret_file {
+        if !p.is_file() {
+            issue(
+                "web.client_secret_file",
+                format!("{} does not exist", p.display()),
+            );
+        }
+    }
+    let base_url = w.base_url.map(|b| b.trim_end_matches('/').to_owned());
+    if let Some(b) = &base_url {
+        match url::Url::parse(b) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.path() == "/" => {}
+            _ => issue(
+                "web.base_url",
+                "must be an http:// or https:// URL with no path, like https://airlock-admin.example"
+                    .into(),
+            ),
+        }
+    }
+    if w.viewer_groups.is_empty() && w.approver_groups.is_empty() {
+        issue(
+            "web.viewer_groups",
+            "set viewer_groups or approver_groups: otherwise nobody may sign in".into(),
+        );
+    }
+    if !audit_enabled {
+        issue(
+            "web",
+            "the web UI shows the audit log, which is turned off (audit.enabled: false)".into(),
+        );
+    }
+    if w.session_ttl_seconds < 60 {
+        issue("web.session_ttl_seconds", "must be at least 60".into());
+    }
+    let mut scopes = w.scopes;
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".to_owned());
+    }
+    WebSettings {
+        issuer: w.issuer,
+        client_id: w.client_id,
+        client_secret_file,
+        base_url,
+        viewer_groups: w.viewer_groups,
+        approver_groups: w.approver_groups,
+        scopes,
+        username_claim: w.username_claim,
+        groups_claim: w.groups_claim,
+        session_ttl: Duration::from_secs(w.session_ttl_seconds),
+        ca_file: w.ca_file.as_deref().map(resolve),
+        allow_insecure_http: w.allow_insecure_http,
     }
 }
 
@@ -759,6 +920,10 @@ mod tests {
             (
                 "clusters: [{name: a, in_cluster: true}]\nlog: {format: xml}\nauthn: {static_tokens: [{sha256: '2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881', user: a}]}",
                 &["log.format"],
+            ),
+            (
+                "clusters: [{name: a, in_cluster: true}]\nweb: {issuer: 'ftp://x', client_id: '', base_url: 'http://h/p', session_ttl_seconds: 5}\nauthn: {static_tokens: [{sha256: '2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881', user: a}]}",
+                &["web.issuer", "web.client_id", "web.base_url", "web.viewer_groups", "web.session_ttl_seconds"],
             ),
         ];
         for (yaml, want) in cases {

@@ -1,4 +1,5 @@
-//! The gateway: listener, TLS, the request pipeline, upstream clients and the admin listener.
+//! The gateway: listener, TLS, the request pipeline, upstream clients, the admin listener and
+//! its web UI.
 //!
 //! A request's path: `server` accepts it, `proxy::Gateway::handle` runs the pipeline stages in
 //! order, `upstream` sends it to the cluster, and `error` turns any failure into a Kubernetes
@@ -21,6 +22,7 @@ pub mod server;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;
+pub mod web;
 
 pub use config::{Config, ConfigError, RawConfig};
 pub use error::GatewayError;

@@ -91,6 +91,7 @@ struct Received<'a> {
 }
 
 impl Gateway {
+    #[allow(clippy::too_many_arguments)] // one call site, in server::start
     pub fn new(
         clusters: Vec<Arc<Upstream>>,
         default_cluster: String,

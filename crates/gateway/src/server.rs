@@ -1,5 +1,6 @@
 //! The listeners: the agent-facing HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN) and the admin
-//! listener (metrics and health). The approvals API shares the agent listener (`approvals.rs`).
+//! listener (metrics, health and, when `web` is configured, the web UI in `crate::web`). The
+//! approvals API shares the agent listener (`approvals.rs`).
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -38,6 +39,8 @@ pub enum StartError {
     Audit(String),
     #[error("approvals: {0}")]
     Approvals(String),
+    #[error("web UI: {0}")]
+    Web(String),
     #[error("certificate: {0}")]
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -227,7 +230,19 @@ pub async fn start_with_recorder(
             .map_err(StartError::Audit)?,
         );
     }
-    let admin_task = tokio::spawn(serve_admin(admin, metrics, rx));
+    let web = match (&cfg.web, &audit) {
+        (Some(settings), Some(audit)) => Some(Arc::new(
+            crate::web::Web::new(settings, admin_addr, audit.store().clone())
+                .map_err(StartError::Web)?,
+        )),
+        (Some(_), None) => {
+            return Err(StartError::Web(
+                "the web UI needs the audit log (audit.enabled)".into(),
+            ))
+        }
+        (None, _) => None,
+    };
+    let admin_task = tokio::spawn(serve_admin(admin, metrics, web, rx));
     info!(%addr, %admin_addr, "airlock is serving");
     Ok(Running {
         addr,
@@ -322,6 +337,7 @@ async fn drain(graceful: GracefulShutdown) {
 async fn serve_admin(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    web: Option<Arc<crate::web::Web>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
@@ -335,12 +351,23 @@ async fn serve_admin(
             _ = shutdown.changed() => break,
         };
         let metrics = metrics.clone();
+        let web = web.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(admin(req, &metrics)) }
+                let web = web.clone();
+                async move {
+                    // The web UI owns its paths (pages, /auth/, /static/) when configured.
+                    let resp = match web {
+                        Some(web) if crate::web::Web::owns(req.uri().path()) => {
+                            web.handle(req).await
+                        }
+                        _ => admin(req, &metrics),
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let conn = builder.serve_connection(TokioIo::new(tcp), svc);
             let _ = watcher.watch(conn.into_owned()).await;

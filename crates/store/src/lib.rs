@@ -33,7 +33,8 @@
 //!
 //! - [`record`]: the record model; [`chain`]: canonical encoding, hashes, checkpoints;
 //! - [`Appender`] (`writer`): group commit; [`verify()`]: offline verification;
-//! - [`keys`]: signing-key files; `sqlite`/`postgres`: the backends.
+//! - [`keys`]: signing-key files; `sqlite`/`postgres`: the backends;
+//! - [`sessions`]: agent sessions and exec recordings, as `airlock replay` and the web UI show them.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -43,6 +44,7 @@ mod error;
 pub mod keys;
 mod postgres;
 pub mod record;
+pub mod sessions;
 mod sql;
 mod sqlite;
 mod time;
