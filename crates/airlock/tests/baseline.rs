@@ -1,0 +1,181 @@
+//! Every rule of the `ai-agent-baseline` preset, hit by a real kubectl command through the
+//! demo (1 s approval hold), and nothing refused reaches the cluster.
+
+mod common;
+
+use common::{stderr, Demo};
+
+const POD: &str = "web-6b7f9c5d4-x2k9p";
+
+#[test]
+fn every_baseline_rule_is_hit_by_real_kubectl() {
+    let demo = Demo::start();
+    let dir = demo.dir.clone();
+    let manifest = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let host_path = manifest(
+        "hostpath.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: hp, namespace: shop}\nspec:\n  selector: {matchLabels: {app: hp}}\n  template:\n    metadata: {labels: {app: hp}}\n    spec:\n      containers: [{name: app, image: busybox}]\n      volumes: [{name: root, hostPath: {path: /}}]\n",
+    );
+    let daemonset = manifest(
+        "hostpid.yaml",
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: hpid, namespace: shop}\nspec:\n  selector: {matchLabels: {app: hpid}}\n  template:\n    metadata: {labels: {app: hpid}}\n    spec:\n      hostPID: true\n      containers: [{name: app, image: busybox}]\n",
+    );
+    let pod_proxy = format!("/api/v1/namespaces/shop/pods/{POD}:8080/proxy/");
+    let old_proxy = format!("/api/v1/proxy/namespaces/shop/pods/{POD}/");
+    // kubectl 1.30 sends JSON bodies, which the conditions read (1.32+ sends protobuf for
+    // `create`, refused for these resources; see docs/policy.md).
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["get", "--raw", "/api/v1/nodes/node-1/proxy/metrics"],
+            "deny-node-proxy",
+        ),
+        (vec!["get", "--raw", &pod_proxy], "deny-pod-proxy"),
+        (
+            vec![
+                "get",
+                "--raw",
+                "/api/v1/namespaces/shop/services/web:80/proxy/",
+            ],
+            "deny-service-proxy",
+        ),
+        (vec!["get", "--raw", &old_proxy], "deny-proxy-verb"),
+        (
+            vec![
+                "create",
+                "clusterrole",
+                "esc",
+                "--verb=escalate",
+                "--resource=clusterroles",
+            ],
+            "deny-rbac-escalation-grants",
+        ),
+        (
+            vec!["create", "token", "default", "-n", "shop"],
+            "deny-token-request",
+        ),
+        (
+            vec!["delete", "namespace", "payments"],
+            "approve-namespace-delete",
+        ),
+        (
+            vec!["delete", "--raw", "/api/v1/namespaces/shop/configmaps"],
+            "approve-deletecollection",
+        ),
+        (
+            vec![
+                "create",
+                "clusterrolebinding",
+                "root",
+                "--clusterrole=cluster-admin",
+                "--user=agent@demo",
+            ],
+            "approve-cluster-admin-binding",
+        ),
+        (
+            vec![
+                "create",
+                "role",
+                "reader",
+                "--verb=get",
+                "--resource=pods",
+                "-n",
+                "shop",
+            ],
+            "approve-rbac-writes",
+        ),
+        (
+            vec![
+                "create",
+                "secret",
+                "generic",
+                "s",
+                "--from-literal=a=b",
+                "-n",
+                "shop",
+            ],
+            "approve-secret-writes",
+        ),
+        (
+            vec!["exec", "-n", "payments", "payments-worker-0", "--", "env"],
+            "approve-exec-protected-namespaces",
+        ),
+        (
+            vec![
+                "port-forward",
+                "-n",
+                "payments",
+                "pod/payments-worker-0",
+                "18089:8080",
+            ],
+            "approve-exec-protected-namespaces",
+        ),
+        (
+            vec![
+                "debug",
+                "-n",
+                "shop",
+                POD,
+                "--image=busybox",
+                "--profile=sysadmin",
+                "--",
+                "true",
+            ],
+            "approve-privileged-pods",
+        ),
+        (
+            vec![
+                "run",
+                "hostnet",
+                "-n",
+                "shop",
+                "--image=busybox",
+                "--overrides={\"spec\":{\"hostNetwork\":true}}",
+            ],
+            "approve-host-namespaces",
+        ),
+        (vec!["apply", "-f", &daemonset], "approve-host-namespaces"),
+        (vec!["apply", "-f", &host_path], "approve-host-path"),
+        (
+            vec!["scale", "deploy/web", "-n", "shop", "--replicas=0"],
+            "approve-scale-to-zero",
+        ),
+    ];
+    demo.clear_received();
+    for (args, rule) in &cases {
+        let out = demo.kubectl("1.30", args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?} was not refused");
+        assert!(err.contains(rule), "{args:?}: expected {rule}: {err}");
+    }
+    // Impersonation (`--as`) never reaches the policy: the gateway refuses it first.
+    let out = demo.kubectl("1.30", &["get", "pods", "-n", "shop", "--as=someone"]);
+    assert!(
+        stderr(&out).contains("impersonation is not allowed"),
+        "{}",
+        stderr(&out)
+    );
+
+    let writes: Vec<_> = demo
+        .received()
+        .into_iter()
+        .filter(|r| r["method"] != "GET")
+        .filter(|r| !r["query"].as_str().unwrap_or("").contains("dryRun=All"))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "refused calls reached the cluster: {writes:#?}"
+    );
+    let proxied: Vec<_> = demo
+        .received()
+        .into_iter()
+        .filter(|r| r["path"].as_str().unwrap_or("").contains("proxy"))
+        .collect();
+    assert!(
+        proxied.is_empty(),
+        "a proxy call reached the cluster: {proxied:#?}"
+    );
+}
