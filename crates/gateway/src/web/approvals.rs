@@ -449,4 +449,120 @@ mod tests {
         assert!(!viewer.contains("<form") && !viewer.contains("<button"));
         assert!(viewer.contains("only members of the approver groups"));
     }
+
+    async fn web_with(
+        approvals: std::sync::Arc<approvals::Approvals>,
+        dir: &std::path::Path,
+    ) -> Web {
+        let settings = crate::config::WebSettings {
+            issuer: "http://127.0.0.1:1".into(),
+            client_id: "airlock-web".into(),
+            client_secret_file: None,
+            base_url: None,
+            viewer_groups: vec!["sre".into()],
+            approver_groups: vec!["approvers".into()],
+            scopes: vec!["openid".into()],
+            username_claim: "sub".into(),
+            groups_claim: "groups".into(),
+            session_ttl: std::time::Duration::from_secs(60),
+            ca_file: None,
+            allow_insecure_http: true,
+        };
+        let url = format!("sqlite://{}", dir.join("audit.db").display());
+        let store = store::Store::open(&url).await.unwrap();
+        Web::new(&settings, "127.0.0.1:9".parse().unwrap(), store)
+            .unwrap()
+            .with_approvals(approvals)
+    }
+
+    async fn text(r: Response<Body>) -> String {
+        use http_body_util::BodyExt as _;
+        let b = r.into_body().collect().await.ok().unwrap().to_bytes();
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    /// The POST handler's answers: self-approval and a viewer refused, a decision redirected
+    /// to the detail page, which then shows it.
+    #[tokio::test]
+    async fn decisions_through_the_store() {
+        let dir =
+            std::env::temp_dir().join(format!("airlock-web-approvals-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = std::sync::Arc::new(approvals::Approvals::in_memory().unwrap());
+        let alice = Person {
+            user: "alice".into(),
+            groups: vec!["approvers".into()],
+            session_id: None,
+            client_id: None,
+        };
+        let target = approvals::Target {
+            cluster: "demo".into(),
+            method: "DELETE".into(),
+            path: "/api/v1/namespaces/shop".into(),
+            verb: "delete".into(),
+            resource: "namespaces".into(),
+            name: "shop".into(),
+            ..Default::default()
+        };
+        let new = approvals::NewApproval {
+            hash: approvals::binding_hash(&target, b"", &alice),
+            requester: alice.clone(),
+            target,
+            command: "kubectl delete namespace shop".into(),
+            intent: None,
+            kubectl_command: None,
+            kubectl_session: None,
+            masked_body: None,
+            body_sha256: approvals::sha256_hex(b""),
+            message: "approval required".into(),
+            requirements: vec![approvals::Requirement {
+                rule: "approve-namespace-delete".into(),
+                reason: None,
+                approvers: vec!["approvers".into()],
+                quorum: 1,
+            }],
+            grant_limit: serde_json::from_value(
+                serde_json::json!({"max_seconds": 3600, "scopes": ["request"]}),
+            )
+            .unwrap(),
+        };
+        let approvals::Admission::Held { approval, .. } = store.admit(new, "req-1").unwrap() else {
+            panic!("a new approval must hold the call");
+        };
+        let id = approval.id;
+        let web = web_with(store.clone(), &dir).await;
+        let form: HashMap<String, String> = [("reason".to_owned(), "ok".to_owned())].into();
+
+        let r = decide(&web, &who(true), &id, "approve", &form);
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(text(r)
+            .await
+            .contains("self-approval is refused: alice asked for this call"));
+
+        let r = decide(&web, &who(false), &id, "deny", &form);
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+        let dave = Authed {
+            user: "dave".into(),
+            ..who(true)
+        };
+        let bad = [("for".to_owned(), "soon".to_owned())].into();
+        assert_eq!(
+            decide(&web, &dave, &id, "approve", &bad).status(),
+            StatusCode::BAD_REQUEST
+        );
+        let r = decide(&web, &dave, &id, "deny", &form);
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            r.headers()[http::header::LOCATION],
+            format!("/approvals/{id}").as_str()
+        );
+        assert_eq!(store.get(&id).unwrap().unwrap().state, State::Denied);
+        let page = text(detail(&web, &dave, &id)).await;
+        assert!(
+            page.contains("denied by dave")
+                && !page.contains("<form method=\"post\" action=\"/approvals/")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
