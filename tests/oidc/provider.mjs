@@ -8,7 +8,7 @@
 //   {"issuer":"http://127.0.0.1:PORT","admin":"http://127.0.0.1:PORT2","audience":"https://airlock.test",
 //    "clients":{"RS256":{"client_id":..,"client_secret":..,"groups":[..]},"ES256":{..},"EdDSA":{..}},
 //    "device_client":"airlock-cli","kids":["..",".."],
-//    "web_client":"airlock-web","users":{"alice":[..],"bob":[..]}}
+//    "web_client":"airlock-web","users":{"alice":[..],"bob":[..],"carol":[..]}}
 //
 // Everything else (oidc-provider notices included) goes to stderr.
 //
@@ -52,9 +52,14 @@ const DEVICE_CLIENT = 'airlock-cli';
 // Groups of the users that can approve device codes (any other sub gets no groups).
 const USER_GROUPS = { alice: ['airlock:humans', 'team-a'], bob: ['airlock:humans'] };
 
-// Groups in the web client's ID tokens: alice is also an approver; anyone else has none.
+// Groups in the web client's ID tokens: alice is also an approver, carol is in `sre` (a
+// viewer group in the web tests); anyone else has none.
 const WEB_CLIENT = 'airlock-web';
-const WEB_GROUPS = { alice: [...USER_GROUPS.alice, 'approvers'], bob: [...USER_GROUPS.bob] };
+const WEB_GROUPS = {
+  alice: [...USER_GROUPS.alice, 'approvers'],
+  bob: [...USER_GROUPS.bob],
+  carol: ['airlock:humans', 'sre'],
+};
 
 const algOf = Object.fromEntries(Object.entries(CLIENTS).map(([alg, c]) => [c.client_id, alg]));
 

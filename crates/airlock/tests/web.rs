@@ -1,8 +1,10 @@
 //! The web UI in a real browser: the test IdP (tests/oidc/provider.mjs), `airlock demo` with
 //! web login at that IdP, kubectl calls as the agent, then Debian's Chromium driven by
 //! playwright-core (tests/web/sessions.mjs) logs in as alice (authorization code + PKCE),
-//! finds the agent's session, its timeline and its exec recording, and checks CSRF, sign-out
-//! and that bob (in no allowed group) is refused.
+//! finds the agent's session, its timeline and the gateway's recording of a real `kubectl exec`,
+//! and checks CSRF, sign-out and that bob (in no allowed group) is refused. Then the approvals
+//! pages (tests/web/approvals.mjs): alice approves one held `kubectl delete namespace` and denies
+//! another through the forms, a viewer sees no buttons.
 
 mod common;
 
@@ -15,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use common::{ok, tempdir, wait_with_timeout, Demo};
+use common::{ok, stderr, tempdir, wait_with_timeout, Demo, DemoOptions};
 
 const WEB_POD: &str = "web-6b7f9c5d4-x2k9p";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -82,45 +84,6 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// Gives the exec request a recording: `stream_event` records as the exec recorder writes them
-/// (`extra`: `event`, `t_us`, base64 `data`), appended on a chain of their own. The gateway on
-/// this branch does not record exec streams yet; the page must show whatever the log holds.
-/// The output has ANSI escapes and `\r\n`, which the player must clean up.
-fn add_recording(state_dir: &Path) {
-    use base64::Engine as _;
-    use store::{sessions, AppenderConfig, AuditRecord, Filter, RecordKind, Store, Timestamp};
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let url = format!("sqlite://{}", state_dir.join("audit.db").display());
-        let store = Store::open(&url).await.unwrap();
-        let exec = sessions::requests(&store, Filter::default())
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|r| r.subresource.as_deref() == Some("exec"))
-            .expect("the exec request is in the audit log");
-        let key = store::load_or_generate_signing_key(&state_dir.join("web-test.key")).unwrap();
-        let appender = store
-            .appender(AppenderConfig::new("web-test", key))
-            .await
-            .unwrap();
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let events = [
-            serde_json::json!({"event": "resize", "t_us": 0, "width": 80, "height": 24}),
-            serde_json::json!({"event": "stdout", "t_us": 150_000, "data": b64("\u{1b}[1mhello-from-exec\u{1b}[0m\r\n")}),
-            serde_json::json!({"event": "stderr", "t_us": 400_000, "data": b64("progress 10%\rprogress 100%\r\n")}),
-            serde_json::json!({"event": "exit", "t_us": 450_000, "code": 0}),
-        ];
-        for extra in events {
-            let mut r = AuditRecord::new(exec.id, RecordKind::StreamEvent, Timestamp::now());
-            r.identity = exec.identity.clone();
-            r.extra = serde_json::from_value(extra).unwrap();
-            appender.append(r).await.unwrap();
-        }
-        appender.close().await.unwrap();
-    });
-}
-
 #[test]
 fn web_ui_login_sessions_and_player_in_chromium() {
     if !Path::new(CHROMIUM).exists() {
@@ -159,12 +122,12 @@ fn web_ui_login_sessions_and_player_in_chromium() {
             "-c",
             "app",
             "--",
-            "echo",
-            "hello-from-exec",
+            "sh",
+            "-c",
+            "echo hello from exec",
         ],
     ));
-    assert_eq!(out, "hello-from-exec\n");
-    add_recording(&demo.dir);
+    assert_eq!(out, "hello from exec\n");
 
     // Without a session: pages redirect to the login, assets and metrics stay as they were.
     let (status, head, _) = raw_get(&format!("{}/sessions?user=x", demo.metrics_url), None);
@@ -221,7 +184,7 @@ fn web_ui_login_sessions_and_player_in_chromium() {
         )
         .env(
             "EXPECT_SCREEN",
-            serde_json::json!(["hello-from-exec", "progress 100%"]).to_string(),
+            serde_json::json!(["hello from exec"]).to_string(),
         )
         .env("CHROMIUM", CHROMIUM)
         .stdin(Stdio::null())
@@ -252,6 +215,127 @@ fn web_ui_login_sessions_and_player_in_chromium() {
     if let Ok(keep) = std::env::var("AIRLOCK_TEST_SCREENSHOTS") {
         std::fs::create_dir_all(&keep).unwrap();
         for shot in ["sessions.png", "session.png", "refused.png"] {
+            std::fs::copy(out_dir.join(shot), Path::new(&keep).join(shot)).unwrap();
+        }
+    }
+    drop(demo);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// kubectl in the background, as the agent.
+fn spawn_kubectl(demo: &Demo, args: &[&str]) -> Child {
+    Command::new(common::kubectl_bin("1.33"))
+        .args(args)
+        .env("KUBECONFIG", &demo.agent_kubeconfig)
+        .env("HOME", &demo.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kubectl")
+}
+
+#[test]
+fn web_approvals_approve_and_deny_in_chromium() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("SKIPPED: {CHROMIUM} is missing (apt-get install -y chromium; .ci/run does)");
+        return;
+    }
+    let root = repo_root();
+    for (dir, pkg) in [
+        ("tests/oidc", "oidc-provider"),
+        ("tests/web", "playwright-core"),
+    ] {
+        assert!(
+            root.join(dir).join("node_modules").join(pkg).exists(),
+            "run `npm ci --prefix {dir}` first (scripts/test does)"
+        );
+    }
+    let (_idp, info) = start_idp(&root);
+    let issuer = info["issuer"].as_str().unwrap().to_owned();
+    let dir = tempdir("web-approvals");
+    let out_dir = dir.join("screenshots");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let opts = DemoOptions {
+        hold: "45s".into(),
+        ..DemoOptions::default()
+    };
+    let demo = Demo::start_in_with(
+        dir.join("demo"),
+        &opts,
+        &["--web-issuer", &issuer, "--web-viewer-group", "sre"],
+    );
+    // A namespace with something in it, for the preview's contents (the cluster adds the
+    // kube-root-ca.crt ConfigMap and the default ServiceAccount).
+    ok(&demo.kubectl_direct("1.33", &["create", "namespace", "scratch"]));
+    ok(&demo.kubectl_direct(
+        "1.33",
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "-n",
+            "scratch",
+            "--from-literal=a=b",
+        ],
+    ));
+    let reason = "shop is in use by the checkout team";
+    let approve = spawn_kubectl(&demo, &["delete", "namespace", "scratch"]);
+    let deny = spawn_kubectl(&demo, &["delete", "namespace", "shop"]);
+
+    let node = Command::new("node")
+        .arg(root.join("tests/web/approvals.mjs"))
+        .env("ADMIN_URL", &demo.metrics_url)
+        .env("OUT_DIR", &out_dir)
+        .env("APPROVE_COMMAND", "kubectl delete namespace scratch")
+        .env(
+            "APPROVE_CONTAINS",
+            serde_json::json!([["configmaps", 2], ["serviceaccounts", 1], ["pods", 0]]).to_string(),
+        )
+        .env("DENY_COMMAND", "kubectl delete namespace shop")
+        .env("DENY_REASON", reason)
+        .env("CHROMIUM", CHROMIUM)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn node");
+    let out = wait_with_timeout(node, Duration::from_secs(180));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr_ = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "browser test failed (screenshots in {}):\n{stdout}\n{stderr_}",
+        out_dir.display()
+    );
+
+    // The approved call went through: kubectl got the real answer, the namespace is gone.
+    let approved = wait_with_timeout(approve, Duration::from_secs(60));
+    assert!(ok(&approved).contains("deleted"), "{}", ok(&approved));
+    let gone = demo.kubectl_direct("1.33", &["get", "namespace", "scratch"]);
+    assert!(!gone.status.success(), "the namespace is still there");
+    assert!(stderr(&gone).contains("NotFound"), "{}", stderr(&gone));
+    // The denied one printed alice's reason.
+    let denied = wait_with_timeout(deny, Duration::from_secs(60));
+    assert!(!denied.status.success());
+    let err = stderr(&denied);
+    assert!(err.contains(reason) && err.contains("alice"), "{err}");
+    ok(&demo.kubectl_direct("1.33", &["get", "namespace", "shop"]));
+
+    for shot in ["approvals.png", "approved.png", "viewer.png"] {
+        let p = out_dir.join(shot);
+        assert!(
+            std::fs::metadata(&p)
+                .map(|m| m.len() > 1000)
+                .unwrap_or(false),
+            "{} missing",
+            p.display()
+        );
+    }
+    if let Ok(keep) = std::env::var("AIRLOCK_TEST_SCREENSHOTS") {
+        std::fs::create_dir_all(&keep).unwrap();
+        for shot in ["approvals.png", "approved.png", "viewer.png"] {
             std::fs::copy(out_dir.join(shot), Path::new(&keep).join(shot)).unwrap();
         }
     }

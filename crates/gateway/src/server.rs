@@ -233,7 +233,8 @@ pub async fn start_with_recorder(
     let web = match (&cfg.web, &audit) {
         (Some(settings), Some(audit)) => Some(Arc::new(
             crate::web::Web::new(settings, admin_addr, audit.store().clone())
-                .map_err(StartError::Web)?,
+                .map_err(StartError::Web)?
+                .with_approvals(approvals.clone()),
         )),
         (Some(_), None) => {
             return Err(StartError::Web(

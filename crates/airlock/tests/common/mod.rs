@@ -101,7 +101,8 @@ impl Demo {
         Demo::start_in_with(dir, &DemoOptions::default(), extra)
     }
 
-    fn start_in_with(dir: PathBuf, opts: &DemoOptions, extra: &[&str]) -> Demo {
+    /// Both: options and extra arguments, on a given state directory.
+    pub fn start_in_with(dir: PathBuf, opts: &DemoOptions, extra: &[&str]) -> Demo {
         let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
             .args([
                 "demo",

@@ -4,7 +4,8 @@
 //! - [`auth`]: browser sessions, login state, CSRF: the layer every page stands on;
 //! - [`oidc`]: the authorization code flow against the configured issuer;
 //! - [`html`]: escaping, the page layout, security headers (CSP);
-//! - [`pages`]: `/sessions`, `/sessions/{id}` and the `/approvals` placeholder;
+//! - [`pages`]: `/sessions` and `/sessions/{id}`;
+//! - [`approvals`]: `/approvals`, `/approvals/{id}` and the approve and deny forms;
 //! - `assets/`: the stylesheet and the recording player, compiled in (no CDN).
 //!
 //! # Adding a page (the approvals page, say)
@@ -18,6 +19,7 @@
 //!   runs; handlers check `who.approver` for approver-only actions, and answer with a
 //!   303 ([`html::redirect`]) back to a GET page.
 
+pub mod approvals;
 pub mod auth;
 pub mod html;
 pub mod oidc;
@@ -48,6 +50,8 @@ pub struct Web {
     viewer_groups: Vec<String>,
     approver_groups: Vec<String>,
     pub(crate) store: store::Store,
+    /// The approvals the JSON API decides too (`None`: pages say approvals are unavailable).
+    pub(crate) approvals: Option<std::sync::Arc<::approvals::Approvals>>,
 }
 
 impl Web {
@@ -68,7 +72,14 @@ impl Web {
             viewer_groups: settings.viewer_groups.clone(),
             approver_groups: settings.approver_groups.clone(),
             store,
+            approvals: None,
         })
+    }
+
+    /// Serves `/approvals` from this store (the one the JSON API and the held calls use).
+    pub fn with_approvals(mut self, approvals: std::sync::Arc<::approvals::Approvals>) -> Web {
+        self.approvals = Some(approvals);
+        self
     }
 
     /// Whether the web UI serves `path` (everything else stays with the admin listener).
@@ -161,11 +172,18 @@ impl Web {
         match path {
             "/" => redirect("/sessions"),
             "/sessions" => pages::list(self, who, query).await,
-            "/approvals" => pages::approvals(who),
-            _ => match path.strip_prefix("/sessions/") {
-                Some(id) if !id.is_empty() && !id.contains('/') => {
+            "/approvals" => approvals::list(self, who),
+            _ => match (
+                path.strip_prefix("/sessions/"),
+                path.strip_prefix("/approvals/"),
+            ) {
+                (Some(id), _) if !id.is_empty() && !id.contains('/') => {
                     let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
                     pages::detail(self, who, &id, query).await
+                }
+                (_, Some(id)) if !id.is_empty() && !id.contains('/') => {
+                    let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+                    approvals::detail(self, who, &id)
                 }
                 _ => message(
                     StatusCode::NOT_FOUND,
@@ -183,8 +201,17 @@ impl Web {
         who: &Authed,
         headers: &http::HeaderMap,
         path: &str,
-        _form: &HashMap<String, String>,
+        form: &HashMap<String, String>,
     ) -> Response<Body> {
+        if let Some((id, verb @ ("approve" | "deny"))) = path
+            .strip_prefix("/approvals/")
+            .and_then(|rest| rest.split_once('/'))
+        {
+            if !id.is_empty() && !id.contains('/') {
+                let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+                return approvals::decide(self, who, &id, verb, form);
+            }
+        }
         match path {
             "/auth/logout" => {
                 let clear = self.sessions.end(headers);

@@ -242,13 +242,3 @@ pub async fn detail(web: &Web, who: &Authed, id: &str, query: Option<&str>) -> R
     }
     page(StatusCode::OK, "Session", Some(who), &body)
 }
-
-/// GET /approvals: a placeholder until the approvals API lands (docs/web.md).
-pub fn approvals(who: &Authed) -> Response<Body> {
-    message(
-        StatusCode::OK,
-        "Approvals",
-        Some(who),
-        "The approvals page is not part of this build yet: use `airlock approvals` once it is.",
-    )
-}
