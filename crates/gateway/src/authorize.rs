@@ -171,8 +171,9 @@ pub fn enforce(decision: &Decision) -> Result<(), GatewayError> {
     match decision.verdict {
         Verdict::Allow => Ok(()),
         Verdict::Deny => Err(GatewayError::Forbidden(decision.message.clone())),
-        // Holding a call for a human is the approvals work (issue 4). Until it exists, a call
-        // that needs approval is refused: failing closed, never forwarded unapproved.
+        // `Gateway` holds such calls when it has an approvals store (`server::start` always
+        // gives it one); without one, a call that needs approval is refused: failing closed,
+        // never forwarded unapproved.
         Verdict::Approve => {
             let reason = decision
                 .message
@@ -180,7 +181,7 @@ pub fn enforce(decision: &Decision) -> Result<(), GatewayError> {
                 .next()
                 .unwrap_or(&decision.message);
             Err(GatewayError::Forbidden(format!(
-                "{reason}; this Airlock cannot hold calls for approval yet, so the call is refused"
+                "{reason}; this Airlock has no approvals store to hold the call, so it is refused"
             )))
         }
     }
