@@ -89,12 +89,19 @@ impl SqliteStore {
                 conn.pragma_update(None, "max_page_count", pages)
                     .map_err(sqlite("set max_page_count"))?;
             }
-            Ok(conn)
+            // The WAL is copied back into the database by a checkpointer thread of its own
+            // (below), not inline in the commit that crosses the threshold: the writer's
+            // commits, which requests wait for, only append to the WAL.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(sqlite("set wal_autocheckpoint"))?;
+            let checkpointer = connect(&p, &o)?;
+            Ok((conn, checkpointer))
         })
         .await?;
-        Ok(SqliteWriter {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let (conn, checkpointer) = conn;
+        let conn = Arc::new(Mutex::new(conn));
+        spawn_checkpointer(checkpointer, Arc::downgrade(&conn));
+        Ok(SqliteWriter { conn })
     }
 
     pub(crate) async fn select_rows(
@@ -285,6 +292,27 @@ impl SqliteWriter {
             tx.commit().map_err(sqlite("commit batch"))
         })
         .await
+    }
+}
+
+/// Checkpoints the WAL once a second (PASSIVE: never waits for, nor blocks, the writer or
+/// readers) for as long as the writer exists, and once more when it is gone.
+fn spawn_checkpointer(conn: Connection, writer: std::sync::Weak<Mutex<Connection>>) {
+    let run = move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let alive = writer.upgrade().is_some();
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "sqlite wal checkpoint failed; retrying");
+        }
+        if !alive {
+            return;
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(run)
+    {
+        tracing::warn!(error = %e, "cannot start the sqlite checkpointer; the WAL will grow");
     }
 }
 
