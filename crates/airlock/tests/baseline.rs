@@ -159,12 +159,7 @@ fn every_baseline_rule_is_hit_by_real_kubectl() {
         stderr(&out)
     );
 
-    let writes: Vec<_> = demo
-        .received()
-        .into_iter()
-        .filter(|r| r["method"] != "GET")
-        .filter(|r| !r["query"].as_str().unwrap_or("").contains("dryRun=All"))
-        .collect();
+    let writes = common::writes_received(&demo);
     assert!(
         writes.is_empty(),
         "refused calls reached the cluster: {writes:#?}"

@@ -585,13 +585,7 @@ fn policy_guardrails() {
             stderr(&out)
         );
 
-        let writes: Vec<_> = demo
-            .received()
-            .into_iter()
-            .filter(|r| r["method"] != "GET")
-            // The approval preview sends held writes as dry runs; they change nothing.
-            .filter(|r| !r["query"].as_str().unwrap_or("").contains("dryRun=All"))
-            .collect();
+        let writes = common::writes_received(&demo);
         assert!(
             writes.is_empty(),
             "{v}: refused calls reached the cluster: {writes:#?}"

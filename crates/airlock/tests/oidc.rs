@@ -4,17 +4,14 @@
 mod common;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
 
-use common::{http_get, kubectl_bin, ok, spawn_until, stderr, tempdir, Killed};
+use common::{http_get, kubectl_bin, ok, repo_root, spawn_until, stderr, tempdir, Killed};
 
 /// Starts a process and returns it with the first stdout line that satisfies `pick`.
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn http_post(url: &str) -> String {
     common::http_request("POST", url)

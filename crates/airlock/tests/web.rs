@@ -9,54 +9,25 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
-    sync::mpsc,
     time::Duration,
 };
 
-use common::{ok, stderr, tempdir, wait_with_timeout, Demo, DemoOptions};
+use common::{
+    ok, repo_root, spawn_until, stderr, tempdir, wait_with_timeout, Demo, DemoOptions, Killed,
+};
 
 const WEB_POD: &str = "web-6b7f9c5d4-x2k9p";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the test IdP and returns it with its ready line (JSON).
 fn start_idp(root: &Path) -> (Killed, serde_json::Value) {
-    // stdin stays open while the child lives: the IdP exits when it closes.
-    let mut child = Command::new("node")
-        .arg(root.join("tests/oidc/provider.mjs"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn node");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if line.starts_with('{') {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the test IdP did not become ready");
+    let mut node = Command::new("node");
+    node.arg(root.join("tests/oidc/provider.mjs"));
+    let (child, line) = spawn_until(node, |l| l.starts_with('{'));
     (Killed(child), serde_json::from_str(&line).unwrap())
 }
 

@@ -245,22 +245,16 @@ fn masked_body(
     if raw.iter().all(u8::is_ascii_whitespace) {
         return None;
     }
-    let ctx = MaskContext {
-        resource: Some(info.resource.clone()).filter(|r| !r.is_empty()),
-        subresource: Some(info.subresource.clone()).filter(|r| !r.is_empty()),
-        namespace: Some(info.namespace.clone()).filter(|r| !r.is_empty()),
-        profiles: Vec::new(),
-    };
-    let masked = BodyKind::from_content_type(content_type.unwrap_or("application/json"), false)
-        .and_then(|kind| masker.mask_request_body(kind, &ctx, raw));
-    Some(match masked {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(_) => format!(
-            "({} bytes, sha256 {}: not shown, Airlock cannot mask this body)",
-            raw.len(),
-            approvals::sha256_hex(raw)
-        ),
-    })
+    Some(
+        match crate::filter::masked_request_body(masker, info, content_type, raw) {
+            Some(b) => String::from_utf8_lossy(&b).into_owned(),
+            None => format!(
+                "({} bytes, sha256 {}: not shown, Airlock cannot mask this body)",
+                raw.len(),
+                approvals::sha256_hex(raw)
+            ),
+        },
+    )
 }
 
 // === the dry-run preview ===
@@ -285,12 +279,7 @@ async fn make_preview(
     {
         return None;
     }
-    let ctx = MaskContext {
-        resource: Some(info.resource.clone()).filter(|r| !r.is_empty()),
-        subresource: Some(info.subresource.clone()).filter(|r| !r.is_empty()),
-        namespace: Some(info.namespace.clone()).filter(|r| !r.is_empty()),
-        profiles: Vec::new(),
-    };
+    let ctx = crate::filter::mask_context(info);
     let mut out = serde_json::Map::new();
     let sep = if call.path_and_query.contains('?') {
         '&'

@@ -43,6 +43,32 @@ pub fn masker(state_dir: &Path) -> Result<Masker, String> {
     Masker::new(mask::MaskConfig::new(key.into_bytes())).map_err(|e| e.to_string())
 }
 
+/// The masking context of a request: its resource, subresource and namespace.
+pub fn mask_context(info: &kube_request::RequestInfo) -> MaskContext {
+    let opt = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+    MaskContext {
+        resource: opt(&info.resource),
+        subresource: opt(&info.subresource),
+        namespace: opt(&info.namespace),
+        profiles: Vec::new(),
+    }
+}
+
+/// A request body as the audit log and approval views show it: masked, or `None` when Airlock
+/// cannot read it (protobuf); callers then show only its size and digest, never the body.
+pub fn masked_request_body(
+    masker: &Masker,
+    info: &kube_request::RequestInfo,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Option<Vec<u8>> {
+    let kind =
+        BodyKind::from_content_type(content_type.unwrap_or("application/json"), false).ok()?;
+    masker
+        .mask_request_body(kind, &mask_context(info), body)
+        .ok()
+}
+
 /// Asks the cluster for something Airlock can read: protobuf and CBOR are removed from
 /// `Accept` (JSON variants such as `;as=Table` stay), and compression is turned off.
 pub fn readable_request(headers: &mut HeaderMap) {

@@ -23,8 +23,6 @@ use hyper_util::rt::TokioIo;
 use kube_request::{RequestInfo, RequestParts};
 use tracing::{debug, info, warn};
 
-use mask::MaskContext;
-
 use crate::{
     audit::{Audit, OutcomeRecord},
     authorize::PolicyHolder,
@@ -600,12 +598,7 @@ impl Gateway {
         content_type: Option<&str>,
         body: &[u8],
     ) -> store::Body {
-        let ctx = mask_context(&call.info);
-        let masked =
-            mask::BodyKind::from_content_type(content_type.unwrap_or("application/json"), false)
-                .ok()
-                .and_then(|kind| self.masker.mask_request_body(kind, &ctx, body).ok());
-        match masked {
+        match filter::masked_request_body(&self.masker, &call.info, content_type, body) {
             Some(m) => audit.capture(&m),
             None => {
                 let mut b = audit.capture(body);
@@ -736,7 +729,7 @@ impl Gateway {
         let watch = call.info.verb == "watch";
         let mut body: Body = incoming.map_err(Into::into).boxed();
         if masked {
-            let ctx = mask_context(&call.info);
+            let ctx = filter::mask_context(&call.info);
             body = filter::mask_response(&self.masker, &mut parts.headers, body, &ctx, watch)?;
         }
         if watch && parts.status.is_success() {
@@ -820,7 +813,7 @@ impl Gateway {
             protocol: tunnel::Protocol::from_response(resp.headers()),
             tty: tunnel::query_flag(&call.path_and_query, "tty"),
             masker: self.masker.clone(),
-            mask_ctx: mask_context(&call.info),
+            mask_ctx: filter::mask_context(&call.info),
             recorder: crate::audit::tunnel_recorder(outcome.audit.as_ref(), self.recorder.clone()),
         };
         let id = call.id.clone();
@@ -861,16 +854,6 @@ impl Gateway {
             }
         });
         Ok(client_resp)
-    }
-}
-
-fn mask_context(info: &RequestInfo) -> MaskContext {
-    let opt = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
-    MaskContext {
-        resource: opt(&info.resource),
-        subresource: opt(&info.subresource),
-        namespace: opt(&info.namespace),
-        profiles: Vec::new(),
     }
 }
 

@@ -515,3 +515,18 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// The repository root (for tests/oidc, tests/web, tests/python).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Non-GET requests the simulated cluster received, not counting the approval preview's dry
+/// runs (they change nothing): what must stay empty after refused writes.
+pub fn writes_received(demo: &Demo) -> Vec<serde_json::Value> {
+    demo.received()
+        .into_iter()
+        .filter(|r| r["method"] != "GET")
+        .filter(|r| !r["query"].as_str().unwrap_or("").contains("dryRun=All"))
+        .collect()
+}
