@@ -11,8 +11,6 @@ use std::{
 
 use common::{http_get, kubectl_bin, ok, repo_root, spawn_until, stderr, tempdir, Killed};
 
-/// Starts a process and returns it with the first stdout line that satisfies `pick`.
-
 fn http_post(url: &str) -> String {
     common::http_request("POST", url)
 }
