@@ -12,6 +12,11 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the gateway allocates and frees many small buffers per request across worker
+/// threads, where glibc's malloc spent about a tenth of the CPU (`perf`, docs/benchmarks.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "airlock",

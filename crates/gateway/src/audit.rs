@@ -27,7 +27,6 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 use store::{AuditRecord, RecordKind, Timestamp};
-use tokio::sync::oneshot;
 use tracing::warn;
 use uuid::Uuid;
 
@@ -66,6 +65,7 @@ impl Audit {
         let mut cfg = store::AppenderConfig::new(settings.replica_id.clone(), key);
         cfg.max_inline_body = settings.max_body_bytes;
         cfg.body_prefix = settings.body_prefix_bytes;
+        cfg.durability = settings.durability;
         let appender = store
             .appender(cfg)
             .await
@@ -176,6 +176,7 @@ pub fn recorded(
             kept: Vec::new(),
             keep,
             hasher: Sha256::new(),
+            digesting: false,
             size: 0,
         },
         outcome: Some((outcome, status, upstream_audit_id)),
@@ -186,6 +187,8 @@ pub fn recorded(
 struct Capture {
     kept: Vec<u8>,
     keep: usize,
+    /// The body outgrew `keep`: `hasher` digests it as it streams.
+    digesting: bool,
     hasher: Sha256,
     size: u64,
 }
@@ -193,23 +196,32 @@ struct Capture {
 impl Capture {
     fn push(&mut self, b: &[u8]) {
         self.size += b.len() as u64;
-        self.hasher.update(b);
         // One byte past the inline limit tells `finish` the body did not fit.
         let room = (self.keep + 1).saturating_sub(self.kept.len());
-        self.kept.extend_from_slice(&b[..room.min(b.len())]);
+        let (head, tail) = b.split_at(room.min(b.len()));
+        self.kept.extend_from_slice(head);
+        if self.digesting {
+            self.hasher.update(tail);
+        } else if self.size as usize > self.keep {
+            // It will not be kept whole: from now on digest as it streams. Everything before
+            // is in `kept`.
+            self.digesting = true;
+            self.hasher.update(&self.kept);
+            self.hasher.update(tail);
+        }
     }
 
     fn finish(&mut self, prefix: usize) -> Option<store::Body> {
         if self.size == 0 {
             return None;
         }
-        let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let truncated = self.size as usize > self.keep;
-        let mut body = if truncated {
-            store::Body::capture(&self.kept, 0, prefix)
-        } else {
-            store::Body::capture(&self.kept, self.keep, prefix)
-        };
+        if !truncated {
+            // All of it was kept: `capture` digests it (once).
+            return Some(store::Body::capture(&self.kept, self.keep, prefix));
+        }
+        let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        let mut body = store::Body::capture(&self.kept, 0, prefix);
         body.size = self.size;
         body.sha256 = sha256;
         body.truncated = truncated;
@@ -219,8 +231,11 @@ impl Capture {
 
 enum State {
     Streaming,
-    /// Waiting for the outcome record to be durable; then the end is passed on.
-    Finishing(oneshot::Receiver<bool>),
+    /// Waiting for the outcome record to be durable; then the end is passed on. Polled right
+    /// here rather than spawned (one task hand-off less per request); if the client leaves
+    /// meanwhile, `drop` spawns it, so the record is still written.
+    /// (The mutex only makes the body `Sync`; it is never locked, `&mut` reaches inside.)
+    Finishing(std::sync::Mutex<Pin<Box<dyn Future<Output = bool> + Send>>>),
     Done,
 }
 
@@ -236,6 +251,11 @@ pin_project_lite::pin_project! {
     impl PinnedDrop for Recorded {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            if let State::Finishing(append) = std::mem::replace(this.state, State::Done) {
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    tokio::spawn(append.into_inner().unwrap_or_else(|p| p.into_inner()));
+                }
+            }
             // The client left (or the stream broke) before the end: record that.
             if let Some((o, status, aid)) = this.outcome.take() {
                 let prefix = o.audit.prefix;
@@ -261,15 +281,16 @@ impl HttpBody for Recorded {
         loop {
             match this.state {
                 State::Done => return Poll::Ready(None),
-                State::Finishing(rx) => {
-                    return match Pin::new(rx).poll(cx) {
+                State::Finishing(append) => {
+                    let append = append.get_mut().unwrap_or_else(|p| p.into_inner());
+                    return match append.as_mut().poll(cx) {
                         Poll::Pending => Poll::Pending,
-                        Poll::Ready(Ok(true)) => {
+                        Poll::Ready(true) => {
                             *this.state = State::Done;
                             Poll::Ready(None)
                         }
                         // Without a durable outcome the response must not look complete.
-                        Poll::Ready(_) => {
+                        Poll::Ready(false) => {
                             *this.state = State::Done;
                             Poll::Ready(Some(Err(
                                 "Airlock could not record the end of this response".into(),
@@ -307,12 +328,11 @@ impl HttpBody for Recorded {
                         };
                         let body = this.capture.finish(o.audit.prefix);
                         let record = o.record(status, aid, this.capture.size, body, None);
-                        let (tx, rx) = oneshot::channel();
                         let audit = o.audit.clone();
-                        tokio::spawn(async move {
-                            let _ = tx.send(audit.append(record).await.is_ok());
-                        });
-                        *this.state = State::Finishing(rx);
+                        *this.state =
+                            State::Finishing(std::sync::Mutex::new(Box::pin(async move {
+                                audit.append(record).await.is_ok()
+                            })));
                     }
                 },
             }
@@ -331,8 +351,11 @@ impl HttpBody for Recorded {
 }
 
 /// A new request id (also the `Audit-ID` sent upstream).
+///
+/// UUIDv7: time-ordered, so the audit store's index on request ids grows at its end instead
+/// of touching a random page for every record.
 pub fn new_id() -> Uuid {
-    Uuid::new_v4()
+    Uuid::now_v7()
 }
 
 // === Stream recording ===

@@ -230,6 +230,21 @@ pub struct RawAudit {
     pub body_prefix_bytes: usize,
     /// Streaming copies of this replica's records for SIEMs (`docs/audit.md`).
     pub sinks: Vec<RawSink>,
+    /// Which records wait for an fsync. `write-ahead` (default): the record written before a
+    /// request is forwarded (and approvals) is on disk before the request goes on; outcome
+    /// and exec-stream records are committed (they survive Airlock crashing) and reach the
+    /// disk with the next fsync, within about a second. `all`: every record is fsynced
+    /// before Airlock goes on. See docs/audit.md, "Durability".
+    pub fsync: RawFsync,
+}
+
+/// `audit.fsync`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawFsync {
+    #[default]
+    WriteAhead,
+    All,
 }
 
 /// A streaming sink: this replica's records as JSON lines, at least once, resumed after a
@@ -281,6 +296,7 @@ impl Default for RawAudit {
             max_body_bytes: 64 * 1024,
             body_prefix_bytes: 16 * 1024,
             sinks: Vec::new(),
+            fsync: RawFsync::default(),
         }
     }
 }
@@ -295,6 +311,7 @@ pub struct AuditSettings {
     pub max_body_bytes: usize,
     pub body_prefix_bytes: usize,
     pub sinks: Vec<SinkSettings>,
+    pub durability: store::Durability,
 }
 
 impl AuditSettings {
@@ -709,6 +726,10 @@ impl Config {
             replica_id,
             max_body_bytes: raw.audit.max_body_bytes,
             body_prefix_bytes: raw.audit.body_prefix_bytes,
+            durability: match raw.audit.fsync {
+                RawFsync::WriteAhead => store::Durability::WriteAhead,
+                RawFsync::All => store::Durability::All,
+            },
         };
 
         let mut notify = Vec::new();

@@ -124,10 +124,9 @@ impl JsonStream {
                     out.push(c);
                     i += 1;
                 }
-                b'{' if matches!(self.doc_hint, Hint::WatchEvent)
-                    && self.direct(chunk, i, false, out)? =>
-                {
-                    // A whole watch event in this chunk, already masked.
+                b'{' if self.direct(chunk, i, false, out)? => {
+                    // A whole document (a watch event, or a small object such as one pod) in
+                    // this chunk, already masked without copying it into `buf` first.
                     i += self.direct_len;
                 }
                 b'{' | b'[' => {

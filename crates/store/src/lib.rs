@@ -69,7 +69,7 @@ pub use crate::{
     sqlite::SqliteStore,
     time::Timestamp,
     verify::{verify, Problem, ProblemKind, ReplicaReport, VerifyReport},
-    writer::{Appender, AppenderConfig, AppenderStats, Receipt},
+    writer::{Appender, AppenderConfig, AppenderStats, Durability, Receipt},
 };
 pub use ed25519_dalek::{SigningKey, VerifyingKey as PublicKey};
 

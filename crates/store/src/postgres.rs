@@ -248,6 +248,8 @@ struct WriterConn {
     client: Client,
     insert_records: Statement,
     insert_checkpoint: Statement,
+    /// The session's `synchronous_commit` (true: on, the server default).
+    synchronous_commit: bool,
 }
 
 // === impl PgWriter ===
@@ -292,6 +294,7 @@ impl PgWriter {
                 client,
                 insert_records,
                 insert_checkpoint,
+                synchronous_commit: true,
             });
         }
         self.conn.as_mut().ok_or(StoreError::WriterStopped)
@@ -330,8 +333,24 @@ impl PgWriter {
         &mut self,
         rows: Vec<RecordRow>,
         checkpoint: Option<Checkpoint>,
+        fsync: bool,
     ) -> Result<()> {
         let conn = self.connect().await?;
+        if conn.synchronous_commit != fsync {
+            // off: COMMIT returns before the server flushes its WAL. The rows are in the
+            // server and survive the gateway crashing; a server crash within its
+            // wal_writer_delay could lose them (see `Durability`).
+            let sql = if fsync {
+                "SET synchronous_commit = on"
+            } else {
+                "SET synchronous_commit = off"
+            };
+            conn.client
+                .batch_execute(sql)
+                .await
+                .map_err(pg("set synchronous_commit"))?;
+            conn.synchronous_commit = fsync;
+        }
         let cols = Columns::from(rows);
         let params = cols.params();
         let result = match &checkpoint {

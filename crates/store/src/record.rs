@@ -20,99 +20,107 @@ use crate::Timestamp;
 
 /// One link of the audit chain.
 ///
+/// The fields of this struct and of every struct inside it are declared in the byte order of
+/// their JSON names, so that serde writes them in canonical order (see [`crate::chain`]).
+/// Keep it that way when adding one: a test compares the fast encoding with the canonical one.
+///
 /// The gateway fills everything except the chain fields (`replica_id`, `seq`, `prev_hash`,
 /// `hash`); [`crate::Appender::append`] overwrites those.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
-    /// The request id: the gateway's request id, sent upstream as `Audit-ID`.
-    pub id: Uuid,
-    /// The gateway replica whose chain holds this record. Set by the appender.
-    #[serde(default)]
-    pub replica_id: String,
-    /// Position in the replica's chain, from 1. Set by the appender.
-    #[serde(default)]
-    pub seq: u64,
-    /// What this record describes.
-    pub kind: RecordKind,
-    /// When the gateway received the request.
-    pub received_at: Timestamp,
-    /// When policy (and approval, if any) decided.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decided_at: Option<Timestamp>,
-    /// When the request was sent upstream.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forwarded_at: Option<Timestamp>,
-    /// When the response (or stream) ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<Timestamp>,
-    /// Who sent the request.
-    #[serde(default)]
-    pub identity: Identity,
-    /// The target cluster's name in Airlock's config.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<String>,
-    /// HTTP method.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
-    /// Request path and query, as received (after canonical-path checks).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// Kubernetes verb (`get`, `list`, `create`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verb: Option<String>,
     /// API group (`""` is the core group, left out here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_group: Option<String>,
-    /// Resource (`pods`).
+    /// Human approvals given or refused for this request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
+    /// The target cluster's name in Airlock's config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
-    /// Subresource (`exec`, `log`, `status`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subresource: Option<String>,
-    /// Namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// Object name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub cluster: Option<String>,
     /// The kubectl-equivalent command line Airlock derived from the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// When the response (or stream) ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Timestamp>,
+    /// When policy (and approval, if any) decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<Timestamp>,
+    /// What policy decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// Anything else (stream event details, future fields). Keys are sorted in the encoding.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "crate::chain::serialize_sorted"
+    )]
+    pub extra: BTreeMap<String, serde_json::Value>,
+    /// When the request was sent upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_at: Option<Timestamp>,
+    /// Hex SHA-256 hash of this record (see [`crate::chain`]). Set by the appender; not part of
+    /// the hashed payload.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hash: String,
+    /// The request id: the gateway's request id, sent upstream as `Audit-ID`.
+    pub id: Uuid,
+    /// Who sent the request.
+    #[serde(default)]
+    pub identity: Identity,
     /// The agent's stated intent (`X-Airlock-Intent`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<String>,
+    /// What this record describes.
+    pub kind: RecordKind,
     /// kubectl's own `Kubectl-Command` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubectl_command: Option<String>,
     /// kubectl's `Kubectl-Session` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubectl_session: Option<String>,
-    /// The request body, already masked by the gateway.
+    /// HTTP method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_body: Option<Body>,
-    /// The response body, already masked by the gateway.
+    pub method: Option<String>,
+    /// Object name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_body: Option<Body>,
-    /// What policy decided.
+    pub name: Option<String>,
+    /// Namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decision: Option<Decision>,
-    /// Human approvals given or refused for this request.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub approvals: Vec<Approval>,
+    pub namespace: Option<String>,
     /// What the cluster answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
-    /// Anything else (stream event details, future fields). Keys are sorted in the encoding.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra: BTreeMap<String, serde_json::Value>,
+    /// Request path and query, as received (after canonical-path checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// Hex SHA-256 hash of the previous record of this replica (64 zeros for the first).
     /// Set by the appender.
     #[serde(default)]
     pub prev_hash: String,
-    /// Hex SHA-256 hash of this record (see [`crate::chain`]). Set by the appender; not part of
-    /// the hashed payload.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub hash: String,
+    /// When the gateway received the request.
+    pub received_at: Timestamp,
+    /// The gateway replica whose chain holds this record. Set by the appender.
+    #[serde(default)]
+    pub replica_id: String,
+    /// The request body, already masked by the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<Body>,
+    /// Resource (`pods`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The response body, already masked by the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<Body>,
+    /// Position in the replica's chain, from 1. Set by the appender.
+    #[serde(default)]
+    pub seq: u64,
+    /// Subresource (`exec`, `log`, `status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
+    /// Kubernetes verb (`get`, `list`, `create`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verb: Option<String>,
 }
 
 impl AuditRecord {
@@ -168,24 +176,24 @@ impl RecordKind {
 /// Who sent the request, as authenticated by Airlock.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
-    /// User name.
-    #[serde(default)]
-    pub user: String,
-    /// Groups.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
-    /// Stable subject id (`sub`), when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uid: Option<String>,
     /// OAuth client the token was issued to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     /// IdP session id (`sid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
     /// Client socket address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_addr: Option<String>,
+    /// Stable subject id (`sub`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// User name.
+    #[serde(default)]
+    pub user: String,
     /// `User-Agent` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
@@ -197,17 +205,17 @@ pub struct Identity {
 /// the whole masked body, so an exported log can still be matched against a copy of the body.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Body {
-    /// Length of the whole body in bytes.
-    pub size: u64,
+    /// The body, or its first bytes when `truncated`.
+    pub data: String,
+    /// How `data` is encoded.
+    pub encoding: BodyEncoding,
     /// Hex SHA-256 of the whole body.
     pub sha256: String,
+    /// Length of the whole body in bytes.
+    pub size: u64,
     /// `true` when `data` holds only a prefix.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
-    /// How `data` is encoded.
-    pub encoding: BodyEncoding,
-    /// The body, or its first bytes when `truncated`.
-    pub data: String,
 }
 
 /// How [`Body::data`] is encoded.
@@ -258,6 +266,10 @@ impl Body {
     /// Shortens an inline body whose data is longer than `max_inline` bytes to a `prefix`,
     /// keeping the size and digest of the whole body.
     pub fn limit(&mut self, max_inline: usize, prefix: usize) {
+        if self.data.len() <= max_inline {
+            // Base64 is never shorter than its bytes: fits either way.
+            return;
+        }
         let raw = match self.encoding {
             BodyEncoding::Utf8 => self.data.as_bytes().to_vec(),
             BodyEncoding::Base64 => {
@@ -293,21 +305,21 @@ impl Body {
 pub struct Decision {
     /// The resulting action (`allow`, `deny`, `require_approval`, ...).
     pub action: String,
-    /// The rules that matched, in evaluation order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<RuleMatch>,
     /// Human-readable reason, if policy gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The rules that matched, in evaluation order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleMatch>,
 }
 
 /// One matched policy rule.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleMatch {
-    /// Rule name.
-    pub name: String,
     /// The rule's action.
     pub action: String,
+    /// Rule name.
+    pub name: String,
 }
 
 /// One human decision on a request.
@@ -315,26 +327,18 @@ pub struct RuleMatch {
 pub struct Approval {
     /// Who decided.
     pub approver: String,
-    /// `approved` or `denied`.
-    pub decision: String,
     /// When.
     pub at: Timestamp,
     /// Free-text comment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// `approved` or `denied`.
+    pub decision: String,
 }
 
 /// What the cluster answered.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
-    /// HTTP status sent to the client.
-    pub status: u16,
-    /// The `Audit-ID` the API server answered with (normally equal to the record id).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream_audit_id: Option<String>,
-    /// Time from receiving the request to the end of the response, in microseconds.
-    #[serde(default)]
-    pub latency_us: u64,
     /// Request body bytes received from the client.
     #[serde(default)]
     pub bytes_in: u64,
@@ -344,6 +348,14 @@ pub struct Outcome {
     /// Gateway-side error, if the request failed in Airlock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Time from receiving the request to the end of the response, in microseconds.
+    #[serde(default)]
+    pub latency_us: u64,
+    /// HTTP status sent to the client.
+    pub status: u16,
+    /// The `Audit-ID` the API server answered with (normally equal to the record id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_audit_id: Option<String>,
 }
 
 /// One line of [`crate::Store::list`]: the indexed columns of a record.

@@ -1,9 +1,10 @@
 //! The SQLite backend.
 //!
-//! One database file in WAL mode with `synchronous = FULL`: a commit returns only after the
-//! WAL has been fsynced. rusqlite is blocking, so every call runs on the blocking pool
-//! (`spawn_blocking`); the appender's connection is its own, readers share another. WAL
-//! lets readers (queries, `verify`) run while the writer commits.
+//! One database file in WAL mode with `synchronous = FULL` (or NORMAL for a batch that
+//! [`crate::Durability`] lets skip the sync): a synced commit returns only after the
+//! WAL has been fsynced. rusqlite is blocking: the appender's connection is used only on the
+//! appender's own thread, and readers (who share another connection) run on the blocking
+//! pool (`spawn_blocking`). WAL lets readers (queries, `verify`) run while the writer commits.
 
 use std::{
     path::{Path, PathBuf},
@@ -101,7 +102,10 @@ impl SqliteStore {
         let (conn, checkpointer) = conn;
         let conn = Arc::new(Mutex::new(conn));
         spawn_checkpointer(checkpointer, Arc::downgrade(&conn));
-        Ok(SqliteWriter { conn })
+        Ok(SqliteWriter {
+            conn,
+            synced: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        })
     }
 
     pub(crate) async fn select_rows(
@@ -199,9 +203,11 @@ impl SqliteStore {
     }
 }
 
-/// The appender's connection.
+/// The appender's connection. Its methods block: they run on the writer's own thread.
 pub(crate) struct SqliteWriter {
     conn: Arc<Mutex<Connection>>,
+    /// The connection's `synchronous` setting: true for FULL.
+    synced: Arc<std::sync::atomic::AtomicBool>,
 }
 
 // === impl SqliteWriter ===
@@ -210,7 +216,7 @@ impl SqliteWriter {
     pub(crate) async fn head(&mut self, replica: &str) -> Result<Head> {
         let conn = self.conn.clone();
         let replica = replica.to_owned();
-        blocking(move || {
+        inline(move || {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
             let last: Option<(i64, String)> = conn
                 .query_row(&q(sql::SELECT_HEAD), [&replica], |r| {
@@ -238,10 +244,20 @@ impl SqliteWriter {
         &mut self,
         rows: Vec<RecordRow>,
         checkpoint: Option<Checkpoint>,
+        fsync: bool,
     ) -> Result<()> {
         let conn = self.conn.clone();
-        blocking(move || {
+        let synced = self.synced.clone();
+        inline(move || {
             let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            // WAL mode: FULL syncs the WAL at this commit (and with it every earlier commit,
+            // in order); NORMAL leaves the commit in the OS until the next sync.
+            if synced.load(std::sync::atomic::Ordering::Relaxed) != fsync {
+                let want = if fsync { "FULL" } else { "NORMAL" };
+                conn.pragma_update(None, "synchronous", want)
+                    .map_err(sqlite("set synchronous"))?;
+                synced.store(fsync, std::sync::atomic::Ordering::Relaxed);
+            }
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sqlite("begin batch"))?;
@@ -295,16 +311,40 @@ impl SqliteWriter {
     }
 }
 
-/// Checkpoints the WAL once a second (PASSIVE: never waits for, nor blocks, the writer or
-/// readers) for as long as the writer exists, and once more when it is gone.
+/// Checkpoints the WAL once a second for as long as the writer exists, and once more when it
+/// is gone. A checkpoint also fsyncs the WAL first, which makes commits made without a sync
+/// (see [`crate::Durability`]) durable within about a second.
+///
+/// PASSIVE first: it never waits for, nor blocks, the writer. Under steady writes it never
+/// catches up with the end of the WAL, though (the writer appends while it copies), and
+/// SQLite only starts the WAL over once a checkpoint has caught up, so the file would grow
+/// without bound. When the WAL holds more than [`RESTART_FRAMES`], a RESTART checkpoint
+/// follows on the writer's connection:
+/// it holds the writer back only while it copies what the PASSIVE pass left (about a
+/// second's worth), and the next commit then writes from the start of the WAL again.
 fn spawn_checkpointer(conn: Connection, writer: std::sync::Weak<Mutex<Connection>>) {
     let run = move || loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
-        let alive = writer.upgrade().is_some();
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(error = %e, "sqlite wal checkpoint failed; retrying");
+        let alive = writer.upgrade();
+        match checkpoint(&conn, "PASSIVE") {
+            Ok((_, log, _)) if log > RESTART_FRAMES => {
+                // On the writer's own connection, holding it: a RESTART from here would wait
+                // for the write lock, which a busy writer takes again the moment it lets go.
+                if let Some(w) = &alive {
+                    let w = w.lock().unwrap_or_else(|p| p.into_inner());
+                    match checkpoint(&w, "RESTART") {
+                        Ok((0, _, _)) => {}
+                        Ok(_) => tracing::debug!("sqlite wal restart busy; retrying"),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "sqlite wal restart failed; retrying")
+                        }
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "sqlite wal checkpoint failed; retrying"),
         }
-        if !alive {
+        if alive.is_none() {
             return;
         }
     };
@@ -314,6 +354,16 @@ fn spawn_checkpointer(conn: Connection, writer: std::sync::Weak<Mutex<Connection
     {
         tracing::warn!(error = %e, "cannot start the sqlite checkpointer; the WAL will grow");
     }
+}
+
+/// WAL frames (pages) above which the WAL is restarted (16 MiB).
+const RESTART_FRAMES: i64 = 4096;
+
+/// Runs `PRAGMA wal_checkpoint(MODE)`: (busy, frames in the WAL, frames checkpointed).
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
 }
 
 fn connect(path: &Path, options: &OpenOptions) -> Result<Connection> {
@@ -398,6 +448,12 @@ fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
 
 pub(crate) fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Runs `f` right here. Only for the appender's writer, which has a thread of its own
+/// (`writer::Appender::start`): blocking it blocks nobody else.
+async fn inline<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    f()
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

@@ -1,6 +1,7 @@
 //! The appender: group commit of records into one replica's chain.
 //!
-//! [`Appender::append`] queues a record and waits. One writer task per appender takes the
+//! [`Appender::append`] queues a record and waits. One writer per appender (a thread of its
+//! own for SQLite, whose calls block; a task for PostgreSQL) takes the
 //! first queued record, then whatever else is queued at that moment (up to
 //! [`AppenderConfig::max_batch`]), chains them, and commits them in one transaction. While
 //! that commit's fsync runs, new records queue up and become the next batch. Under load one
@@ -57,6 +58,40 @@ pub struct AppenderConfig {
     pub max_inline_body: usize,
     /// ...larger ones keep this many leading bytes, plus size and SHA-256.
     pub body_prefix: usize,
+    /// Which commits wait for the disk (see [`Durability`]).
+    pub durability: Durability,
+}
+
+/// Which records an [`Appender`] waits for the disk (fsync) to hold before answering.
+///
+/// Every commit is visible to other processes and survives the gateway process crashing
+/// (`kill -9`) as soon as `append` returns: it is in the database's write-ahead log, in the
+/// operating system. What the variants differ in is a crash of the *host* (power loss,
+/// kernel panic) in the moments after the commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Batches holding a record that something waits for before acting on the cluster
+    /// (write-ahead [`crate::RecordKind::Request`] records, approvals) are fsynced before
+    /// `append` returns. Batches of only outcome and stream-event records are not: the next
+    /// fsynced batch, or the store's background checkpoint within about a second, makes them
+    /// durable on disk, in chain order (a fsync covers every earlier commit). One fsync per
+    /// request instead of two at low concurrency.
+    #[default]
+    WriteAhead,
+    /// Every batch is fsynced before `append` returns.
+    All,
+}
+
+impl Durability {
+    fn needs_fsync(self, kind: crate::RecordKind) -> bool {
+        use crate::RecordKind;
+        match self {
+            Durability::All => true,
+            Durability::WriteAhead => {
+                !matches!(kind, RecordKind::Outcome | RecordKind::StreamEvent)
+            }
+        }
+    }
 }
 
 impl AppenderConfig {
@@ -73,6 +108,7 @@ impl AppenderConfig {
             append_timeout: Duration::from_secs(5),
             max_inline_body: 64 * 1024,
             body_prefix: 4 * 1024,
+            durability: Durability::default(),
         }
     }
 }
@@ -146,10 +182,15 @@ impl WriterBackend {
         }
     }
 
-    async fn commit(&mut self, rows: Vec<RecordRow>, cp: Option<Checkpoint>) -> Result<()> {
+    async fn commit(
+        &mut self,
+        rows: Vec<RecordRow>,
+        cp: Option<Checkpoint>,
+        fsync: bool,
+    ) -> Result<()> {
         match self {
-            Self::Sqlite(w) => w.commit(rows, cp).await,
-            Self::Postgres(w) => w.commit(rows, cp).await,
+            Self::Sqlite(w) => w.commit(rows, cp, fsync).await,
+            Self::Postgres(w) => w.commit(rows, cp, fsync).await,
         }
     }
 }
@@ -158,25 +199,59 @@ impl WriterBackend {
 
 impl Appender {
     pub(crate) async fn start(store: &Store, config: AppenderConfig) -> Result<Self> {
-        let mut backend = match store {
-            Store::Sqlite(s) => WriterBackend::Sqlite(s.writer().await?),
-            Store::Postgres(s) => WriterBackend::Postgres(Box::new(
-                s.writer(&config.replica_id, config.append_timeout).await?,
-            )),
-        };
-        let head = backend.head(&config.replica_id).await?;
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let counters = Arc::new(Counters::default());
         let timeout = config.append_timeout;
-        let writer = Writer {
-            backend,
-            config,
-            head,
-            needs_resync: false,
-            last_checkpoint_at: Instant::now(),
-            counters: counters.clone(),
-        };
-        tokio::spawn(writer.run(rx));
+        match store {
+            // SQLite is blocking: the writer gets a thread of its own and commits on it, so an
+            // append costs two thread hand-offs (to the writer and back), not four (via a
+            // writer task and the blocking pool).
+            Store::Sqlite(s) => {
+                let backend = WriterBackend::Sqlite(s.writer().await?);
+                let (ready, started) = oneshot::channel();
+                let counters = counters.clone();
+                let thread = std::thread::Builder::new()
+                    .name("audit-writer".into())
+                    .spawn(move || {
+                        let rt = match tokio::runtime::Builder::new_current_thread()
+                            .enable_time()
+                            .build()
+                        {
+                            Ok(rt) => rt,
+                            Err(e) => {
+                                let _ = ready.send(Err(StoreError::Encode(format!(
+                                    "cannot start the audit writer's runtime: {e}"
+                                ))));
+                                return;
+                            }
+                        };
+                        rt.block_on(async move {
+                            match Writer::new(backend, config, counters).await {
+                                Ok(writer) => {
+                                    let _ = ready.send(Ok(()));
+                                    writer.run(rx).await;
+                                }
+                                Err(e) => {
+                                    let _ = ready.send(Err(e));
+                                }
+                            }
+                        });
+                    });
+                if let Err(e) = thread {
+                    return Err(StoreError::Encode(format!(
+                        "cannot start the audit writer thread: {e}"
+                    )));
+                }
+                started.await.map_err(|_| StoreError::WriterStopped)??;
+            }
+            Store::Postgres(s) => {
+                let backend = WriterBackend::Postgres(Box::new(
+                    s.writer(&config.replica_id, config.append_timeout).await?,
+                ));
+                let writer = Writer::new(backend, config, counters.clone()).await?;
+                tokio::spawn(writer.run(rx));
+            }
+        }
         Ok(Self {
             tx,
             counters,
@@ -249,6 +324,22 @@ struct Writer {
 // === impl Writer ===
 
 impl Writer {
+    async fn new(
+        mut backend: WriterBackend,
+        config: AppenderConfig,
+        counters: Arc<Counters>,
+    ) -> Result<Writer> {
+        let head = backend.head(&config.replica_id).await?;
+        Ok(Writer {
+            backend,
+            config,
+            head,
+            needs_resync: false,
+            last_checkpoint_at: Instant::now(),
+            counters,
+        })
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut jobs = Vec::with_capacity(self.config.max_batch);
         loop {
@@ -318,9 +409,12 @@ impl Writer {
             }
         }
         let mut head = self.head.clone();
+        // Checkpoints are always fsynced: they are what a verifier trusts.
+        let mut fsync = force;
         let mut rows = Vec::with_capacity(appends.len());
         let mut waiting = Vec::with_capacity(appends.len());
         for (mut record, reply) in appends {
+            fsync |= self.config.durability.needs_fsync(record.kind);
             match self.chain(&mut record, &head) {
                 Ok((row, hash)) => {
                     head.seq += 1;
@@ -363,7 +457,8 @@ impl Writer {
             return Ok(None);
         }
         let n = rows.len() as u64;
-        match self.backend.commit(rows, checkpoint.clone()).await {
+        let fsync = fsync || checkpoint.is_some();
+        match self.backend.commit(rows, checkpoint.clone(), fsync).await {
             Ok(()) => {
                 if let Some(cp) = &checkpoint {
                     // Logged so that checkpoints also exist outside the database: a copy

@@ -274,3 +274,58 @@ async fn postgres_locked_table_times_out_then_recovers() -> anyhow::Result<()> {
     assert!(receipt.seq == 2 || receipt.seq == 3, "{receipt:?}");
     Ok(())
 }
+
+/// Under appends that never pause, the WAL is started over (RESTART after the background
+/// PASSIVE checkpoint falls behind) instead of growing with everything ever written, and
+/// records committed without a sync (outcomes, `Durability::WriteAhead`) are read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_is_restarted_under_steady_appends() -> anyhow::Result<()> {
+    let h = Harness::sqlite()?;
+    let store = Store::open(&h.url).await?;
+    let appender = store.appender(config("r1")).await?;
+    let db = h.url.trim_start_matches("sqlite://").to_owned();
+    let wal = std::path::PathBuf::from(format!("{db}-wal"));
+    let body = vec![b'w'; 48 * 1024];
+    let mut written = 0usize;
+    let mut max_wal = 0u64;
+    let mut n = 0usize;
+    // Long enough for several checkpointer passes; 8 appenders keep the writer busy.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline || written < 64 * 1024 * 1024 {
+        let mut batch = Vec::new();
+        for _ in 0..8 {
+            let mut r = request(n);
+            if n % 2 == 1 {
+                r.kind = store::RecordKind::Outcome;
+            }
+            r.response_body = Some(Body::capture(&body, usize::MAX, 0));
+            n += 1;
+            let a = appender.clone();
+            batch.push(tokio::spawn(async move { a.append(r).await }));
+        }
+        for t in batch {
+            t.await??;
+            written += body.len();
+        }
+        max_wal = max_wal.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+        if written > 400 * 1024 * 1024 {
+            break;
+        }
+    }
+    eprintln!(
+        "{n} records, {} MiB written, WAL at most {} MiB",
+        written >> 20,
+        max_wal >> 20
+    );
+    // Restarted about once a second, the WAL holds a couple of seconds of appends at most.
+    ensure!(
+        (max_wal as usize) < written / 2,
+        "the WAL grew to {max_wal} bytes for {written} bytes written: it is never restarted"
+    );
+    appender.close().await?;
+    let report = store.verify(&[key().verifying_key()]).await?;
+    ensure!(report.is_ok(), "{:?}", report.first_problem());
+    let stored: u64 = report.replicas.iter().map(|r| r.records).sum();
+    ensure!(stored == n as u64, "{stored} of {n} records stored");
+    Ok(())
+}
