@@ -31,6 +31,8 @@ const INSERT_RECORDS: &str = "INSERT INTO audit_records (replica_id, seq, id, ki
 /// database with different `search_path`s).
 const REPLICA_LOCK: &str =
     "SELECT pg_try_advisory_lock(hashtext(current_schema() || ':airlock-audit:' || $1))";
+const REPLICA_UNLOCK: &str =
+    "SELECT pg_advisory_unlock(hashtext(current_schema() || ':airlock-audit:' || $1))";
 
 /// An open PostgreSQL audit store.
 #[derive(Clone)]
@@ -327,6 +329,17 @@ impl PgWriter {
             .try_get(0)
             .map_err(pg("read last checkpoint"))?;
         Head::from_parts(last, anchor, checkpoint_seq)
+    }
+
+    /// Gives up the chain's lock now, rather than when the server notices the connection
+    /// closed: a successor (a restart, `close` then `appender`) can start at once.
+    pub(crate) async fn release(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = conn
+                .client
+                .query_one(REPLICA_UNLOCK, &[&self.replica_id])
+                .await;
+        }
     }
 
     pub(crate) async fn commit(

@@ -385,6 +385,9 @@ impl Writer {
                 let _ = reply.send(share(&result));
             }
             if let Some(reply) = closer {
+                if let WriterBackend::Postgres(w) = &mut self.backend {
+                    w.release().await;
+                }
                 let _ = reply.send(share(&result));
                 // Appends already queued behind the close are refused by dropping them.
                 return;
