@@ -328,6 +328,9 @@ fn spawn_checkpointer(conn: Connection, writer: std::sync::Weak<Mutex<Connection
         let alive = writer.upgrade();
         match checkpoint(&conn, "PASSIVE") {
             Ok((_, log, _)) if log > RESTART_FRAMES => {
+                // Another PASSIVE pass first copies what arrived during the last one, so that
+                // the writer waits only for the little that arrives meanwhile.
+                let _ = checkpoint(&conn, "PASSIVE");
                 // On the writer's own connection, holding it: a RESTART from here would wait
                 // for the write lock, which a busy writer takes again the moment it lets go.
                 if let Some(w) = &alive {
