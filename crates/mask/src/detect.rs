@@ -19,6 +19,9 @@ pub const PEM_DETECTOR: &str = "pem-private-key";
 /// (an env var `DB_PASSWORD`, a ConfigMap key `api_token`, an annotation `x/secret`).
 pub const SENSITIVE_NAME: &str = "sensitive-name";
 
+/// Bytes lowercased at a time for the keyword prefilter (must exceed the longest keyword).
+const LOWER_BLOCK: usize = 4096;
+
 /// Regex size limit for one detector (compiled program size).
 const REGEX_SIZE_LIMIT: usize = 4 << 20;
 
@@ -58,6 +61,8 @@ pub(crate) struct Scan {
     pub(crate) hits: Vec<Hit>,
     /// A PEM private key begins in the text and does not end in it.
     pub(crate) pem_open: bool,
+    /// The keyword prefilter found nothing: no keyword occurs anywhere in the text.
+    pub(crate) no_keywords: bool,
 }
 
 /// Which detectors to run on a field.
@@ -88,6 +93,10 @@ pub(crate) struct DetectorSet {
     owner: Vec<usize>,
     /// Lowercased keywords, for the "text ends with the start of a keyword" check.
     keyword_text: Vec<Vec<u8>>,
+    /// Indices into `keyword_text` by the keyword's first byte.
+    by_first: Vec<Vec<usize>>,
+    /// Length of the longest keyword.
+    longest_keyword: usize,
     /// Detectors that have no keywords and so run on everything.
     always: Vec<usize>,
     pem: Option<usize>,
@@ -282,12 +291,27 @@ impl DetectorSet {
             packed.add(p);
         }
         let any_keyword = packed.build();
+        let longest_keyword = patterns.iter().map(Vec::len).max().unwrap_or(0);
+        if longest_keyword >= LOWER_BLOCK {
+            return Err(MaskError::Rule {
+                rule: "keywords".to_string(),
+                reason: format!("a keyword is longer than {} bytes", LOWER_BLOCK - 1),
+            });
+        }
+        let mut by_first: Vec<Vec<usize>> = vec![Vec::new(); 256];
+        for (i, p) in patterns.iter().enumerate() {
+            if let Some(&c) = p.first() {
+                by_first[usize::from(c)].push(i);
+            }
+        }
         Ok(DetectorSet {
             detectors,
             keywords,
             any_keyword,
             owner,
             keyword_text: patterns,
+            by_first,
+            longest_keyword,
             always,
             pem,
         })
@@ -320,10 +344,14 @@ impl DetectorSet {
         if let Some(ac) = &self.keywords {
             // Fast path for clean text: one accelerated search; the overlapping walk that
             // finds every keyword runs only when there is at least one.
-            if self.always.is_empty() && !self.has_keyword(ac, text) {
-                return scan;
+            if !self.has_keyword(ac, text) {
+                scan.no_keywords = true;
+                if self.always.is_empty() {
+                    return scan;
+                }
             }
-            for m in ac.find_overlapping_iter(text) {
+            let walk = if scan.no_keywords { &[][..] } else { text };
+            for m in ac.find_overlapping_iter(walk) {
                 let d = self.owner[m.pattern().as_usize()];
                 if wanted.is_empty() {
                     wanted = vec![false; self.detectors.len()];
@@ -374,12 +402,37 @@ impl DetectorSet {
     }
 
     fn has_keyword(&self, ac: &AhoCorasick, text: &[u8]) -> bool {
-        match &self.any_keyword {
-            Some(packed) => {
-                let lower = text.to_ascii_lowercase();
-                packed.find(&lower).is_some()
+        let Some(packed) = &self.any_keyword else {
+            return ac.is_match(text);
+        };
+        // Lowercase a block at a time into a buffer on the stack (it stays in L1 and costs
+        // no allocation); blocks overlap by the longest keyword less one byte, so a keyword
+        // that straddles two blocks is found in the second.
+        let mut block = [0u8; LOWER_BLOCK];
+        let overlap = self.longest_keyword.saturating_sub(1);
+        let mut start = 0;
+        loop {
+            let end = (start + LOWER_BLOCK).min(text.len());
+            let lower = &mut block[..end - start];
+            lower.copy_from_slice(&text[start..end]);
+            lower.make_ascii_lowercase();
+            if packed.find(lower).is_some() {
+                return true;
             }
-            None => ac.is_match(text),
+            if end == text.len() {
+                return false;
+            }
+            start = end - overlap;
+        }
+    }
+
+    /// Whether `text` may contain a keyword (case-insensitive). False means no detector with
+    /// keywords can match; [`has_keywordless`](Self::has_keywordless) tells whether others run
+    /// anyway.
+    pub(crate) fn may_match(&self, text: &[u8]) -> bool {
+        match &self.keywords {
+            Some(ac) => self.has_keyword(ac, text),
+            None => false,
         }
     }
 
@@ -420,18 +473,19 @@ impl DetectorSet {
     /// Start of the longest suffix of `text` that is a proper prefix of some keyword: the text
     /// may continue into that keyword.
     pub(crate) fn partial_keyword_suffix(&self, text: &[u8]) -> Option<usize> {
-        let mut best: Option<usize> = None;
-        for k in &self.keyword_text {
-            let longest = (k.len() - 1).min(text.len());
-            for len in (1..=longest).rev() {
-                let start = text.len() - len;
-                if text[start..].eq_ignore_ascii_case(&k[..len]) {
-                    best = Some(best.map_or(start, |b: usize| b.min(start)));
-                    break;
-                }
-            }
-        }
-        best
+        // Only the last `longest - 1` bytes can start such a suffix; the earliest start that
+        // works is the longest suffix.
+        let from = text
+            .len()
+            .saturating_sub(self.longest_keyword.saturating_sub(1));
+        (from..text.len()).find(|&start| {
+            let tail = &text[start..];
+            let first = usize::from(tail[0].to_ascii_lowercase());
+            self.by_first[first].iter().any(|&k| {
+                let k = &self.keyword_text[k];
+                k.len() > tail.len() && tail.eq_ignore_ascii_case(&k[..tail.len()])
+            })
+        })
     }
 
     /// Whether any detector has no keywords (so holding back by keyword is not enough).

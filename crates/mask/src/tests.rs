@@ -46,9 +46,10 @@ fn expand(expected: &str) -> String {
         };
         let token = &rest[start + 1..start + len];
         let replaced = if let Some(v) = token.strip_prefix("S:") {
+            // The fingerprint covers the base64 text; the length is the decoded one.
             let real = b64.decode(v).unwrap();
             let mut m = Vec::new();
-            fp().value_marker(&real, real.len(), &mut m);
+            fp().value_marker(v.as_bytes(), real.len(), &mut m);
             Some(b64.encode(m))
         } else if let Some(v) = token.strip_prefix("P:") {
             let mut m = Vec::new();
