@@ -22,6 +22,9 @@ pub const SENSITIVE_NAME: &str = "sensitive-name";
 /// Bytes lowercased at a time for the keyword prefilter (must exceed the longest keyword).
 const LOWER_BLOCK: usize = 4096;
 
+/// Texts up to this long are lowercased in one smaller block (less to zero).
+const SHORT_BLOCK: usize = 512;
+
 /// Regex size limit for one detector (compiled program size).
 const REGEX_SIZE_LIMIT: usize = 4 << 20;
 
@@ -42,6 +45,10 @@ pub(crate) struct Detector {
     secret_group: usize,
     keywords: Vec<String>,
     filter: Filter,
+    /// How far before one of its keywords a match can start, when that is known (a regex
+    /// that starts with its keyword: 0); the search then starts there, not at the text's
+    /// start. `None` (gitleaks rules): search the whole text.
+    lead: Option<usize>,
 }
 
 /// A span of text to replace, and which detector found it.
@@ -97,6 +104,8 @@ pub(crate) struct DetectorSet {
     by_first: Vec<Vec<usize>>,
     /// Length of the longest keyword.
     longest_keyword: usize,
+    /// No keyword holds a character JSON must escape (`"`, `\\`, control characters).
+    keywords_json_plain: bool,
     /// Detectors that have no keywords and so run on everything.
     always: Vec<usize>,
     pem: Option<usize>,
@@ -108,6 +117,9 @@ struct Builtin {
     secret_group: usize,
     keywords: &'static [&'static str],
     filter: Filter,
+    /// See [`Detector::lead`]: `Some` only when *every* match of the regex holds one of the
+    /// keywords that close to its start (the `builtin_leads` test checks the examples).
+    lead: Option<usize>,
 }
 
 /// Built-in detectors. Regexes run in byte mode without Unicode classes (`(?-u)`), so `\s`,
@@ -119,6 +131,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?s-u)-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)",
         secret_group: 0,
         keywords: &["-----begin"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -126,6 +139,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*",
         secret_group: 0,
         keywords: &["eyj"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -133,6 +147,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b",
         secret_group: 0,
         keywords: &["akia", "asia", "abia", "acca"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -140,6 +155,8 @@ const BUILTINS: &[Builtin] = &[
         regex: r#"(?-u)(?i:secret_?access_?key)["']?[ \t]*[:=][ \t]*["']?([A-Za-z0-9/+=]{40})"#,
         secret_group: 1,
         keywords: &["secret_access_key", "secretaccesskey"],
+        // `secret_accesskey` matches but holds neither keyword.
+        lead: None,
         filter: Filter::None,
     },
     Builtin {
@@ -147,6 +164,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r#"(?-u)"private_key(?:_id)?"[ \t]*:[ \t]*"((?:[^"\\]|\\.)+)""#,
         secret_group: 1,
         keywords: &["private_key"],
+        lead: Some(1),
         filter: Filter::None,
     },
     Builtin {
@@ -154,6 +172,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r#"(?-u)(?i:AccountKey|SharedAccessKey|SharedAccessSignature)=([^;"'\s]+)"#,
         secret_group: 1,
         keywords: &["accountkey=", "sharedaccesskey=", "sharedaccesssignature="],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -161,6 +180,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\b(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255})",
         secret_group: 0,
         keywords: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -168,6 +188,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\bglpat-[A-Za-z0-9_-]{20,}",
         secret_group: 0,
         keywords: &["glpat-"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -175,6 +196,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\bxox[abposr]-[A-Za-z0-9-]{10,}",
         secret_group: 0,
         keywords: &["xoxa-", "xoxb-", "xoxo-", "xoxp-", "xoxr-", "xoxs-"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -182,6 +204,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\b[sr]k_live_[A-Za-z0-9]{16,}",
         secret_group: 0,
         keywords: &["sk_live_", "rk_live_"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -191,6 +214,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r#"(?-u)://[^:/?#@\s"'<>]{1,256}:([^@/?#\s"'<>]{1,256})@"#,
         secret_group: 1,
         keywords: &["://"],
+        lead: Some(0),
         filter: Filter::AssignmentValue,
     },
     Builtin {
@@ -198,6 +222,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\b(?i:bearer)[ \t]+([A-Za-z0-9._~+/=-]{8,})",
         secret_group: 1,
         keywords: &["bearer"],
+        lead: Some(0),
         filter: Filter::AssignmentValue,
     },
     Builtin {
@@ -205,6 +230,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)(?i:authorization)[ \t]*:[ \t]*(?i:basic)[ \t]+([A-Za-z0-9+/=]{6,})",
         secret_group: 1,
         keywords: &["authorization"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -231,6 +257,7 @@ const BUILTINS: &[Builtin] = &[
             "privatekey",
             "credential",
         ],
+        lead: Some(0),
         filter: Filter::AssignmentValue,
     },
 ];
@@ -249,6 +276,7 @@ impl DetectorSet {
                 secret_group: b.secret_group,
                 keywords: b.keywords.iter().map(|k| k.to_string()).collect(),
                 filter: b.filter,
+                lead: b.lead,
             });
         }
         let mut notes = Vec::new();
@@ -292,6 +320,10 @@ impl DetectorSet {
         }
         let any_keyword = packed.build();
         let longest_keyword = patterns.iter().map(Vec::len).max().unwrap_or(0);
+        let keywords_json_plain = patterns
+            .iter()
+            .flatten()
+            .all(|&c| c >= 0x20 && c != b'"' && c != b'\\');
         if longest_keyword >= LOWER_BLOCK {
             return Err(MaskError::Rule {
                 rule: "keywords".to_string(),
@@ -312,6 +344,7 @@ impl DetectorSet {
             keyword_text: patterns,
             by_first,
             longest_keyword,
+            keywords_json_plain,
             always,
             pem,
         })
@@ -340,46 +373,55 @@ impl DetectorSet {
     /// Finds secrets in `text`.
     pub(crate) fn scan(&self, text: &[u8], selection: &Selection) -> Scan {
         let mut scan = Scan::default();
-        let mut wanted: Vec<bool> = Vec::new();
+        // Where each wanted detector's regex starts searching.
+        let mut from: Vec<Option<usize>> = Vec::new();
         if let Some(ac) = &self.keywords {
             // Fast path for clean text: one accelerated search; the overlapping walk that
-            // finds every keyword runs only when there is at least one.
-            if !self.has_keyword(ac, text) {
-                scan.no_keywords = true;
-                if self.always.is_empty() {
-                    return scan;
+            // finds every keyword runs only when there is at least one, and only from there.
+            match self.first_keyword(ac, text) {
+                None => {
+                    scan.no_keywords = true;
+                    if self.always.is_empty() {
+                        return scan;
+                    }
+                }
+                Some(first) => {
+                    from = vec![None; self.detectors.len()];
+                    let input = aho_corasick::Input::new(text).span(first..text.len());
+                    for m in ac.find_overlapping_iter(input) {
+                        let d = self.owner[m.pattern().as_usize()];
+                        let lead = self.detectors[d].lead.unwrap_or(usize::MAX);
+                        let start = m.start().saturating_sub(lead);
+                        from[d] = Some(from[d].map_or(start, |f: usize| f.min(start)));
+                    }
                 }
             }
-            let walk = if scan.no_keywords { &[][..] } else { text };
-            for m in ac.find_overlapping_iter(walk) {
-                let d = self.owner[m.pattern().as_usize()];
-                if wanted.is_empty() {
-                    wanted = vec![false; self.detectors.len()];
-                }
-                wanted[d] = true;
+        }
+        if from.is_empty() {
+            if self.always.is_empty() {
+                return scan;
             }
-        }
-        if wanted.is_empty() && self.always.is_empty() {
-            return scan;
-        }
-        if wanted.is_empty() {
-            wanted = vec![false; self.detectors.len()];
+            from = vec![None; self.detectors.len()];
         }
         for &i in &self.always {
-            wanted[i] = true;
+            from[i] = Some(0);
         }
         for (i, d) in self.detectors.iter().enumerate() {
-            if !wanted[i] || !selection.allows(i) {
+            let Some(mut at) = from[i] else { continue };
+            if !selection.allows(i) {
                 continue;
             }
-            for caps in d.regex.captures_iter(text) {
-                let Some(whole) = caps.get(0) else { continue };
-                let span = if d.secret_group > 0 {
-                    caps.get(d.secret_group).unwrap_or(whole)
-                } else {
-                    whole
+            let mut locs = d.regex.capture_locations();
+            while at <= text.len() {
+                let Some(whole) = d.regex.captures_read_at(&mut locs, text, at) else {
+                    break;
                 };
-                if span.is_empty() || !passes(d.filter, span.as_bytes()) {
+                at = whole.end() + usize::from(whole.is_empty());
+                let (start, end) = match d.secret_group {
+                    0 => (whole.start(), whole.end()),
+                    g => locs.get(g).unwrap_or((whole.start(), whole.end())),
+                };
+                if start == end || !passes(d.filter, &text[start..end]) {
                     continue;
                 }
                 if Some(i) == self.pem
@@ -389,8 +431,8 @@ impl DetectorSet {
                     scan.pem_open = true;
                 }
                 scan.hits.push(Hit {
-                    start: span.start(),
-                    end: span.end(),
+                    start,
+                    end,
                     match_start: whole.start(),
                     detector: i,
                 });
@@ -401,13 +443,21 @@ impl DetectorSet {
         scan
     }
 
-    fn has_keyword(&self, ac: &AhoCorasick, text: &[u8]) -> bool {
+    /// Where the leftmost keyword occurrence starts (ASCII case-insensitive), if any.
+    fn first_keyword(&self, ac: &AhoCorasick, text: &[u8]) -> Option<usize> {
         let Some(packed) = &self.any_keyword else {
-            return ac.is_match(text);
+            return ac.find(text).map(|m| m.start());
         };
         // Lowercase a block at a time into a buffer on the stack (it stays in L1 and costs
         // no allocation); blocks overlap by the longest keyword less one byte, so a keyword
         // that straddles two blocks is found in the second.
+        if text.len() <= SHORT_BLOCK {
+            let mut block = [0u8; SHORT_BLOCK];
+            let lower = &mut block[..text.len()];
+            lower.copy_from_slice(text);
+            lower.make_ascii_lowercase();
+            return packed.find(lower).map(|m| m.start());
+        }
         let mut block = [0u8; LOWER_BLOCK];
         let overlap = self.longest_keyword.saturating_sub(1);
         let mut start = 0;
@@ -416,14 +466,21 @@ impl DetectorSet {
             let lower = &mut block[..end - start];
             lower.copy_from_slice(&text[start..end]);
             lower.make_ascii_lowercase();
-            if packed.find(lower).is_some() {
-                return true;
+            if let Some(m) = packed.find(lower) {
+                return Some(start + m.start());
             }
             if end == text.len() {
-                return false;
+                return None;
             }
             start = end - overlap;
         }
+    }
+
+    /// Whether no keyword holds a character that JSON must escape, so a keyword in a JSON
+    /// string's decoded text also occurs in its raw text unless a `\\u` or `\\/` escape
+    /// spells part of it.
+    pub(crate) fn keywords_json_plain(&self) -> bool {
+        self.keywords_json_plain
     }
 
     /// Whether `text` may contain a keyword (case-insensitive). False means no detector with
@@ -431,7 +488,7 @@ impl DetectorSet {
     /// anyway.
     pub(crate) fn may_match(&self, text: &[u8]) -> bool {
         match &self.keywords {
-            Some(ac) => self.has_keyword(ac, text),
+            Some(ac) => self.first_keyword(ac, text).is_some(),
             None => false,
         }
     }
@@ -682,6 +739,7 @@ fn parse_gitleaks(text: &str, notes: &mut Vec<String>) -> Result<Vec<Detector>, 
             secret_group,
             keywords: rule.keywords,
             filter: Filter::None,
+            lead: None,
         });
     }
     Ok(out)
@@ -792,6 +850,28 @@ mod tests {
                 out.contains(&format!("[airlock:masked:{id}:")),
                 "{id}: {out:?}"
             );
+        }
+    }
+
+    /// Each built-in's `lead`: a match found from the start of the text is found as well when
+    /// the search starts `lead` bytes before the match's first keyword.
+    #[test]
+    fn builtin_leads() {
+        let s = set();
+        for (input, _, _, id) in CASES {
+            let d = s.index(id).unwrap();
+            let det = &s.detectors[d];
+            let Some(lead) = det.lead else { continue };
+            for m in det.regex.find_iter(input.as_bytes()) {
+                let lower = m.as_bytes().to_ascii_lowercase();
+                let first = det
+                    .keywords
+                    .iter()
+                    .filter_map(|k| memchr::memmem::find(&lower, k.as_bytes()))
+                    .min()
+                    .unwrap_or_else(|| panic!("{id}: no keyword in {:?}", m.as_bytes()));
+                assert!(first <= lead, "{id}: keyword at {first} of the match");
+            }
         }
     }
 

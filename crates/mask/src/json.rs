@@ -697,14 +697,9 @@ impl<'s, 'e> Walker<'s, 'e> {
         if raw.is_empty() {
             return Ok(());
         }
+        let mut named = false;
         if let Act::Detect { name, .. } = act {
-            // Clean values (most of them) need no unescaping: with no `\u` or `\/` escape
-            // a keyword in the decoded text is also in the raw text (keywords hold no
-            // character that JSON escapes otherwise).
-            let hidden = esc
-                && (memchr::memmem::find(raw, b"\\u").is_some()
-                    || memchr::memmem::find(raw, b"\\/").is_some());
-            let named = match name {
+            named = match name {
                 NameFrom::None => false,
                 NameFrom::LastKey => {
                     matches!(self.path.last(), Some(Seg::Key(k)) if sensitive_name(k))
@@ -714,6 +709,12 @@ impl<'s, 'e> Walker<'s, 'e> {
                     .as_deref()
                     .is_some_and(|n| sensitive_name(n.as_bytes())),
             };
+            // Clean values (most of them) need no unescaping: unless a `\u` or `\/` escape
+            // hides one, a keyword in the decoded text is also in the raw text.
+            let hidden = esc
+                && (!eng.detectors.keywords_json_plain()
+                    || memchr::memchr_iter(b'\\', raw)
+                        .any(|i| matches!(raw.get(i + 1), Some(b'u' | b'/'))));
             if !named
                 && !hidden
                 && !eng.detectors.has_keywordless()
@@ -770,16 +771,8 @@ impl<'s, 'e> Walker<'s, 'e> {
                 fp.text_marker("rule", &content, &mut marker);
                 write_json_string(&marker, &mut new);
             }
-            Act::Detect { name, selection } => {
-                let name: Option<&[u8]> = match name {
-                    NameFrom::None => None,
-                    NameFrom::LastKey => match self.path.last() {
-                        Some(Seg::Key(k)) => Some(k.as_ref()),
-                        _ => None,
-                    },
-                    NameFrom::ObjName => obj.name.as_deref().map(str::as_bytes),
-                };
-                if name.is_some_and(sensitive_name) {
+            Act::Detect { selection, .. } => {
+                if named {
                     let mut marker = Vec::new();
                     fp.text_marker(SENSITIVE_NAME, &content, &mut marker);
                     write_json_string(&marker, &mut new);
