@@ -19,11 +19,9 @@ pub const PEM_DETECTOR: &str = "pem-private-key";
 /// (an env var `DB_PASSWORD`, a ConfigMap key `api_token`, an annotation `x/secret`).
 pub const SENSITIVE_NAME: &str = "sensitive-name";
 
-/// Bytes lowercased at a time for the keyword prefilter (must exceed the longest keyword).
+/// Most bytes lowercased at a time for the keyword prefilter (at least 256; keywords must be
+/// shorter than 256 bytes, so that blocks overlapping by a keyword's length still advance).
 const LOWER_BLOCK: usize = 4096;
-
-/// Texts up to this long are lowercased in one smaller block (less to zero).
-const SHORT_BLOCK: usize = 512;
 
 /// Regex size limit for one detector (compiled program size).
 const REGEX_SIZE_LIMIT: usize = 4 << 20;
@@ -324,10 +322,10 @@ impl DetectorSet {
             .iter()
             .flatten()
             .all(|&c| c >= 0x20 && c != b'"' && c != b'\\');
-        if longest_keyword >= LOWER_BLOCK {
+        if longest_keyword >= 256 {
             return Err(MaskError::Rule {
                 rule: "keywords".to_string(),
-                reason: format!("a keyword is longer than {} bytes", LOWER_BLOCK - 1),
+                reason: "a keyword is longer than 255 bytes".to_string(),
             });
         }
         let mut by_first: Vec<Vec<usize>> = vec![Vec::new(); 256];
@@ -449,30 +447,12 @@ impl DetectorSet {
             return ac.find(text).map(|m| m.start());
         };
         // Lowercase a block at a time into a buffer on the stack (it stays in L1 and costs
-        // no allocation); blocks overlap by the longest keyword less one byte, so a keyword
-        // that straddles two blocks is found in the second.
-        if text.len() <= SHORT_BLOCK {
-            let mut block = [0u8; SHORT_BLOCK];
-            let lower = &mut block[..text.len()];
-            lower.copy_from_slice(text);
-            lower.make_ascii_lowercase();
-            return packed.find(lower).map(|m| m.start());
-        }
-        let mut block = [0u8; LOWER_BLOCK];
+        // no allocation, only zeroing: short texts get a short block).
         let overlap = self.longest_keyword.saturating_sub(1);
-        let mut start = 0;
-        loop {
-            let end = (start + LOWER_BLOCK).min(text.len());
-            let lower = &mut block[..end - start];
-            lower.copy_from_slice(&text[start..end]);
-            lower.make_ascii_lowercase();
-            if let Some(m) = packed.find(lower) {
-                return Some(start + m.start());
-            }
-            if end == text.len() {
-                return None;
-            }
-            start = end - overlap;
+        match text.len() {
+            0..=256 => find_lowercased::<256>(packed, text, overlap),
+            257..=1024 => find_lowercased::<1024>(packed, text, overlap),
+            _ => find_lowercased::<LOWER_BLOCK>(packed, text, overlap),
         }
     }
 
@@ -548,6 +528,31 @@ impl DetectorSet {
     /// Whether any detector has no keywords (so holding back by keyword is not enough).
     pub(crate) fn has_keywordless(&self) -> bool {
         !self.always.is_empty()
+    }
+}
+
+/// Start of the leftmost match of `packed` (lowercase patterns) in `text` lowercased, block by
+/// block; blocks overlap by `overlap` bytes (the longest pattern less one), so a pattern that
+/// straddles two blocks is found in the second.
+fn find_lowercased<const N: usize>(
+    packed: &aho_corasick::packed::Searcher,
+    text: &[u8],
+    overlap: usize,
+) -> Option<usize> {
+    let mut block = [0u8; N];
+    let mut start = 0;
+    loop {
+        let end = (start + N).min(text.len());
+        let lower = &mut block[..end - start];
+        lower.copy_from_slice(&text[start..end]);
+        lower.make_ascii_lowercase();
+        if let Some(m) = packed.find(lower) {
+            return Some(start + m.start());
+        }
+        if end == text.len() {
+            return None;
+        }
+        start = end - overlap;
     }
 }
 

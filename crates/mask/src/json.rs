@@ -415,10 +415,9 @@ impl<'s, 'e> Walker<'s, 'e> {
     /// Parses a string at `pos`; returns the content bounds and whether it has escapes.
     fn string_span(&mut self) -> Result<(usize, usize, bool), MaskError> {
         let start = self.pos + 1;
-        let end = skip_string(self.s, self.pos, self.base_offset)?;
+        let (end, esc) = scan_string(self.s, self.pos)?;
         self.pos = end;
-        let content = &self.s[start..end - 1];
-        Ok((start, end - 1, memchr::memchr(b'\\', content).is_some()))
+        Ok((start, end - 1, esc))
     }
 
     fn object(&mut self, hint: &Hint, out: &mut Vec<u8>) -> Result<(), MaskError> {
@@ -974,30 +973,38 @@ pub(crate) fn skip_ws(s: &[u8], mut i: usize) -> usize {
 }
 
 /// `i` is at an opening quote; returns the index after the closing quote.
-pub(crate) fn skip_string(s: &[u8], i: usize, off: u64) -> Result<usize, MaskError> {
+pub(crate) fn skip_string(s: &[u8], i: usize, _off: u64) -> Result<usize, MaskError> {
+    scan_string(s, i).map(|(end, _)| end)
+}
+
+/// `i` is at an opening quote; returns the index after the closing quote and whether the
+/// string holds an escape.
+fn scan_string(s: &[u8], i: usize) -> Result<(usize, bool), MaskError> {
     let mut j = i + 1;
+    let mut esc = false;
     // Most strings (keys, names) are short: a plain loop beats setting up a SIMD search.
     let short_end = (j + 24).min(s.len());
     while j < short_end {
         match s[j] {
-            b'"' => return Ok(j + 1),
-            b'\\' => j += 2,
+            b'"' => return Ok((j + 1, esc)),
+            b'\\' => {
+                esc = true;
+                j += 2;
+            }
             _ => j += 1,
         }
     }
     loop {
-        match memchr::memchr2(b'"', b'\\', &s[j.min(s.len())..]) {
+        match memchr::memchr2(b'"', b'\\', s.get(j..).unwrap_or_default()) {
             Some(k) => {
                 let at = j + k;
                 if s[at] == b'"' {
-                    return Ok(at + 1);
+                    return Ok((at + 1, esc));
                 }
+                esc = true;
                 j = at + 2;
             }
-            None => {
-                let _ = off;
-                return Err(MaskError::Truncated);
-            }
+            None => return Err(MaskError::Truncated),
         }
     }
 }
