@@ -117,7 +117,7 @@ impl Fingerprinter {
     /// quanta, and each `***` of the padding after them encodes to `Kioq`.
     pub(crate) fn value_marker_base64(&self, real: &[u8], len: usize, out: &mut Vec<u8>) {
         const HEAD: usize = MARKER_PREFIX.len() + FINGERPRINT_LEN;
-        const _: () = assert!(HEAD % 3 == 0);
+        const _: () = assert!(HEAD.is_multiple_of(3));
         let mut head = [0u8; HEAD];
         head[..MARKER_PREFIX.len()].copy_from_slice(MARKER_PREFIX.as_bytes());
         head[MARKER_PREFIX.len()..].copy_from_slice(&self.fp(real));

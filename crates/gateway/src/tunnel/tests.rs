@@ -945,10 +945,15 @@ async fn throughput_masked_vs_raw() {
     let frame = Arc::new(frame);
     let mb = (frames * chunk.len()) as f64 / (1024.0 * 1024.0);
     for (t, name) in [
-        (Transport::Memory, "in-memory"),
-        (Transport::Tcp, "loopback TCP"),
-        (Transport::Tls, "TLS over loopback TCP"),
+        (Transport::Memory, "memory (in-process pipes)"),
+        (Transport::Tcp, "tcp (loopback)"),
+        (Transport::Tls, "tls (over loopback TCP)"),
     ] {
+        // THROUGHPUT_ONLY=memory|tcp|tls runs one transport (for profiling).
+        let only = std::env::var("THROUGHPUT_ONLY").unwrap_or_default();
+        if !only.is_empty() && !name.to_lowercase().starts_with(&only) {
+            continue;
+        }
         let (mut raw, mut masked, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         let mut recorded = 0;
         for _ in 0..ROUNDS {
