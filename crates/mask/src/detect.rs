@@ -100,8 +100,9 @@ pub(crate) struct DetectorSet {
     keyword_text: Vec<Vec<u8>>,
     /// Indices into `keyword_text` by the keyword's first byte.
     by_first: Vec<Vec<usize>>,
-    /// Length of the longest keyword.
+    /// Length of the longest and of the shortest keyword.
     longest_keyword: usize,
+    shortest_keyword: usize,
     /// No keyword holds a character JSON must escape (`"`, `\\`, control characters).
     keywords_json_plain: bool,
     /// Detectors that have no keywords and so run on everything.
@@ -318,6 +319,7 @@ impl DetectorSet {
         }
         let any_keyword = packed.build();
         let longest_keyword = patterns.iter().map(Vec::len).max().unwrap_or(0);
+        let shortest_keyword = patterns.iter().map(Vec::len).min().unwrap_or(0);
         let keywords_json_plain = patterns
             .iter()
             .flatten()
@@ -342,6 +344,7 @@ impl DetectorSet {
             keyword_text: patterns,
             by_first,
             longest_keyword,
+            shortest_keyword,
             keywords_json_plain,
             always,
             pem,
@@ -443,6 +446,9 @@ impl DetectorSet {
 
     /// Where the leftmost keyword occurrence starts (ASCII case-insensitive), if any.
     fn first_keyword(&self, ac: &AhoCorasick, text: &[u8]) -> Option<usize> {
+        if text.len() < self.shortest_keyword {
+            return None;
+        }
         let Some(packed) = &self.any_keyword else {
             return ac.find(text).map(|m| m.start());
         };

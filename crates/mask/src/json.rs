@@ -1272,7 +1272,11 @@ fn hex4(b: &[u8]) -> Option<u32> {
 
 /// Writes `bytes` as a JSON string literal (with quotes). Invalid UTF-8 is replaced.
 pub(crate) fn write_json_string(bytes: &[u8], out: &mut Vec<u8>) {
-    let text = String::from_utf8_lossy(bytes);
+    // `from_utf8` checks ASCII a word at a time; the lossy path only for invalid UTF-8.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => Cow::Borrowed(t),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
     out.push(b'"');
     let mut start = 0;
     let b = text.as_bytes();
