@@ -243,35 +243,14 @@ pub(crate) fn mask_unit(
     hint: &Hint,
     out: &mut Vec<u8>,
 ) -> Result<(), MaskError> {
-    let mut path = PathBuf::default();
-    mask_unit_at(eng, scope, src, base_offset, 0, hint, &mut path, out)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn mask_unit_at(
-    eng: &Engine,
-    scope: &Scope,
-    src: &[u8],
-    base_offset: u64,
-    depth: usize,
-    hint: &Hint,
-    path: &mut PathBuf,
-    out: &mut Vec<u8>,
-) -> Result<(), MaskError> {
-    let before = out.len();
-    let mut result = Err(MaskError::Truncated);
-    for full in [false, true] {
-        let mut w = Walker::new(eng, scope, src, base_offset, full, path);
-        w.depth = depth;
-        result = w.run(hint, out);
-        let restart = w.restart;
-        w.finish(path);
-        match result {
-            Err(_) if restart => out.truncate(before),
-            _ => break,
-        }
-    }
-    result
+    let at = At {
+        src,
+        base_offset,
+        depth: 0,
+    };
+    walk(eng, scope, at, &mut PathBuf::default(), out, |w, out| {
+        w.run(hint, out)
+    })
 }
 
 /// Masks the JSON value that starts at `src[0]` and returns where it ends; bytes after it are
@@ -286,19 +265,46 @@ pub(crate) fn mask_prefix(
     path: &mut PathBuf,
     out: &mut Vec<u8>,
 ) -> Result<usize, MaskError> {
+    let at = At {
+        src,
+        base_offset,
+        depth: 0,
+    };
+    walk(eng, scope, at, path, out, |w, out| w.prefix(hint, out))
+}
+
+/// The text a walk reads, where it sits in the body, and how deep it already is.
+struct At<'s> {
+    src: &'s [u8],
+    base_offset: u64,
+    depth: usize,
+}
+
+/// Runs `f` on a walker that pre-scans objects only up to their `kind`; if the walk meets a
+/// `kind` member that pre-scan did not read, discards the output and runs `f` once more on a
+/// walker that pre-scans every member (which never asks again).
+fn walk<'s, T>(
+    eng: &Engine,
+    scope: &Scope,
+    at: At<'s>,
+    path: &mut PathBuf,
+    out: &mut Vec<u8>,
+    f: impl Fn(&mut Walker<'s, '_>, &mut Vec<u8>) -> Result<T, MaskError>,
+) -> Result<T, MaskError> {
     let before = out.len();
-    let mut result = Err(MaskError::Truncated);
-    for full in [false, true] {
-        let mut w = Walker::new(eng, scope, src, base_offset, full, path);
-        result = w.prefix(hint, out);
-        let restart = w.restart;
+    let mut full = false;
+    loop {
+        let mut w = Walker::new(eng, scope, at.src, at.base_offset, full, path);
+        w.depth = at.depth;
+        let result = f(&mut w, out);
+        let again = w.restart && !full && result.is_err();
         w.finish(path);
-        match result {
-            Err(_) if restart => out.truncate(before),
-            _ => break,
+        if !again {
+            return result;
         }
+        out.truncate(before);
+        full = true;
     }
-    result
 }
 
 /// Allocation for a walker's path, kept between units (a unit's keys borrow from the unit, so
@@ -793,15 +799,18 @@ impl<'s, 'e> Walker<'s, 'e> {
                 let mut inner = Vec::with_capacity(content.len());
                 let given = obj.kind_name.as_ref().map(|k| Arc::from(k.as_str()));
                 let hint = Hint::Primary(given);
-                let run = mask_unit_at(
+                let at = At {
+                    src: &content,
+                    base_offset: 0,
+                    depth: self.depth,
+                };
+                let run = walk(
                     eng,
                     self.scope,
-                    &content,
-                    0,
-                    self.depth,
-                    &hint,
+                    at,
                     &mut PathBuf::default(),
                     &mut inner,
+                    |w, out| w.run(&hint, out),
                 );
                 match run {
                     Ok(()) if inner == content.as_ref() => return Ok(()),
