@@ -322,24 +322,31 @@ fn main() -> BenchResult<()> {
     // the keyword prefilter is nearly all of the cost.
     let line = b"the quick brown fox jumps over the lazy dog 0123456789\n";
     let yes: Vec<u8> = line.iter().copied().cycle().take(log.len()).collect();
-    let clean = measure("text masker (clean exec output)", yes.len(), || {
-        let mut stream = masker.stream(BodyKind::Text, &ctx)?;
-        let mut out = Vec::with_capacity(2 * CHUNK);
-        for c in yes.chunks(32 * 1024) {
-            out.clear();
-            stream.push(c, &mut out)?;
-        }
-        stream.finish(&mut out)?;
-        std::hint::black_box(out.len());
-        Ok(())
-    })?;
+    // Ten passes: one pass takes only a few scheduler ticks of CPU time.
+    const PASSES: usize = 10;
+    let clean = measure(
+        "text masker (clean exec output)",
+        PASSES * yes.len(),
+        || {
+            let mut stream = masker.stream(BodyKind::Text, &ctx)?;
+            let mut out = Vec::with_capacity(2 * CHUNK);
+            for c in (0..PASSES).flat_map(|_| yes.chunks(32 * 1024)) {
+                out.clear();
+                stream.push(c, &mut out)?;
+            }
+            stream.finish(&mut out)?;
+            std::hint::black_box(out.len());
+            Ok(())
+        },
+    )?;
+    let total = PASSES * yes.len();
     println!(
         "| text masker (clean exec output, {:.1} MB, 32 KiB pushes) | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} MiB |",
-        yes.len() as f64 / 1e6,
-        mbps(yes.len(), clean.cpu_median),
-        mbps(yes.len(), clean.cpu_best),
-        mbps(yes.len(), clean.median),
-        mbps(yes.len(), clean.best),
+        total as f64 / 1e6,
+        mbps(total, clean.cpu_median),
+        mbps(total, clean.cpu_best),
+        mbps(total, clean.median),
+        mbps(total, clean.best),
         clean.peak_growth as f64 / (1024.0 * 1024.0)
     );
 

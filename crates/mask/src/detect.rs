@@ -550,8 +550,10 @@ fn find_lowercased<const N: usize>(
     loop {
         let end = (start + N).min(text.len());
         let lower = &mut block[..end - start];
-        lower.copy_from_slice(&text[start..end]);
-        lower.make_ascii_lowercase();
+        // One pass (vectorised): copy and lowercase together.
+        for (l, &c) in lower.iter_mut().zip(&text[start..end]) {
+            *l = c.to_ascii_lowercase();
+        }
         if let Some(m) = packed.find(lower) {
             return Some(start + m.start());
         }
