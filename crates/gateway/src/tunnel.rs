@@ -597,6 +597,30 @@ impl Log {
         }
     }
 
+    /// Like [`push`](Self::push) for bytes in a buffer the caller is done with: `data` is
+    /// left empty. A piece of at least [`RECORD_CHUNK`] that needs no coalescing becomes an
+    /// event without being copied (the buffer is handed over and `data` starts afresh).
+    pub(crate) fn push_vec(&mut self, chan: Chan, data: &mut Vec<u8>) {
+        if self.shared.recording()
+            && data.len() >= RECORD_CHUNK
+            && (self.buf.is_empty() || chan != self.chan)
+        {
+            self.flush();
+            self.chan = chan;
+            let bytes = Bytes::from(std::mem::take(data));
+            let kind = match chan {
+                Chan::Stdin => TunnelEventKind::Stdin(bytes),
+                Chan::Stdout => TunnelEventKind::Stdout(bytes),
+                Chan::Stderr => TunnelEventKind::Stderr(bytes),
+                _ => return,
+            };
+            self.shared.emit(kind);
+            return;
+        }
+        self.push(chan, data);
+        data.clear();
+    }
+
     pub(crate) fn pending(&self) -> bool {
         !self.buf.is_empty()
     }
@@ -642,6 +666,8 @@ impl Output {
     }
 
     pub(crate) fn push(&mut self, i: usize, data: &[u8]) -> Result<(), TunnelError> {
+        // One allocation of about the right size when the last output went to the recorder.
+        self.ready[i].reserve(data.len());
         self.maskers[i].push(data, &mut self.ready[i])?;
         self.held[i] = true;
         Ok(())
@@ -664,11 +690,16 @@ impl Output {
         self.held[0] || self.held[1]
     }
 
-    /// Masked bytes of stream `i` ready to be framed; recorded on the way.
-    pub(crate) fn take(&mut self, i: usize, log: &mut Log) -> Vec<u8> {
-        let out = std::mem::take(&mut self.ready[i]);
-        log.push(if i == 0 { Chan::Stdout } else { Chan::Stderr }, &out);
-        out
+    /// Hands the masked bytes of each stream that are ready to `frame` (stream index, bytes),
+    /// then records them (a large piece goes to the recorder as it is, without a copy).
+    pub(crate) fn drain(&mut self, log: &mut Log, mut frame: impl FnMut(usize, &[u8])) {
+        for (i, ready) in self.ready.iter_mut().enumerate() {
+            if ready.is_empty() {
+                continue;
+            }
+            frame(i, ready);
+            log.push_vec(if i == 0 { Chan::Stdout } else { Chan::Stderr }, ready);
+        }
     }
 }
 

@@ -19,6 +19,10 @@ pub const PEM_DETECTOR: &str = "pem-private-key";
 /// (an env var `DB_PASSWORD`, a ConfigMap key `api_token`, an annotation `x/secret`).
 pub const SENSITIVE_NAME: &str = "sensitive-name";
 
+/// Most bytes lowercased at a time for the keyword prefilter (at least 256; keywords must be
+/// shorter than 256 bytes, so that blocks overlapping by a keyword's length still advance).
+const LOWER_BLOCK: usize = 4096;
+
 /// Regex size limit for one detector (compiled program size).
 const REGEX_SIZE_LIMIT: usize = 4 << 20;
 
@@ -39,6 +43,10 @@ pub(crate) struct Detector {
     secret_group: usize,
     keywords: Vec<String>,
     filter: Filter,
+    /// How far before one of its keywords a match can start, when that is known (a regex
+    /// that starts with its keyword: 0); the search then starts there, not at the text's
+    /// start. `None` (gitleaks rules): search the whole text.
+    lead: Option<usize>,
 }
 
 /// A span of text to replace, and which detector found it.
@@ -58,6 +66,8 @@ pub(crate) struct Scan {
     pub(crate) hits: Vec<Hit>,
     /// A PEM private key begins in the text and does not end in it.
     pub(crate) pem_open: bool,
+    /// The keyword prefilter found nothing: no keyword occurs anywhere in the text.
+    pub(crate) no_keywords: bool,
 }
 
 /// Which detectors to run on a field.
@@ -88,6 +98,13 @@ pub(crate) struct DetectorSet {
     owner: Vec<usize>,
     /// Lowercased keywords, for the "text ends with the start of a keyword" check.
     keyword_text: Vec<Vec<u8>>,
+    /// Indices into `keyword_text` by the keyword's first byte.
+    by_first: Vec<Vec<usize>>,
+    /// Length of the longest and of the shortest keyword.
+    longest_keyword: usize,
+    shortest_keyword: usize,
+    /// No keyword holds a character JSON must escape (`"`, `\\`, control characters).
+    keywords_json_plain: bool,
     /// Detectors that have no keywords and so run on everything.
     always: Vec<usize>,
     pem: Option<usize>,
@@ -99,6 +116,9 @@ struct Builtin {
     secret_group: usize,
     keywords: &'static [&'static str],
     filter: Filter,
+    /// See [`Detector::lead`]: `Some` only when *every* match of the regex holds one of the
+    /// keywords that close to its start (the `builtin_leads` test checks the examples).
+    lead: Option<usize>,
 }
 
 /// Built-in detectors. Regexes run in byte mode without Unicode classes (`(?-u)`), so `\s`,
@@ -110,6 +130,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?s-u)-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)",
         secret_group: 0,
         keywords: &["-----begin"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -117,6 +138,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*",
         secret_group: 0,
         keywords: &["eyj"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -124,6 +146,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b",
         secret_group: 0,
         keywords: &["akia", "asia", "abia", "acca"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -131,6 +154,8 @@ const BUILTINS: &[Builtin] = &[
         regex: r#"(?-u)(?i:secret_?access_?key)["']?[ \t]*[:=][ \t]*["']?([A-Za-z0-9/+=]{40})"#,
         secret_group: 1,
         keywords: &["secret_access_key", "secretaccesskey"],
+        // `secret_accesskey` matches but holds neither keyword.
+        lead: None,
         filter: Filter::None,
     },
     Builtin {
@@ -138,6 +163,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r#"(?-u)"private_key(?:_id)?"[ \t]*:[ \t]*"((?:[^"\\]|\\.)+)""#,
         secret_group: 1,
         keywords: &["private_key"],
+        lead: Some(1),
         filter: Filter::None,
     },
     Builtin {
@@ -145,6 +171,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r#"(?-u)(?i:AccountKey|SharedAccessKey|SharedAccessSignature)=([^;"'\s]+)"#,
         secret_group: 1,
         keywords: &["accountkey=", "sharedaccesskey=", "sharedaccesssignature="],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -152,6 +179,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\b(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255})",
         secret_group: 0,
         keywords: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -159,6 +187,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\bglpat-[A-Za-z0-9_-]{20,}",
         secret_group: 0,
         keywords: &["glpat-"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -166,6 +195,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\bxox[abposr]-[A-Za-z0-9-]{10,}",
         secret_group: 0,
         keywords: &["xoxa-", "xoxb-", "xoxo-", "xoxp-", "xoxr-", "xoxs-"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -173,6 +203,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\b[sr]k_live_[A-Za-z0-9]{16,}",
         secret_group: 0,
         keywords: &["sk_live_", "rk_live_"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -182,6 +213,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r#"(?-u)://[^:/?#@\s"'<>]{1,256}:([^@/?#\s"'<>]{1,256})@"#,
         secret_group: 1,
         keywords: &["://"],
+        lead: Some(0),
         filter: Filter::AssignmentValue,
     },
     Builtin {
@@ -189,6 +221,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)\b(?i:bearer)[ \t]+([A-Za-z0-9._~+/=-]{8,})",
         secret_group: 1,
         keywords: &["bearer"],
+        lead: Some(0),
         filter: Filter::AssignmentValue,
     },
     Builtin {
@@ -196,6 +229,7 @@ const BUILTINS: &[Builtin] = &[
         regex: r"(?-u)(?i:authorization)[ \t]*:[ \t]*(?i:basic)[ \t]+([A-Za-z0-9+/=]{6,})",
         secret_group: 1,
         keywords: &["authorization"],
+        lead: Some(0),
         filter: Filter::None,
     },
     Builtin {
@@ -222,6 +256,7 @@ const BUILTINS: &[Builtin] = &[
             "privatekey",
             "credential",
         ],
+        lead: Some(0),
         filter: Filter::AssignmentValue,
     },
 ];
@@ -240,6 +275,7 @@ impl DetectorSet {
                 secret_group: b.secret_group,
                 keywords: b.keywords.iter().map(|k| k.to_string()).collect(),
                 filter: b.filter,
+                lead: b.lead,
             });
         }
         let mut notes = Vec::new();
@@ -282,12 +318,34 @@ impl DetectorSet {
             packed.add(p);
         }
         let any_keyword = packed.build();
+        let longest_keyword = patterns.iter().map(Vec::len).max().unwrap_or(0);
+        let shortest_keyword = patterns.iter().map(Vec::len).min().unwrap_or(0);
+        let keywords_json_plain = patterns
+            .iter()
+            .flatten()
+            .all(|&c| c >= 0x20 && c != b'"' && c != b'\\');
+        if longest_keyword >= 256 {
+            return Err(MaskError::Rule {
+                rule: "keywords".to_string(),
+                reason: "a keyword is longer than 255 bytes".to_string(),
+            });
+        }
+        let mut by_first: Vec<Vec<usize>> = vec![Vec::new(); 256];
+        for (i, p) in patterns.iter().enumerate() {
+            if let Some(&c) = p.first() {
+                by_first[usize::from(c)].push(i);
+            }
+        }
         Ok(DetectorSet {
             detectors,
             keywords,
             any_keyword,
             owner,
             keyword_text: patterns,
+            by_first,
+            longest_keyword,
+            shortest_keyword,
+            keywords_json_plain,
             always,
             pem,
         })
@@ -316,42 +374,55 @@ impl DetectorSet {
     /// Finds secrets in `text`.
     pub(crate) fn scan(&self, text: &[u8], selection: &Selection) -> Scan {
         let mut scan = Scan::default();
-        let mut wanted: Vec<bool> = Vec::new();
+        // Where each wanted detector's regex starts searching.
+        let mut from: Vec<Option<usize>> = Vec::new();
         if let Some(ac) = &self.keywords {
             // Fast path for clean text: one accelerated search; the overlapping walk that
-            // finds every keyword runs only when there is at least one.
-            if self.always.is_empty() && !self.has_keyword(ac, text) {
+            // finds every keyword runs only when there is at least one, and only from there.
+            match self.first_keyword(ac, text) {
+                None => {
+                    scan.no_keywords = true;
+                    if self.always.is_empty() {
+                        return scan;
+                    }
+                }
+                Some(first) => {
+                    from = vec![None; self.detectors.len()];
+                    let input = aho_corasick::Input::new(text).span(first..text.len());
+                    for m in ac.find_overlapping_iter(input) {
+                        let d = self.owner[m.pattern().as_usize()];
+                        let lead = self.detectors[d].lead.unwrap_or(usize::MAX);
+                        let start = m.start().saturating_sub(lead);
+                        from[d] = Some(from[d].map_or(start, |f: usize| f.min(start)));
+                    }
+                }
+            }
+        }
+        if from.is_empty() {
+            if self.always.is_empty() {
                 return scan;
             }
-            for m in ac.find_overlapping_iter(text) {
-                let d = self.owner[m.pattern().as_usize()];
-                if wanted.is_empty() {
-                    wanted = vec![false; self.detectors.len()];
-                }
-                wanted[d] = true;
-            }
-        }
-        if wanted.is_empty() && self.always.is_empty() {
-            return scan;
-        }
-        if wanted.is_empty() {
-            wanted = vec![false; self.detectors.len()];
+            from = vec![None; self.detectors.len()];
         }
         for &i in &self.always {
-            wanted[i] = true;
+            from[i] = Some(0);
         }
         for (i, d) in self.detectors.iter().enumerate() {
-            if !wanted[i] || !selection.allows(i) {
+            let Some(mut at) = from[i] else { continue };
+            if !selection.allows(i) {
                 continue;
             }
-            for caps in d.regex.captures_iter(text) {
-                let Some(whole) = caps.get(0) else { continue };
-                let span = if d.secret_group > 0 {
-                    caps.get(d.secret_group).unwrap_or(whole)
-                } else {
-                    whole
+            let mut locs = d.regex.capture_locations();
+            while at <= text.len() {
+                let Some(whole) = d.regex.captures_read_at(&mut locs, text, at) else {
+                    break;
                 };
-                if span.is_empty() || !passes(d.filter, span.as_bytes()) {
+                at = whole.end() + usize::from(whole.is_empty());
+                let (start, end) = match d.secret_group {
+                    0 => (whole.start(), whole.end()),
+                    g => locs.get(g).unwrap_or((whole.start(), whole.end())),
+                };
+                if start == end || !passes(d.filter, &text[start..end]) {
                     continue;
                 }
                 if Some(i) == self.pem
@@ -361,8 +432,8 @@ impl DetectorSet {
                     scan.pem_open = true;
                 }
                 scan.hits.push(Hit {
-                    start: span.start(),
-                    end: span.end(),
+                    start,
+                    end,
                     match_start: whole.start(),
                     detector: i,
                 });
@@ -373,13 +444,38 @@ impl DetectorSet {
         scan
     }
 
-    fn has_keyword(&self, ac: &AhoCorasick, text: &[u8]) -> bool {
-        match &self.any_keyword {
-            Some(packed) => {
-                let lower = text.to_ascii_lowercase();
-                packed.find(&lower).is_some()
-            }
-            None => ac.is_match(text),
+    /// Where the leftmost keyword occurrence starts (ASCII case-insensitive), if any.
+    fn first_keyword(&self, ac: &AhoCorasick, text: &[u8]) -> Option<usize> {
+        if text.len() < self.shortest_keyword {
+            return None;
+        }
+        let Some(packed) = &self.any_keyword else {
+            return ac.find(text).map(|m| m.start());
+        };
+        // Lowercase a block at a time into a buffer on the stack (it stays in L1 and costs
+        // no allocation, only zeroing: short texts get a short block).
+        let overlap = self.longest_keyword.saturating_sub(1);
+        match text.len() {
+            0..=256 => find_lowercased::<256>(packed, text, overlap),
+            257..=1024 => find_lowercased::<1024>(packed, text, overlap),
+            _ => find_lowercased::<LOWER_BLOCK>(packed, text, overlap),
+        }
+    }
+
+    /// Whether no keyword holds a character that JSON must escape, so a keyword in a JSON
+    /// string's decoded text also occurs in its raw text unless a `\\u` or `\\/` escape
+    /// spells part of it.
+    pub(crate) fn keywords_json_plain(&self) -> bool {
+        self.keywords_json_plain
+    }
+
+    /// Whether `text` may contain a keyword (case-insensitive). False means no detector with
+    /// keywords can match; [`has_keywordless`](Self::has_keywordless) tells whether others run
+    /// anyway.
+    pub(crate) fn may_match(&self, text: &[u8]) -> bool {
+        match &self.keywords {
+            Some(ac) => self.first_keyword(ac, text).is_some(),
+            None => false,
         }
     }
 
@@ -420,23 +516,51 @@ impl DetectorSet {
     /// Start of the longest suffix of `text` that is a proper prefix of some keyword: the text
     /// may continue into that keyword.
     pub(crate) fn partial_keyword_suffix(&self, text: &[u8]) -> Option<usize> {
-        let mut best: Option<usize> = None;
-        for k in &self.keyword_text {
-            let longest = (k.len() - 1).min(text.len());
-            for len in (1..=longest).rev() {
-                let start = text.len() - len;
-                if text[start..].eq_ignore_ascii_case(&k[..len]) {
-                    best = Some(best.map_or(start, |b: usize| b.min(start)));
-                    break;
-                }
-            }
-        }
-        best
+        // Only the last `longest - 1` bytes can start such a suffix; the earliest start that
+        // works is the longest suffix.
+        let from = text
+            .len()
+            .saturating_sub(self.longest_keyword.saturating_sub(1));
+        (from..text.len()).find(|&start| {
+            let tail = &text[start..];
+            let first = usize::from(tail[0].to_ascii_lowercase());
+            self.by_first[first].iter().any(|&k| {
+                let k = &self.keyword_text[k];
+                k.len() > tail.len() && tail.eq_ignore_ascii_case(&k[..tail.len()])
+            })
+        })
     }
 
     /// Whether any detector has no keywords (so holding back by keyword is not enough).
     pub(crate) fn has_keywordless(&self) -> bool {
         !self.always.is_empty()
+    }
+}
+
+/// Start of the leftmost match of `packed` (lowercase patterns) in `text` lowercased, block by
+/// block; blocks overlap by `overlap` bytes (the longest pattern less one), so a pattern that
+/// straddles two blocks is found in the second.
+fn find_lowercased<const N: usize>(
+    packed: &aho_corasick::packed::Searcher,
+    text: &[u8],
+    overlap: usize,
+) -> Option<usize> {
+    let mut block = [0u8; N];
+    let mut start = 0;
+    loop {
+        let end = (start + N).min(text.len());
+        let lower = &mut block[..end - start];
+        // One pass (vectorised): copy and lowercase together.
+        for (l, &c) in lower.iter_mut().zip(&text[start..end]) {
+            *l = c.to_ascii_lowercase();
+        }
+        if let Some(m) = packed.find(lower) {
+            return Some(start + m.start());
+        }
+        if end == text.len() {
+            return None;
+        }
+        start = end - overlap;
     }
 }
 
@@ -628,6 +752,7 @@ fn parse_gitleaks(text: &str, notes: &mut Vec<String>) -> Result<Vec<Detector>, 
             secret_group,
             keywords: rule.keywords,
             filter: Filter::None,
+            lead: None,
         });
     }
     Ok(out)
@@ -738,6 +863,28 @@ mod tests {
                 out.contains(&format!("[airlock:masked:{id}:")),
                 "{id}: {out:?}"
             );
+        }
+    }
+
+    /// Each built-in's `lead`: a match found from the start of the text is found as well when
+    /// the search starts `lead` bytes before the match's first keyword.
+    #[test]
+    fn builtin_leads() {
+        let s = set();
+        for (input, _, _, id) in CASES {
+            let d = s.index(id).unwrap();
+            let det = &s.detectors[d];
+            let Some(lead) = det.lead else { continue };
+            for m in det.regex.find_iter(input.as_bytes()) {
+                let lower = m.as_bytes().to_ascii_lowercase();
+                let first = det
+                    .keywords
+                    .iter()
+                    .filter_map(|k| memchr::memmem::find(&lower, k.as_bytes()))
+                    .min()
+                    .unwrap_or_else(|| panic!("{id}: no keyword in {:?}", m.as_bytes()));
+                assert!(first <= lead, "{id}: keyword at {first} of the match");
+            }
         }
     }
 

@@ -2,12 +2,14 @@
 //!
 //! The walker copies the input through untouched and only rewrites string values at masked
 //! paths, so output formatting equals input formatting. Before walking an object it pre-scans
-//! the object's own members for `kind` (which may come after `data`), so decisions never depend
-//! on member order. Subtrees under which nothing can be masked are skipped at memchr speed.
+//! the object's own members up to its `kind` (which may come after `data`), so decisions never
+//! depend on member order; while walking, it checks that no second `kind` member follows (a
+//! duplicate, or an escaped `"\u006bind"`): if one does, the whole unit is masked again with
+//! pre-scans that read every member and take the last `kind`, as Go's decoder does. Subtrees
+//! under which nothing can be masked are skipped at memchr speed.
 
 use std::borrow::Cow;
-
-use base64::Engine as _;
+use std::sync::Arc;
 
 use crate::config::{glob_match, plural, PathSeg};
 use crate::detect::{sensitive_name, Selection, SENSITIVE_NAME};
@@ -19,14 +21,12 @@ pub(crate) const MAX_DEPTH: usize = 128;
 
 const LAST_APPLIED: &[u8] = b"kubectl.kubernetes.io/last-applied-configuration";
 
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
 /// How an object met during the walk should be interpreted.
 #[derive(Clone, Debug)]
 pub(crate) enum Hint {
     /// A Kubernetes object (top-level body, list item, watch object, table row object): its own
     /// `kind`, else the given kind (from the enclosing list), else the request's resource.
-    Primary(Option<String>),
+    Primary(Option<Arc<str>>),
     /// `{"type": "...", "object": {...}}`.
     WatchEvent,
     /// A `Table` row: `cells` and `object`.
@@ -39,8 +39,10 @@ pub(crate) enum Hint {
 
 /// What the walker knows about an object before walking it.
 #[derive(Debug, Default)]
-pub(crate) struct ObjInfo {
-    pub(crate) kind: Option<String>,
+pub(crate) struct ObjInfo<'s> {
+    pub(crate) kind: Option<Cow<'s, str>>,
+    /// Position of the key of the `kind` member read (its opening quote).
+    kind_at: Option<usize>,
     name: Option<String>,
     namespace: Option<String>,
     op_path: Option<String>,
@@ -57,7 +59,7 @@ enum Kind {
     TokenRequest,
     /// Objects carrying a pod spec at this path.
     PodSpecAt(&'static [&'static [u8]]),
-    List(Option<String>),
+    List(Option<Arc<str>>),
     Table,
     TableRow,
     WatchEvent,
@@ -99,7 +101,7 @@ fn kind_of(name: &str) -> Kind {
         "WatchEvent" => Kind::WatchEvent,
         _ => match name.strip_suffix("List") {
             Some("") => Kind::List(None),
-            Some(item) => Kind::List(Some(item.to_string())),
+            Some(item) => Kind::List(Some(Arc::from(item))),
             None => Kind::Other,
         },
     }
@@ -156,14 +158,51 @@ fn is_path(rel: &[Seg<'_>], keys: &[&[u8]]) -> bool {
     rel.len() == keys.len() && rel.iter().zip(keys).all(|(s, k)| s.is(k))
 }
 
-struct ObjCtx {
+struct ObjCtx<'s> {
     kind: Kind,
     base: usize,
     rules: Vec<usize>,
     name: Option<String>,
-    kind_name: Option<String>,
+    kind_name: Option<KindName<'s>>,
     /// Whether `metadata.annotations` of this object are masked.
     annotations: bool,
+    /// The pre-scan stopped at the first `kind` (or was skipped): a `kind` member other than
+    /// the one at `kind_at` means the unit must be masked again with full pre-scans.
+    check_kind: bool,
+    kind_at: Option<usize>,
+}
+
+impl ObjCtx<'_> {
+    fn plain(kind: Kind, base: usize) -> Self {
+        ObjCtx {
+            kind,
+            base,
+            rules: Vec::new(),
+            name: None,
+            kind_name: None,
+            annotations: false,
+            check_kind: false,
+            kind_at: None,
+        }
+    }
+}
+
+/// The kind an object is masked as: read from the body, or given by the enclosing list.
+#[derive(Clone, Debug)]
+enum KindName<'s> {
+    Body(Cow<'s, str>),
+    Given(Arc<str>),
+    Resource(&'static str),
+}
+
+impl KindName<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            KindName::Body(k) => k,
+            KindName::Given(k) => k,
+            KindName::Resource(k) => k,
+        }
+    }
 }
 
 /// What to do with one string value.
@@ -195,8 +234,7 @@ enum Container {
     Skip,
 }
 
-/// Masks the complete JSON value `src` and appends the result to `out`. Returns what the
-/// pre-scan found about the value when it is an object.
+/// Masks the complete JSON value `src` and appends the result to `out`.
 pub(crate) fn mask_unit(
     eng: &Engine,
     scope: &Scope,
@@ -204,65 +242,75 @@ pub(crate) fn mask_unit(
     base_offset: u64,
     hint: &Hint,
     out: &mut Vec<u8>,
-) -> Result<Option<ObjInfo>, MaskError> {
-    let mut w = Walker {
-        s: src,
-        pos: 0,
-        mark: 0,
+) -> Result<(), MaskError> {
+    let at = At {
+        src,
         base_offset,
-        eng,
-        scope,
-        path: Vec::new(),
         depth: 0,
-        scratch: Vec::new(),
-        marker: Vec::new(),
     };
-    w.run(hint, out)
+    walk(eng, scope, at, &mut PathBuf::default(), out, |w, out| {
+        w.run(hint, out)
+    })
 }
 
 /// Masks the JSON value that starts at `src[0]` and returns where it ends; bytes after it are
 /// not looked at. `Err(Truncated)` means `src` ends inside the value: the caller discards what
-/// was appended to `out` and buffers instead.
+/// was appended to `out` and buffers instead. `path` is scratch space kept between calls.
 pub(crate) fn mask_prefix(
     eng: &Engine,
     scope: &Scope,
     src: &[u8],
     base_offset: u64,
     hint: &Hint,
+    path: &mut PathBuf,
     out: &mut Vec<u8>,
 ) -> Result<usize, MaskError> {
-    let mut w = Walker {
-        s: src,
-        pos: 0,
-        mark: 0,
+    let at = At {
+        src,
         base_offset,
-        eng,
-        scope,
-        path: Vec::new(),
         depth: 0,
-        scratch: Vec::new(),
-        marker: Vec::new(),
     };
-    match w.peek() {
-        Some(b'{') => {
-            w.object(hint, out)?;
-        }
-        Some(b'[') => {
-            let ctx = ObjCtx {
-                kind: Kind::TopArray(hint.clone()),
-                base: 0,
-                rules: Vec::new(),
-                name: None,
-                kind_name: None,
-                annotations: false,
-            };
-            w.elements(&ctx, out)?;
-        }
-        _ => return Err(w.err("expected an object or array")),
-    }
-    out.extend_from_slice(&src[w.mark..w.pos]);
-    Ok(w.pos)
+    walk(eng, scope, at, path, out, |w, out| w.prefix(hint, out))
 }
+
+/// The text a walk reads, where it sits in the body, and how deep it already is.
+struct At<'s> {
+    src: &'s [u8],
+    base_offset: u64,
+    depth: usize,
+}
+
+/// Runs `f` on a walker that pre-scans objects only up to their `kind`; if the walk meets a
+/// `kind` member that pre-scan did not read, discards the output and runs `f` once more on a
+/// walker that pre-scans every member (which never asks again).
+fn walk<'s, T>(
+    eng: &Engine,
+    scope: &Scope,
+    at: At<'s>,
+    path: &mut PathBuf,
+    out: &mut Vec<u8>,
+    f: impl Fn(&mut Walker<'s, '_>, &mut Vec<u8>) -> Result<T, MaskError>,
+) -> Result<T, MaskError> {
+    let before = out.len();
+    let mut full = false;
+    loop {
+        let mut w = Walker::new(eng, scope, at.src, at.base_offset, full, path);
+        w.depth = at.depth;
+        let result = f(&mut w, out);
+        let again = w.restart && !full && result.is_err();
+        w.finish(path);
+        if !again {
+            return result;
+        }
+        out.truncate(before);
+        full = true;
+    }
+}
+
+/// Allocation for a walker's path, kept between units (a unit's keys borrow from the unit, so
+/// the buffer is handed over empty).
+#[derive(Default)]
+pub(crate) struct PathBuf(Vec<Seg<'static>>);
 
 struct Walker<'s, 'e> {
     s: &'s [u8],
@@ -273,45 +321,81 @@ struct Walker<'s, 'e> {
     scope: &'e Scope,
     path: Vec<Seg<'s>>,
     depth: usize,
-    /// Decoded Secret value.
-    scratch: Vec<u8>,
-    /// Marker text before encoding.
-    marker: Vec<u8>,
+    /// Pre-scan every object's members in full (after a restart).
+    full: bool,
+    /// Set with the error that asks for the unit to be masked again with `full`.
+    restart: bool,
 }
 
-impl<'s> Walker<'s, '_> {
-    fn run(&mut self, hint: &Hint, out: &mut Vec<u8>) -> Result<Option<ObjInfo>, MaskError> {
-        self.ws();
-        let info = match self.peek() {
-            Some(b'{') => Some(self.object(hint, out)?),
+impl<'s, 'e> Walker<'s, 'e> {
+    fn new(
+        eng: &'e Engine,
+        scope: &'e Scope,
+        s: &'s [u8],
+        base_offset: u64,
+        full: bool,
+        path: &mut PathBuf,
+    ) -> Self {
+        // Reuses the allocation: an empty Vec of a type that differs only in lifetime.
+        let path = std::mem::take(&mut path.0)
+            .into_iter()
+            .map(|_| Seg::Index(0))
+            .collect();
+        Walker {
+            s,
+            pos: 0,
+            mark: 0,
+            base_offset,
+            eng,
+            scope,
+            path,
+            depth: 0,
+            full,
+            restart: false,
+        }
+    }
+
+    /// Gives the path's allocation back.
+    fn finish(mut self, path: &mut PathBuf) {
+        self.path.clear();
+        path.0 = self.path.into_iter().map(|_| Seg::Index(0)).collect();
+    }
+
+    fn prefix(&mut self, hint: &Hint, out: &mut Vec<u8>) -> Result<usize, MaskError> {
+        match self.peek() {
+            Some(b'{') => self.object(hint, out)?,
             Some(b'[') => {
-                let ctx = ObjCtx {
-                    kind: Kind::TopArray(hint.clone()),
-                    base: 0,
-                    rules: Vec::new(),
-                    name: None,
-                    kind_name: None,
-                    annotations: false,
-                };
+                let ctx = ObjCtx::plain(Kind::TopArray(hint.clone()), 0);
                 self.elements(&ctx, out)?;
-                None
+            }
+            _ => return Err(self.err("expected an object or array")),
+        }
+        out.extend_from_slice(&self.s[self.mark..self.pos]);
+        Ok(self.pos)
+    }
+
+    fn run(&mut self, hint: &Hint, out: &mut Vec<u8>) -> Result<(), MaskError> {
+        self.ws();
+        match self.peek() {
+            Some(b'{') => self.object(hint, out)?,
+            Some(b'[') => {
+                let ctx = ObjCtx::plain(Kind::TopArray(hint.clone()), 0);
+                self.elements(&ctx, out)?;
             }
             Some(b'"') => {
                 self.string_span()?;
-                None
             }
             Some(_) => {
                 self.pos = skip_scalar(self.s, self.pos, self.base_offset)?;
-                None
             }
             None => return Err(MaskError::Truncated),
-        };
+        }
         self.ws();
         if self.pos != self.s.len() {
             return Err(self.err("unexpected data after the value"));
         }
         out.extend_from_slice(&self.s[self.mark..]);
-        Ok(info)
+        Ok(())
     }
 
     fn err(&self, reason: &'static str) -> MaskError {
@@ -337,35 +421,36 @@ impl<'s> Walker<'s, '_> {
     /// Parses a string at `pos`; returns the content bounds and whether it has escapes.
     fn string_span(&mut self) -> Result<(usize, usize, bool), MaskError> {
         let start = self.pos + 1;
-        let end = skip_string(self.s, self.pos, self.base_offset)?;
+        let (end, esc) = scan_string(self.s, self.pos)?;
         self.pos = end;
-        let content = &self.s[start..end - 1];
-        Ok((start, end - 1, memchr::memchr(b'\\', content).is_some()))
+        Ok((start, end - 1, esc))
     }
 
-    fn object(&mut self, hint: &Hint, out: &mut Vec<u8>) -> Result<ObjInfo, MaskError> {
+    fn object(&mut self, hint: &Hint, out: &mut Vec<u8>) -> Result<(), MaskError> {
         // Names and namespaces cost allocations: read them only when something uses them.
         let full = match hint {
             Hint::EnvVar | Hint::JsonPatch { .. } => true,
             Hint::Primary(_) => !self.scope.rules.is_empty(),
             Hint::WatchEvent | Hint::TableRow => false,
         };
-        let info = prescan(self.s, self.pos, self.base_offset, full)?;
-        let ctx = self.obj_ctx(&info, hint);
-        self.members(&ctx, out)?;
-        Ok(info)
+        let info = match hint {
+            // Their members are interpreted the same whatever else the object holds.
+            Hint::WatchEvent | Hint::TableRow => ObjInfo::default(),
+            _ if full || self.full => prescan(self.s, self.pos, self.base_offset, Prescan::Full)?,
+            // An item of a typed list takes the list's kind unless it has its own, which the
+            // walk notices (and then masks the unit again with full pre-scans).
+            Hint::Primary(Some(_)) => ObjInfo::default(),
+            _ => prescan(self.s, self.pos, self.base_offset, Prescan::UntilKind)?,
+        };
+        let mut ctx = self.obj_ctx(&info, hint);
+        ctx.check_kind = matches!(hint, Hint::Primary(_)) && !full && !self.full;
+        ctx.kind_at = info.kind_at;
+        self.members(&ctx, out)
     }
 
-    fn obj_ctx(&self, info: &ObjInfo, hint: &Hint) -> ObjCtx {
+    fn obj_ctx(&self, info: &ObjInfo<'s>, hint: &Hint) -> ObjCtx<'s> {
         let base = self.path.len();
-        let mut ctx = ObjCtx {
-            kind: Kind::Other,
-            base,
-            rules: Vec::new(),
-            name: None,
-            kind_name: None,
-            annotations: false,
-        };
+        let mut ctx = ObjCtx::plain(Kind::Other, base);
         match hint {
             Hint::WatchEvent => ctx.kind = Kind::WatchEvent,
             Hint::TableRow => ctx.kind = Kind::TableRow,
@@ -385,13 +470,14 @@ impl<'s> Walker<'s, '_> {
             }
             Hint::Primary(given) => {
                 ctx.annotations = true;
-                let name = info
-                    .kind
-                    .clone()
-                    .or_else(|| given.clone())
-                    .or_else(|| self.scope.resource_kind.map(str::to_string));
+                let name = match (&info.kind, given, self.scope.resource_kind) {
+                    (Some(k), _, _) => Some(KindName::Body(k.clone())),
+                    (None, Some(g), _) => Some(KindName::Given(g.clone())),
+                    (None, None, Some(r)) => Some(KindName::Resource(r)),
+                    (None, None, None) => None,
+                };
                 ctx.kind = match &name {
-                    Some(n) => kind_of(n),
+                    Some(n) => kind_of(n.as_str()),
                     // No kind anywhere: recognise watch events by shape, and treat anything
                     // with `data`/`stringData` as a Secret (over-masking is the safe error).
                     None if info.has_object && info.has_type && !info.has_api_version => {
@@ -401,7 +487,10 @@ impl<'s> Walker<'s, '_> {
                     None => Kind::Other,
                 };
                 if !self.scope.rules.is_empty() {
-                    ctx.rules = self.matching_rules(name.as_deref(), info.namespace.as_deref());
+                    ctx.rules = self.matching_rules(
+                        name.as_ref().map(KindName::as_str),
+                        info.namespace.as_deref(),
+                    );
                 }
                 ctx.kind_name = name;
             }
@@ -433,7 +522,7 @@ impl<'s> Walker<'s, '_> {
             .collect()
     }
 
-    fn members(&mut self, obj: &ObjCtx, out: &mut Vec<u8>) -> Result<(), MaskError> {
+    fn members(&mut self, obj: &ObjCtx<'s>, out: &mut Vec<u8>) -> Result<(), MaskError> {
         self.enter()?;
         self.pos += 1;
         self.ws();
@@ -450,12 +539,22 @@ impl<'s> Walker<'s, '_> {
                 }
                 return Err(self.err("expected an object key"));
             }
+            let quote = self.pos;
             let (a, b, esc) = self.string_span()?;
             let key = if esc {
                 Cow::Owned(unescape(&self.s[a..b]).ok_or_else(|| self.err("bad escape in key"))?)
             } else {
                 Cow::Borrowed(&self.s[a..b])
             };
+            if obj.check_kind
+                && self.path.len() == obj.base
+                && key.as_ref() == b"kind"
+                && obj.kind_at != Some(quote)
+            {
+                // A `kind` the pre-scan did not read: mask the unit again, reading them all.
+                self.restart = true;
+                return Err(self.err("unexpected kind member"));
+            }
             self.path.push(Seg::Key(key));
             self.ws();
             if self.peek() != Some(b':') {
@@ -483,7 +582,7 @@ impl<'s> Walker<'s, '_> {
         Ok(())
     }
 
-    fn elements(&mut self, obj: &ObjCtx, out: &mut Vec<u8>) -> Result<(), MaskError> {
+    fn elements(&mut self, obj: &ObjCtx<'s>, out: &mut Vec<u8>) -> Result<(), MaskError> {
         self.enter()?;
         self.pos += 1;
         self.ws();
@@ -514,7 +613,7 @@ impl<'s> Walker<'s, '_> {
         Ok(())
     }
 
-    fn value(&mut self, obj: &ObjCtx, out: &mut Vec<u8>) -> Result<(), MaskError> {
+    fn value(&mut self, obj: &ObjCtx<'s>, out: &mut Vec<u8>) -> Result<(), MaskError> {
         match self.peek() {
             Some(c @ (b'{' | b'[')) => match self.container_action(obj) {
                 Container::Embedded(hint) if c == b'{' => {
@@ -590,7 +689,7 @@ impl<'s> Walker<'s, '_> {
         builtin
     }
 
-    fn string_value(&mut self, obj: &ObjCtx, out: &mut Vec<u8>) -> Result<(), MaskError> {
+    fn string_value(&mut self, obj: &ObjCtx<'s>, out: &mut Vec<u8>) -> Result<(), MaskError> {
         let quote = self.pos;
         let (a, b, esc) = self.string_span()?;
         let act = self.string_action(obj);
@@ -600,6 +699,35 @@ impl<'s> Walker<'s, '_> {
         let src = self.s;
         let eng = self.eng;
         let raw = &src[a..b];
+        if raw.is_empty() {
+            return Ok(());
+        }
+        let mut named = false;
+        if let Act::Detect { name, .. } = act {
+            named = match name {
+                NameFrom::None => false,
+                NameFrom::LastKey => {
+                    matches!(self.path.last(), Some(Seg::Key(k)) if sensitive_name(k))
+                }
+                NameFrom::ObjName => obj
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| sensitive_name(n.as_bytes())),
+            };
+            // Clean values (most of them) need no unescaping: unless a `\u` or `\/` escape
+            // hides one, a keyword in the decoded text is also in the raw text.
+            let hidden = esc
+                && (!eng.detectors.keywords_json_plain()
+                    || memchr::memchr_iter(b'\\', raw)
+                        .any(|i| matches!(raw.get(i + 1), Some(b'u' | b'/'))));
+            if !named
+                && !hidden
+                && !eng.detectors.has_keywordless()
+                && !eng.detectors.may_match(raw)
+            {
+                return Ok(());
+            }
+        }
         let content: Cow<'_, [u8]> = if esc {
             Cow::Owned(unescape(raw).ok_or_else(|| self.err("bad escape in string"))?)
         } else {
@@ -620,23 +748,16 @@ impl<'s> Walker<'s, '_> {
             {
                 return Ok(());
             }
-            self.marker.clear();
-            if base64 {
-                self.scratch.clear();
-                match B64.decode_vec(content.as_ref(), &mut self.scratch) {
-                    Ok(()) => fp.value_marker(&self.scratch, self.scratch.len(), &mut self.marker),
-                    Err(_) => fp.value_marker(&content, content.len(), &mut self.marker),
-                }
-            } else {
-                // Markers are ASCII without characters that need escaping.
-                fp.value_marker(&content, content.len(), &mut self.marker);
-            }
             out.extend_from_slice(&src[self.mark..quote]);
             out.push(b'"');
             if base64 {
-                encode_b64(&self.marker, out);
+                // The fingerprint covers the base64 text (the API server's encoding is
+                // canonical: equal values, equal text), so the value is never decoded; the
+                // marker keeps the decoded length.
+                fp.value_marker_base64(&content, decoded_len(&content), out);
             } else {
-                out.extend_from_slice(&self.marker);
+                // Markers are ASCII without characters that need escaping.
+                fp.value_marker(&content, content.len(), out);
             }
             out.push(b'"');
             self.mark = self.pos;
@@ -655,16 +776,8 @@ impl<'s> Walker<'s, '_> {
                 fp.text_marker("rule", &content, &mut marker);
                 write_json_string(&marker, &mut new);
             }
-            Act::Detect { name, selection } => {
-                let name: Option<&[u8]> = match name {
-                    NameFrom::None => None,
-                    NameFrom::LastKey => match self.path.last() {
-                        Some(Seg::Key(k)) => Some(k.as_ref()),
-                        _ => None,
-                    },
-                    NameFrom::ObjName => obj.name.as_deref().map(str::as_bytes),
-                };
-                if name.is_some_and(sensitive_name) {
+            Act::Detect { selection, .. } => {
+                if named {
                     let mut marker = Vec::new();
                     fp.text_marker(SENSITIVE_NAME, &content, &mut marker);
                     write_json_string(&marker, &mut new);
@@ -684,22 +797,24 @@ impl<'s> Walker<'s, '_> {
             }
             Act::LastApplied => {
                 let mut inner = Vec::with_capacity(content.len());
-                let hint = Hint::Primary(obj.kind_name.clone());
-                let mut w = Walker {
-                    s: &content,
-                    pos: 0,
-                    mark: 0,
+                let given = obj.kind_name.as_ref().map(|k| Arc::from(k.as_str()));
+                let hint = Hint::Primary(given);
+                let at = At {
+                    src: &content,
                     base_offset: 0,
-                    eng,
-                    scope: self.scope,
-                    path: Vec::new(),
                     depth: self.depth,
-                    scratch: Vec::new(),
-                    marker: Vec::new(),
                 };
-                match w.run(&hint, &mut inner) {
-                    Ok(_) if inner == content.as_ref() => return Ok(()),
-                    Ok(_) => write_json_string(&inner, &mut new),
+                let run = walk(
+                    eng,
+                    self.scope,
+                    at,
+                    &mut PathBuf::default(),
+                    &mut inner,
+                    |w, out| w.run(&hint, out),
+                );
+                match run {
+                    Ok(()) if inner == content.as_ref() => return Ok(()),
+                    Ok(()) => write_json_string(&inner, &mut new),
                     Err(MaskError::TooDeep(d)) => return Err(MaskError::TooDeep(d)),
                     Err(_) => {
                         // Not JSON: it may hold anything, so hide all of it.
@@ -715,6 +830,18 @@ impl<'s> Walker<'s, '_> {
         self.mark = self.pos;
         Ok(())
     }
+}
+
+/// The length of the bytes a base64 text decodes to (padded or not; for text that is not
+/// base64, about three quarters of its length).
+fn decoded_len(text: &[u8]) -> usize {
+    let pad = text
+        .iter()
+        .rev()
+        .take(2)
+        .take_while(|&&c| c == b'=')
+        .count();
+    (text.len() - pad) * 3 / 4
 }
 
 fn annotations_prefix(rel: &[Seg<'_>]) -> bool {
@@ -855,30 +982,38 @@ pub(crate) fn skip_ws(s: &[u8], mut i: usize) -> usize {
 }
 
 /// `i` is at an opening quote; returns the index after the closing quote.
-pub(crate) fn skip_string(s: &[u8], i: usize, off: u64) -> Result<usize, MaskError> {
+pub(crate) fn skip_string(s: &[u8], i: usize, _off: u64) -> Result<usize, MaskError> {
+    scan_string(s, i).map(|(end, _)| end)
+}
+
+/// `i` is at an opening quote; returns the index after the closing quote and whether the
+/// string holds an escape.
+fn scan_string(s: &[u8], i: usize) -> Result<(usize, bool), MaskError> {
     let mut j = i + 1;
+    let mut esc = false;
     // Most strings (keys, names) are short: a plain loop beats setting up a SIMD search.
     let short_end = (j + 24).min(s.len());
     while j < short_end {
         match s[j] {
-            b'"' => return Ok(j + 1),
-            b'\\' => j += 2,
+            b'"' => return Ok((j + 1, esc)),
+            b'\\' => {
+                esc = true;
+                j += 2;
+            }
             _ => j += 1,
         }
     }
     loop {
-        match memchr::memchr2(b'"', b'\\', &s[j.min(s.len())..]) {
+        match memchr::memchr2(b'"', b'\\', s.get(j..).unwrap_or_default()) {
             Some(k) => {
                 let at = j + k;
                 if s[at] == b'"' {
-                    return Ok(at + 1);
+                    return Ok((at + 1, esc));
                 }
+                esc = true;
                 j = at + 2;
             }
-            None => {
-                let _ = off;
-                return Err(MaskError::Truncated);
-            }
+            None => return Err(MaskError::Truncated),
         }
     }
 }
@@ -946,8 +1081,24 @@ pub(crate) fn skip_value(s: &[u8], mut i: usize, off: u64) -> Result<usize, Mask
     }
 }
 
+/// How much of an object [`prescan`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prescan {
+    /// Every member; the last `kind` wins (as in Go's decoder), keys are unescaped, and
+    /// `name`, `path` and `metadata.namespace` are read too.
+    Full,
+    /// Up to the first string `kind` (the walk checks that no other follows).
+    UntilKind,
+}
+
 /// Reads an object's own members for the fields that decide how it is masked.
-pub(crate) fn prescan(s: &[u8], start: usize, off: u64, full: bool) -> Result<ObjInfo, MaskError> {
+pub(crate) fn prescan(
+    s: &[u8],
+    start: usize,
+    off: u64,
+    mode: Prescan,
+) -> Result<ObjInfo<'_>, MaskError> {
+    let full = mode == Prescan::Full;
     let mut info = ObjInfo::default();
     let mut i = skip_ws(s, start + 1);
     if s.get(i) == Some(&b'}') {
@@ -961,8 +1112,17 @@ pub(crate) fn prescan(s: &[u8], start: usize, off: u64, full: bool) -> Result<Ob
             }
             return Err(MaskError::json(off + i as u64, "expected an object key"));
         }
+        let kstart = i;
         let kend = skip_string(s, i, off)?;
-        let key = &s[i + 1..kend - 1];
+        let raw_key = &s[i + 1..kend - 1];
+        let key: Cow<'_, [u8]> = if full && memchr::memchr(b'\\', raw_key).is_some() {
+            match unescape(raw_key) {
+                Some(k) => Cow::Owned(k),
+                None => return Err(MaskError::json(off + i as u64, "bad escape in key")),
+            }
+        } else {
+            Cow::Borrowed(raw_key)
+        };
         i = skip_ws(s, kend);
         if s.get(i) != Some(&b':') {
             if i >= s.len() {
@@ -980,8 +1140,14 @@ pub(crate) fn prescan(s: &[u8], start: usize, off: u64, full: bool) -> Result<Ob
             None => return Err(MaskError::Truncated),
         };
         let text = || string_text(&s[vstart + 1..i - 1]);
-        match key {
-            b"kind" if is_str => info.kind = text(),
+        match key.as_ref() {
+            b"kind" if is_str => {
+                info.kind = string_cow(&s[vstart + 1..i - 1]);
+                info.kind_at = Some(kstart);
+                if !full {
+                    return Ok(info);
+                }
+            }
             b"name" if is_str && full => info.name = text(),
             b"path" if is_str && full => info.op_path = text(),
             b"apiVersion" => info.has_api_version = true,
@@ -1046,6 +1212,14 @@ fn metadata_namespace(s: &[u8], start: usize, off: u64) -> Result<Option<String>
     }
 }
 
+/// The text of a JSON string's raw content, borrowed when it has no escapes and is UTF-8.
+fn string_cow(raw: &[u8]) -> Option<Cow<'_, str>> {
+    if memchr::memchr(b'\\', raw).is_none() {
+        return Some(String::from_utf8_lossy(raw));
+    }
+    unescape(raw).map(|v| Cow::Owned(String::from_utf8_lossy(&v).into_owned()))
+}
+
 /// The text of a JSON string's raw content (one allocation when it has no escapes).
 fn string_text(raw: &[u8]) -> Option<String> {
     if memchr::memchr(b'\\', raw).is_none() {
@@ -1107,7 +1281,11 @@ fn hex4(b: &[u8]) -> Option<u32> {
 
 /// Writes `bytes` as a JSON string literal (with quotes). Invalid UTF-8 is replaced.
 pub(crate) fn write_json_string(bytes: &[u8], out: &mut Vec<u8>) {
-    let text = String::from_utf8_lossy(bytes);
+    // `from_utf8` checks ASCII a word at a time; the lossy path only for invalid UTF-8.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => Cow::Borrowed(t),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
     out.push(b'"');
     let mut start = 0;
     let b = text.as_bytes();
@@ -1134,17 +1312,4 @@ pub(crate) fn write_json_string(bytes: &[u8], out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&b[start..]);
     out.push(b'"');
-}
-
-fn encode_b64(input: &[u8], out: &mut Vec<u8>) {
-    let start = out.len();
-    let len = base64::encoded_len(input.len(), true).unwrap_or(0);
-    out.resize(start + len, 0);
-    match B64.encode_slice(input, &mut out[start..]) {
-        Ok(n) => out.truncate(start + n),
-        Err(_) => {
-            out.truncate(start);
-            out.extend_from_slice(B64.encode(input).as_bytes());
-        }
-    }
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::json::{mask_prefix, mask_unit, prescan, Hint};
+use crate::json::{mask_prefix, mask_unit, prescan, Hint, PathBuf, Prescan};
 use crate::{Engine, MaskError, Scope, StreamMasker};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +55,8 @@ pub(crate) struct JsonStream {
     scalar_elem: bool,
     /// Length of the unit the last successful `direct` call masked.
     direct_len: usize,
+    /// The walker's path allocation, kept between units.
+    path: PathBuf,
     peak: usize,
     failed: bool,
 }
@@ -85,6 +87,7 @@ impl JsonStream {
             after_comma: false,
             scalar_elem: false,
             direct_len: 0,
+            path: PathBuf::default(),
             peak: 0,
             failed: false,
         }
@@ -213,7 +216,15 @@ impl JsonStream {
         } else {
             &self.doc_hint
         };
-        match mask_prefix(&self.eng, &self.scope, &chunk[i..], offset, hint, out) {
+        match mask_prefix(
+            &self.eng,
+            &self.scope,
+            &chunk[i..],
+            offset,
+            hint,
+            &mut self.path,
+            out,
+        ) {
             Ok(n) => {
                 self.direct_len = n;
                 Ok(true)
@@ -373,7 +384,7 @@ impl JsonStream {
         }
         let mut head = self.buf[..t].to_vec();
         head.push(b'}');
-        let info = prescan(&head, 0, self.buf_offset, false)?;
+        let info = prescan(&head, 0, self.buf_offset, Prescan::Full)?;
         let kind = info.kind.as_deref();
         let hint = match (rows, kind) {
             (true, Some("Table")) => Hint::TableRow,
@@ -381,7 +392,7 @@ impl JsonStream {
             (false, None) => Hint::Primary(None),
             (false, Some(k)) => match k.strip_suffix("List") {
                 Some("") => Hint::Primary(None),
-                Some(item) => Hint::Primary(Some(item.to_string())),
+                Some(item) => Hint::Primary(Some(item.into())),
                 None => return Ok(false),
             },
         };

@@ -46,9 +46,10 @@ fn expand(expected: &str) -> String {
         };
         let token = &rest[start + 1..start + len];
         let replaced = if let Some(v) = token.strip_prefix("S:") {
+            // The fingerprint covers the base64 text; the length is the decoded one.
             let real = b64.decode(v).unwrap();
             let mut m = Vec::new();
-            fp().value_marker(&real, real.len(), &mut m);
+            fp().value_marker(v.as_bytes(), real.len(), &mut m);
             Some(b64.encode(m))
         } else if let Some(v) = token.strip_prefix("P:") {
             let mut m = Vec::new();
@@ -123,6 +124,41 @@ fn cases() -> Vec<Case> {
             kind: BodyKind::Json,
             input: r#"{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"a"},"data":{"x":"aHVudGVyMg=="}},{"metadata":{"name":"b"},"data":{"y":"c2VjcmV0"}}]}"#,
             expected: r#"{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[{"metadata":{"name":"a"},"data":{"x":"<S:aHVudGVyMg==>"}},{"metadata":{"name":"b"},"data":{"y":"<S:c2VjcmV0>"}}]}"#,
+        },
+        Case {
+            name: "a second kind member decides (Go's decoder keeps the last)",
+            ctx: MaskContext::default(),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"ConfigMap","data":{"a":"aHVudGVyMg=="},"kind":"Secret"}"#,
+            expected: r#"{"kind":"ConfigMap","data":{"a":"<S:aHVudGVyMg==>"},"kind":"Secret"}"#,
+        },
+        Case {
+            name: "an escaped kind key counts as kind",
+            ctx: MaskContext::default(),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"ConfigMap","data":{"a":"aHVudGVyMg=="},"\u006bind":"Secret"}"#,
+            expected: r#"{"kind":"ConfigMap","data":{"a":"<S:aHVudGVyMg==>"},"\u006bind":"Secret"}"#,
+        },
+        Case {
+            name: "an item of a typed list with a kind of its own, after its data",
+            ctx: ctx("configmaps", None),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"ConfigMapList","items":[{"metadata":{"name":"c"},"data":{"note":"plain"}},{"data":{"a":"aHVudGVyMg=="},"kind":"Secret"},{"data":{"b":"c2VjcmV0"}}]}"#,
+            expected: r#"{"kind":"ConfigMapList","items":[{"metadata":{"name":"c"},"data":{"note":"plain"}},{"data":{"a":"<S:aHVudGVyMg==>"},"kind":"Secret"},{"data":{"b":"c2VjcmV0"}}]}"#,
+        },
+        Case {
+            name: "mixed List, watch event and Table row objects whose kind follows their data",
+            ctx: MaskContext::default(),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"List","items":[{"data":{"a":"aHVudGVyMg=="},"kind":"Secret"},{"type":"ADDED","object":{"data":{"b":"c2VjcmV0"},"kind":"Secret"}},{"kind":"Table","rows":[{"cells":["x"],"object":{"stringData":{"c":"pw"},"kind":"Secret"}}]}]}"#,
+            expected: r#"{"kind":"List","items":[{"data":{"a":"<S:aHVudGVyMg==>"},"kind":"Secret"},{"type":"ADDED","object":{"data":{"b":"<S:c2VjcmV0>"},"kind":"Secret"}},{"kind":"Table","rows":[{"cells":["x"],"object":{"stringData":{"c":"<P:pw>"},"kind":"Secret"}}]}]}"#,
+        },
+        Case {
+            name: "escapes that spell a keyword are decoded before detection; clean escaped values are kept as they are",
+            ctx: MaskContext::default(),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"ConfigMap","data":{"a":"pass\u0077ord=hunter22","b":"postgres:\/\/u:dbpass99@h\/db","c":"line1\nline2 token=abc12345","d":"plain\ttext \"quoted\" \\ \u00e9"}}"#,
+            expected: r#"{"kind":"ConfigMap","data":{"a":"password=<T:generic-assignment:hunter22>","b":"postgres://u:<T:database-url-password:dbpass99>@h/db","c":"line1\nline2 token=<T:generic-assignment:abc12345>","d":"plain\ttext \"quoted\" \\ \u00e9"}}"#,
         },
         Case {
             name: "kind: List with mixed kinds",
@@ -648,3 +684,42 @@ rules:
 }
 
 use serde::Deserialize as _;
+
+/// Fingerprints of Secret `data` values cover the base64 text: equal values show equal
+/// fingerprints and different values different ones, in one body and across bodies.
+#[test]
+fn data_fingerprints_tell_equal_values_apart() {
+    let m = masker();
+    let body = br#"{"kind":"List","items":[{"kind":"Secret","data":{"a":"aHVudGVyMg==","b":"aHVudGVyMw=="}},{"kind":"Secret","data":{"c":"aHVudGVyMg=="}}]}"#;
+    let out = m
+        .mask_body(BodyKind::Json, &MaskContext::default(), body)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let marker = |item: usize, key: &str| {
+        let text = v["items"][item]["data"][key].as_str().unwrap().to_string();
+        String::from_utf8(b64.decode(text).unwrap()).unwrap()
+    };
+    let (a, b, c) = (marker(0, "a"), marker(0, "b"), marker(1, "c"));
+    assert!(a.starts_with(MARKER_PREFIX), "{a}");
+    assert_eq!(a.len(), "hunter2".len().max(27));
+    assert_eq!(a, c, "equal values, equal markers");
+    assert_ne!(a, b, "different values, different markers");
+}
+
+/// A duplicate `kind` at every level of nested lists costs one more pass over the unit, not
+/// one per level (2^60 passes would never finish).
+#[test]
+fn nested_duplicate_kinds_cost_one_more_pass() {
+    let mut body =
+        r#"{"kind":"ConfigMap","data":{"a":"aHVudGVyMg=="},"kind":"Secret"}"#.to_string();
+    for _ in 0..60 {
+        body = format!(r#"{{"kind":"List","items":[{body}],"kind":"List"}}"#);
+    }
+    let out = masker()
+        .mask_body(BodyKind::Json, &MaskContext::default(), body.as_bytes())
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.contains("aHVudGVyMg=="), "{out}");
+    assert!(out.contains(MARKER_PREFIX_BASE64));
+}

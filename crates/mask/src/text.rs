@@ -97,27 +97,7 @@ impl TextStream {
             if self.pending.is_empty() {
                 return;
             }
-            let eng = &self.eng;
-            let text = &self.pending;
-            let scan = eng.detectors.scan(text, &Selection::All);
-            let cut = if fin {
-                text.len()
-            } else {
-                safe_cut(eng, text, &scan)
-            };
-            if cut == 0 {
-                return;
-            }
-            let mut open = false;
-            let mut at = 0;
-            for h in scan.hits.iter().filter(|h| h.end <= cut) {
-                out.extend_from_slice(&text[at..h.start]);
-                eng.fp
-                    .text_marker(eng.detectors.id(h.detector), &text[h.start..h.end], out);
-                at = h.end;
-                open |= scan.pem_open && h.end == text.len();
-            }
-            out.extend_from_slice(&text[at..cut]);
+            let (cut, open) = step(&self.eng, &self.pending, fin, out);
             self.pending.drain(..cut);
             if !open {
                 return;
@@ -126,6 +106,32 @@ impl TextStream {
             self.pem_dropped = 0;
         }
     }
+}
+
+/// Masks and writes the prefix of `text` that is safe to emit (all of it when `fin`).
+/// Returns how many bytes of `text` that was, and whether it ends in an unterminated PEM key
+/// (whose body must then be dropped as it arrives).
+fn step(eng: &Engine, text: &[u8], fin: bool, out: &mut Vec<u8>) -> (usize, bool) {
+    let scan = eng.detectors.scan(text, &Selection::All);
+    let cut = if fin {
+        text.len()
+    } else {
+        safe_cut(eng, text, &scan)
+    };
+    if cut == 0 {
+        return (0, false);
+    }
+    let mut open = false;
+    let mut at = 0;
+    for h in scan.hits.iter().filter(|h| h.end <= cut) {
+        out.extend_from_slice(&text[at..h.start]);
+        eng.fp
+            .text_marker(eng.detectors.id(h.detector), &text[h.start..h.end], out);
+        at = h.end;
+        open |= scan.pem_open && h.end == text.len();
+    }
+    out.extend_from_slice(&text[at..cut]);
+    (cut, open)
 }
 
 /// Where the emitted prefix of `text` must end (see the module docs).
@@ -162,9 +168,15 @@ fn safe_cut(eng: &Engine, text: &[u8], scan: &crate::detect::Scan) -> usize {
             .iter()
             .any(|h| h.match_start <= k && k < h.end && h.end < len)
     };
+    // (No keyword anywhere in the text means none in the partial line either.)
+    let line_window = if scan.no_keywords {
+        &[][..]
+    } else {
+        &text[window_start..]
+    };
     if let Some(k) = eng
         .detectors
-        .keyword_starts(&text[window_start..])
+        .keyword_starts(line_window)
         .map(|k| k + window_start)
         .filter(|&k| !resolved(k))
         .min()
@@ -201,6 +213,18 @@ impl StreamMasker for TextStream {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), MaskError> {
         if self.failed {
             return Err(MaskError::Poisoned);
+        }
+        if self.pending.is_empty() && !self.in_pem {
+            // Nothing held: mask straight from the chunk and keep only what must wait.
+            let (cut, open) = step(&self.eng, chunk, false, out);
+            self.pending.extend_from_slice(&chunk[cut..]);
+            self.peak = self.peak.max(self.pending.len());
+            if open {
+                self.in_pem = true;
+                self.pem_dropped = 0;
+                self.emit(out, false);
+            }
+            return Ok(());
         }
         self.pending.extend_from_slice(chunk);
         self.peak = self.peak.max(self.pending.len());

@@ -288,13 +288,13 @@ impl SpdySide {
         let Some(o) = &mut self.output else {
             return;
         };
-        for i in 0..2 {
-            let bytes = o.take(i, &mut self.log);
+        let ids = self.out_ids;
+        o.drain(&mut self.log, |i, bytes| {
             for piece in bytes.chunks(OUT_FRAME) {
-                data_head(self.out_ids[i], 0, piece.len(), out);
+                data_head(ids[i], 0, piece.len(), out);
                 out.extend_from_slice(piece);
             }
-        }
+        });
     }
 }
 

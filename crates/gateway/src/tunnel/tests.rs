@@ -772,12 +772,19 @@ fn protocol_from_response_headers() {
 }
 
 /// Throughput of 100 MiB of exec stdout through the relay (masking and recording) against a
-/// plain copy. Run with `cargo test -p gateway --release -- --ignored --nocapture throughput`.
+/// plain copy (`tokio::io::copy_bidirectional`) between the same two connections, over three
+/// transports: in-memory pipes (`tokio::io::duplex`; the relay's own cost stands out most),
+/// loopback TCP, and TLS over loopback TCP on both sides (what a real tunnel crosses: Airlock
+/// terminates the agent's TLS and speaks TLS to the cluster). Each transport runs ROUNDS
+/// pairs of (plain, masked) alternately; medians, ranges and the ratio of the medians are
+/// printed. Run with
+/// `cargo test -p gateway --release --lib throughput -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn throughput_masked_vs_raw() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const TOTAL: usize = 100 * 1024 * 1024;
+    const ROUNDS: usize = 5;
     // `yes`-like output, 32 KiB frames as the kubelet writes them.
     let line = b"the quick brown fox jumps over the lazy dog 0123456789\n";
     let chunk: Vec<u8> = line.iter().copied().cycle().take(32 * 1024 - 1).collect();
@@ -794,9 +801,88 @@ async fn throughput_masked_vs_raw() {
         }
     }
 
-    async fn one(frame: Vec<u8>, frames: usize, inspect: bool) -> (Duration, u64) {
-        let (client, mut kubectl) = tokio::io::duplex(1 << 20);
-        let (mut upstream, mut kubelet) = tokio::io::duplex(1 << 20);
+    trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+    impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+    type BoxIo = Box<dyn Io>;
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Transport {
+        Memory,
+        Tcp,
+        Tls,
+    }
+
+    struct Tls {
+        server: tokio_rustls::TlsAcceptor,
+        client: tokio_rustls::TlsConnector,
+    }
+
+    fn tls_configs() -> Tls {
+        let dir = std::env::temp_dir().join(format!(
+            "airlock-throughput-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let cert = crate::tls::load_or_generate(None, &dir, &[]).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut cert.ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Tls {
+            server: tokio_rustls::TlsAcceptor::from(cert.server_config().unwrap()),
+            client: tokio_rustls::TlsConnector::from(Arc::new(client)),
+        }
+    }
+
+    /// A connection: (the relay's end, the peer's end). `relay_serves`: the relay's end is
+    /// the TLS server (facing kubectl), else the TLS client (facing the cluster).
+    async fn pair(t: Transport, tls: &Tls, relay_serves: bool) -> (BoxIo, BoxIo) {
+        if t == Transport::Memory {
+            let (a, b) = tokio::io::duplex(1 << 20);
+            return (Box::new(a), Box::new(b));
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (connected, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (connected, accepted) = (connected.unwrap(), accepted.unwrap().0);
+        if t == Transport::Tcp {
+            return (Box::new(accepted), Box::new(connected));
+        }
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let (server, client) = tokio::join!(
+            tls.server.accept(accepted),
+            tls.client.connect(name, connected)
+        );
+        let (server, client): (BoxIo, BoxIo) =
+            (Box::new(server.unwrap()), Box::new(client.unwrap()));
+        if relay_serves {
+            (server, client)
+        } else {
+            (client, server)
+        }
+    }
+
+    async fn one(
+        t: Transport,
+        tls: &Tls,
+        frame: Arc<Vec<u8>>,
+        frames: usize,
+        inspect: bool,
+    ) -> (Duration, u64) {
+        let (client, mut kubectl) = pair(t, tls, true).await;
+        let (mut upstream, mut kubelet) = pair(t, tls, false).await;
         let rec = Arc::new(Count(Default::default()));
         let spec = spec_count(rec.clone());
         let started = Instant::now();
@@ -813,7 +899,7 @@ async fn throughput_masked_vs_raw() {
             for _ in 0..frames {
                 kubelet.write_all(&frame).await.unwrap();
             }
-            kubelet.shutdown().await.unwrap();
+            kubelet.flush().await.unwrap();
             kubelet
         });
         let mut buf = vec![0u8; 1 << 16];
@@ -829,8 +915,9 @@ async fn throughput_masked_vs_raw() {
             }
         }
         let elapsed = started.elapsed();
+        let kubelet = writer.await.unwrap();
         drop(kubectl);
-        let _ = writer.await;
+        drop(kubelet);
         let _ = relay.await;
         (elapsed, rec.0.load(std::sync::atomic::Ordering::Relaxed))
     }
@@ -849,14 +936,56 @@ async fn throughput_masked_vs_raw() {
         }
     }
 
+    fn median(v: &mut [f64]) -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    }
+
+    let tls = tls_configs();
+    let frame = Arc::new(frame);
     let mb = (frames * chunk.len()) as f64 / (1024.0 * 1024.0);
-    let (raw, _) = one(frame.clone(), frames, false).await;
-    let (inspected, recorded) = one(frame.clone(), frames, true).await;
-    let r = mb / raw.as_secs_f64();
-    let i = mb / inspected.as_secs_f64();
-    println!(
-        "raw copy: {r:.0} MiB/s; masked+recorded: {i:.0} MiB/s ({:.0}%), recorded {} MiB",
-        100.0 * i / r,
-        recorded / (1024 * 1024)
-    );
+    for (t, name) in [
+        (Transport::Memory, "memory (in-process pipes)"),
+        (Transport::Tcp, "tcp (loopback)"),
+        (Transport::Tls, "tls (over loopback TCP)"),
+    ] {
+        // THROUGHPUT_ONLY=memory|tcp|tls runs one transport (for profiling).
+        let only = std::env::var("THROUGHPUT_ONLY").unwrap_or_default();
+        if !only.is_empty() && !name.to_lowercase().starts_with(&only) {
+            continue;
+        }
+        let (mut raw, mut masked, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let mut recorded = 0;
+        for _ in 0..ROUNDS {
+            let (r, _) = one(t, &tls, frame.clone(), frames, false).await;
+            let (m, rec) = one(t, &tls, frame.clone(), frames, true).await;
+            let (r, m) = (mb / r.as_secs_f64(), mb / m.as_secs_f64());
+            raw.push(r);
+            masked.push(m);
+            ratios.push(m / r);
+            recorded = rec;
+        }
+        let range = |v: &[f64]| {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(0.0, f64::max);
+            format!("{lo:.0}-{hi:.0}")
+        };
+        let (rr, mr) = (range(&raw), range(&masked));
+        let (lo, hi) = (
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max),
+        );
+        let (r, m, q) = (median(&mut raw), median(&mut masked), median(&mut ratios));
+        println!(
+            "{name}: plain copy {r:.0} MiB/s ({rr}); masked+recorded {m:.0} MiB/s ({mr}); \
+             masked/plain: median of rounds {:.0}% ({:.0}-{:.0}%), of medians {:.0}%; \
+             recorded {} MiB; {ROUNDS} rounds",
+            100.0 * q,
+            100.0 * lo,
+            100.0 * hi,
+            100.0 * m / r,
+            recorded / (1024 * 1024)
+        );
+        assert_eq!(recorded, (frames * chunk.len()) as u64);
+    }
 }

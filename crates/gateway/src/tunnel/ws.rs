@@ -489,13 +489,12 @@ impl WsSide {
         let Some(o) = &mut self.output else {
             return;
         };
-        for i in 0..2 {
-            let bytes = o.take(i, &mut self.log);
+        o.drain(&mut self.log, |i, bytes| {
             let chan = if i == 0 { CH_STDOUT } else { CH_STDERR };
             for piece in bytes.chunks(OUT_FRAME) {
                 binary_frame(chan, piece, out);
             }
-        }
+        });
     }
 }
 
