@@ -534,6 +534,8 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
 
     if let Some(ReplayExport::Cast) = args.export {
+        // A port-forward is no terminal session.
+        recordings.retain(|(_, rec)| rec.ports.is_empty());
         if recordings.is_empty() {
             bail!("this session has no exec or attach recording");
         }
@@ -554,11 +556,51 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 r.id,
                 r.command.as_deref().unwrap_or("")
             );
-            play(rec, args.speed).await?;
+            if rec.ports.is_empty() {
+                play(rec, args.speed).await?;
+            } else {
+                print_port_forward(rec);
+            }
             println!("--- end of recording ---");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A port-forward recording as a transcript: connections opening and closing and, when
+/// `audit.port_forward_contents` was on, what went each way (escaped, as recorded: masked).
+fn print_port_forward(rec: &Recording) {
+    use store::sessions::PortEventKind;
+    for e in &rec.ports {
+        let at = format!(
+            "+{:.6}s port {} stream {}",
+            e.t_us as f64 / 1e6,
+            e.port,
+            e.stream
+        );
+        match &e.what {
+            PortEventKind::Open { channel } => println!("{at} open ({channel})"),
+            PortEventKind::Data { to_pod, data } => {
+                let dir = if *to_pod { "-> pod" } else { "<- pod" };
+                match data {
+                    Some(d) => println!("{at} {dir} {} bytes: {}", d.len(), escape_bytes(d)),
+                    None => println!("{at} {dir} (not recorded: masking failed)"),
+                }
+            }
+            PortEventKind::Close {
+                bytes_in,
+                bytes_out,
+            } => println!("{at} closed ({bytes_in} bytes to the pod, {bytes_out} back)"),
+        }
+    }
+}
+
+/// Printable ASCII as is, everything else as `\xNN` (and `\n`, `\r`, `\t`).
+fn escape_bytes(d: &[u8]) -> String {
+    d.iter()
+        .flat_map(|b| std::ascii::escape_default(*b))
+        .map(char::from)
+        .collect()
 }
 
 /// Plays an exec recording's output on stdout, with its timing divided by `speed`.

@@ -44,6 +44,10 @@ pub struct DemoArgs {
     /// Keep the audit log here instead of DIR/audit.db, e.g. postgres://127.0.0.1/test.
     #[arg(long)]
     audit_store: Option<String>,
+    /// Record what flows through `kubectl port-forward` (masked), not only connections and
+    /// byte counts (`audit.port_forward_contents`).
+    #[arg(long)]
+    record_port_forward: bool,
     /// How long a call that needs approval is held, written into a new DIR/policy.yaml.
     #[arg(long, default_value = "50s")]
     approval_hold: String,
@@ -223,7 +227,11 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         "state_dir": dir.canonicalize()?,
         "clusters": [{"name": "demo", "kubeconfig": sim_kubeconfig.canonicalize()?}],
         "policy": policy_path.canonicalize()?,
-        "audit": {"replica_id": "demo", "store": args.audit_store},
+        "audit": {
+            "replica_id": "demo",
+            "store": args.audit_store,
+            "port_forward_contents": args.record_port_forward,
+        },
         "authn": {"static_tokens": static_tokens},
     });
     let mut raw: gateway::RawConfig = serde_json::from_value(yaml)?;

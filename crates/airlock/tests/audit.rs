@@ -537,3 +537,139 @@ fn exec_sessions_are_recorded_and_replay_byte_exact() {
         assert!(timeline.contains("stream event"), "{timeline}");
     }
 }
+
+/// `--record-port-forward` (`audit.port_forward_contents`): what flows through kubectl
+/// port-forward is recorded, masked, while the forwarded bytes stay untouched. Over SPDY
+/// tunnelled in WebSocket (1.33), plain SPDY (1.33 forced, and 1.27). Without the switch only
+/// connections and byte counts are kept.
+#[test]
+fn port_forward_contents_are_recorded_masked_when_asked() {
+    let token = format!("ghp_{}", "Zq7".repeat(12));
+    let request =
+        format!("GET /health HTTP/1.1\r\nHost: web\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let clients: &[(&str, &[(&str, &str)])] = &[
+        ("1.33", &[]),
+        ("1.33", &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]),
+        ("1.27", &[]),
+    ];
+    let demo = Demo::start_in(tempdir("pf-record"), &["--record-port-forward"]);
+    for (v, env) in clients {
+        let echoed = port_forward_round_trip(&demo, v, env, request.as_bytes());
+        assert_eq!(
+            echoed,
+            request.as_bytes(),
+            "{v} {env:?}: forwarded bytes changed"
+        );
+    }
+    let pf_ids = wait_for_port_forward_records(&demo.dir, clients.len());
+    for id in &pf_ids {
+        let shown = ok(&demo.airlock(&["replay", id]));
+        assert!(shown.contains("open (data)"), "{id}: {shown}");
+        assert!(
+            shown.contains("-> pod") && shown.contains("<- pod"),
+            "{id}: {shown}"
+        );
+        assert!(shown.contains("GET /health HTTP/1.1"), "{id}: {shown}");
+        assert!(shown.contains("airlock:masked:"), "{id}: {shown}");
+        assert!(!shown.contains(&token), "{id}: raw token in the recording");
+        assert!(shown.contains("closed ("), "{id}: {shown}");
+    }
+    let raw = raw_database(&demo.dir);
+    assert!(
+        !raw.windows(token.len()).any(|w| w == token.as_bytes()),
+        "raw token in the database files"
+    );
+    ok(&demo.airlock(&["audit", "verify"]));
+
+    // Off by default: connections and byte counts only.
+    let plain = Demo::start_in(tempdir("pf-plain"), &[]);
+    let echoed = port_forward_round_trip(&plain, "1.33", &[], request.as_bytes());
+    assert_eq!(echoed, request.as_bytes());
+    let ids = wait_for_port_forward_records(&plain.dir, 1);
+    let all = export(&plain.dir);
+    let events: Vec<String> = records_of(&all, &ids[0])
+        .iter()
+        .flat_map(|r| r["extra"]["events"].as_array().cloned().unwrap_or_default())
+        .map(|e| e["event"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        events.iter().any(|e| e == "portforward_close"),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e == "portforward_data"),
+        "{events:?}"
+    );
+}
+
+/// Starts `kubectl port-forward` to the web pod's port 8080 (the simulator echoes), sends
+/// `data` over one connection and returns what came back.
+fn port_forward_round_trip(demo: &Demo, v: &str, env: &[(&str, &str)], data: &[u8]) -> Vec<u8> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut cmd = std::process::Command::new(common::kubectl_bin(v));
+    cmd.args([
+        "port-forward",
+        "-n",
+        "shop",
+        "pod/web-6b7f9c5d4-x2k9p",
+        ":8080",
+    ])
+    .env("KUBECONFIG", &demo.agent_kubeconfig)
+    .env("HOME", &demo.dir)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null());
+    for (k, val) in env {
+        cmd.env(k, val);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{v}: unexpected port-forward output {line:?}"));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(data).unwrap();
+    let mut back = vec![0u8; data.len()];
+    s.read_exact(&mut back).unwrap();
+    drop(s);
+    let _ = child.kill();
+    let _ = child.wait();
+    back
+}
+
+/// Waits until `n` port-forward requests have their `portforward_close` recorded; returns
+/// their ids.
+fn wait_for_port_forward_records(dir: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let all = export(dir);
+        let ids: Vec<String> = all
+            .iter()
+            .filter(|r| r["kind"] == "request" && r["subresource"] == "portforward")
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect();
+        let closed = ids
+            .iter()
+            .filter(|id| {
+                records_of(&all, id).iter().any(|r| {
+                    r["extra"]["events"]
+                        .as_array()
+                        .is_some_and(|evs| evs.iter().any(|e| e["event"] == "portforward_close"))
+                })
+            })
+            .count();
+        if ids.len() >= n && closed >= n {
+            return ids;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{closed} of {n} port-forward recordings complete ({} requests)",
+            ids.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

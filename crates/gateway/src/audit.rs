@@ -42,6 +42,8 @@ pub struct Audit {
     store: store::Store,
     max_inline: usize,
     prefix: usize,
+    /// `audit.port_forward_contents`.
+    port_forward_contents: bool,
     /// Appends that failed (the request was refused, or its outcome could not be recorded).
     pub failures: Counter,
 }
@@ -75,6 +77,7 @@ impl Audit {
             store,
             max_inline: settings.max_body_bytes,
             prefix: settings.body_prefix_bytes,
+            port_forward_contents: settings.port_forward_contents,
             failures: Counter::default(),
         })
     }
@@ -370,12 +373,17 @@ const STREAM_RECORD_BYTES: usize = 64 * 1024;
 const STREAM_RECORD_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The recorder for one tunnel: the audit log (when on) and any extra recorder (tests).
+///
+/// `masker` masks the recorded copy of port-forward contents (when
+/// `audit.port_forward_contents` is on); exec and attach output reach the recorder masked
+/// already.
 pub fn tunnel_recorder(
     outcome: Option<&OutcomeRecord>,
+    masker: &mask::Masker,
     extra: Option<Arc<dyn Recorder>>,
 ) -> Option<Arc<dyn Recorder>> {
     let audit: Option<Arc<dyn Recorder>> =
-        outcome.map(|o| Arc::new(StreamRecorder::start(o)) as Arc<dyn Recorder>);
+        outcome.map(|o| Arc::new(StreamRecorder::start(o, masker)) as Arc<dyn Recorder>);
     match (audit, extra) {
         (Some(a), Some(b)) => Some(Arc::new(Tee(a, b))),
         (a, b) => a.or(b),
@@ -390,7 +398,7 @@ impl Recorder for Tee {
         self.0.event(ev);
     }
     fn port_forward_contents(&self) -> bool {
-        self.1.port_forward_contents()
+        self.0.port_forward_contents() || self.1.port_forward_contents()
     }
 }
 
@@ -403,21 +411,141 @@ impl Recorder for Tee {
 struct StreamRecorder {
     tx: tokio::sync::mpsc::Sender<TunnelEvent>,
     lost: Arc<std::sync::atomic::AtomicU64>,
+    port_forward_contents: bool,
 }
 
 impl StreamRecorder {
-    fn start(o: &OutcomeRecord) -> StreamRecorder {
+    fn start(o: &OutcomeRecord, masker: &mask::Masker) -> StreamRecorder {
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
         let lost = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut template = o.template.clone();
         template.kind = RecordKind::StreamEvent;
         template.decision = None;
-        tokio::spawn(record_stream(o.audit.clone(), template, rx, lost.clone()));
-        StreamRecorder { tx, lost }
+        let port_forward_contents = o.audit.port_forward_contents;
+        let pf = port_forward_contents.then(|| PortForwardMasker::new(masker.clone()));
+        tokio::spawn(record_stream(
+            o.audit.clone(),
+            template,
+            rx,
+            lost.clone(),
+            pf,
+        ));
+        StreamRecorder {
+            tx,
+            lost,
+            port_forward_contents,
+        }
+    }
+}
+
+/// Masks the recorded copy of port-forward contents: one text masker per connection and
+/// direction, so a credential split across reads is still found. The forwarded bytes are
+/// never touched (they are the application's own traffic).
+struct PortForwardMasker {
+    masker: mask::Masker,
+    /// Per (stream, towards the pod): the port and the masker.
+    streams: std::collections::HashMap<(u32, bool), (u16, Box<dyn mask::StreamMasker>)>,
+}
+
+impl PortForwardMasker {
+    fn new(masker: mask::Masker) -> Self {
+        PortForwardMasker {
+            masker,
+            streams: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The masked events for `ev`: port-forward data is replaced by what its masker lets out
+    /// now (possibly nothing); a connection's close first flushes what its maskers held.
+    fn events(&mut self, ev: TunnelEvent, out: &mut Vec<serde_json::Value>) {
+        match ev.kind {
+            TunnelEventKind::PortForwardData {
+                port,
+                stream,
+                to_pod,
+                data,
+            } => {
+                let key = (stream, to_pod);
+                let mut masked = Vec::with_capacity(data.len());
+                let ok = match self.streams.get_mut(&key) {
+                    Some((_, m)) => m.push(&data, &mut masked).is_ok(),
+                    None => match self
+                        .masker
+                        .stream(mask::BodyKind::Text, &mask::MaskContext::default())
+                    {
+                        Ok(mut m) => {
+                            let ok = m.push(&data, &mut masked).is_ok();
+                            self.streams.insert(key, (port, m));
+                            ok
+                        }
+                        Err(_) => false,
+                    },
+                };
+                // Held back (a possible secret's start): it comes out with the next bytes or
+                // when the connection closes.
+                if !ok || !masked.is_empty() {
+                    out.push(pf_data_json(ev.at, port, stream, to_pod, ok, &masked));
+                }
+            }
+            TunnelEventKind::PortForwardClose { stream, .. } => {
+                for to_pod in [true, false] {
+                    self.finish(ev.at, (stream, to_pod), out);
+                }
+                out.push(event_json(&ev));
+            }
+            TunnelEventKind::Close { .. } => {
+                let mut keys: Vec<(u32, bool)> = self.streams.keys().copied().collect();
+                keys.sort_unstable();
+                for key in keys {
+                    self.finish(ev.at, key, out);
+                }
+                out.push(event_json(&ev));
+            }
+            _ => out.push(event_json(&ev)),
+        }
+    }
+
+    fn finish(
+        &mut self,
+        at: std::time::Duration,
+        (stream, to_pod): (u32, bool),
+        out: &mut Vec<serde_json::Value>,
+    ) {
+        if let Some((port, mut m)) = self.streams.remove(&(stream, to_pod)) {
+            let mut rest = Vec::new();
+            let ok = m.finish(&mut rest).is_ok();
+            if !rest.is_empty() || !ok {
+                out.push(pf_data_json(at, port, stream, to_pod, ok, &rest));
+            }
+        }
+    }
+}
+
+/// A `portforward_data` event. When masking failed the bytes are left out (fail closed) and
+/// `masking_failed` says so.
+fn pf_data_json(
+    at: std::time::Duration,
+    port: u16,
+    stream: u32,
+    to_pod: bool,
+    ok: bool,
+    masked: &[u8],
+) -> serde_json::Value {
+    use base64::Engine as _;
+    let t_us = at.as_micros() as u64;
+    if ok {
+        let data = base64::engine::general_purpose::STANDARD.encode(masked);
+        serde_json::json!({"event": "portforward_data", "t_us": t_us, "port": port, "stream": stream, "to_pod": to_pod, "data": data})
+    } else {
+        serde_json::json!({"event": "portforward_data", "t_us": t_us, "port": port, "stream": stream, "to_pod": to_pod, "masking_failed": true})
     }
 }
 
 impl Recorder for StreamRecorder {
+    fn port_forward_contents(&self) -> bool {
+        self.port_forward_contents
+    }
+
     fn event(&self, ev: TunnelEvent) {
         use tokio::sync::mpsc::error::TrySendError;
         let ev = match self.tx.try_send(ev) {
@@ -454,6 +582,7 @@ async fn record_stream(
     template: AuditRecord,
     mut rx: tokio::sync::mpsc::Receiver<TunnelEvent>,
     lost: Arc<std::sync::atomic::AtomicU64>,
+    mut pf: Option<PortForwardMasker>,
 ) {
     let mut pending: Vec<serde_json::Value> = Vec::new();
     let mut bytes = 0usize;
@@ -473,7 +602,10 @@ async fn record_stream(
             Some(Some(ev)) => {
                 let close = matches!(ev.kind, TunnelEventKind::Close { .. });
                 bytes += event_bytes(&ev) as usize;
-                pending.push(event_json(&ev));
+                match &mut pf {
+                    Some(pf) => pf.events(ev, &mut pending),
+                    None => pending.push(event_json(&ev)),
+                }
                 deadline.get_or_insert_with(|| tokio::time::Instant::now() + STREAM_RECORD_DELAY);
                 if !close
                     && bytes < STREAM_RECORD_BYTES

@@ -236,6 +236,11 @@ pub struct RawAudit {
     /// disk with the next fsync, within about a second. `all`: every record is fsynced
     /// before Airlock goes on. See docs/audit.md, "Durability".
     pub fsync: RawFsync,
+    /// Record what flows through `kubectl port-forward` tunnels, not only connections and
+    /// byte counts. Default `false`: port-forward carries the application's own traffic.
+    /// When on, the recorded copy (never the forwarded bytes) goes through the text masker
+    /// first, like exec output. See docs/audit.md, "Port-forward".
+    pub port_forward_contents: bool,
 }
 
 /// `audit.fsync`.
@@ -297,6 +302,7 @@ impl Default for RawAudit {
             body_prefix_bytes: 16 * 1024,
             sinks: Vec::new(),
             fsync: RawFsync::default(),
+            port_forward_contents: false,
         }
     }
 }
@@ -312,6 +318,7 @@ pub struct AuditSettings {
     pub body_prefix_bytes: usize,
     pub sinks: Vec<SinkSettings>,
     pub durability: store::Durability,
+    pub port_forward_contents: bool,
 }
 
 impl AuditSettings {
@@ -730,6 +737,7 @@ impl Config {
                 RawFsync::WriteAhead => store::Durability::WriteAhead,
                 RawFsync::All => store::Durability::All,
             },
+            port_forward_contents: raw.audit.port_forward_contents,
         };
 
         let mut notify = Vec::new();

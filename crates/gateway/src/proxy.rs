@@ -814,7 +814,11 @@ impl Gateway {
             tty: tunnel::query_flag(&call.path_and_query, "tty"),
             masker: self.masker.clone(),
             mask_ctx: filter::mask_context(&call.info),
-            recorder: crate::audit::tunnel_recorder(outcome.audit.as_ref(), self.recorder.clone()),
+            recorder: crate::audit::tunnel_recorder(
+                outcome.audit.as_ref(),
+                &self.masker,
+                self.recorder.clone(),
+            ),
         };
         let id = call.id.clone();
         let audit = outcome.audit.take();

@@ -200,10 +200,50 @@ pub struct Recording {
     /// (microseconds since the stream opened, kind, bytes). Kinds: `stdin`, `stdout`,
     /// `stderr`, `resize` (bytes `WxH`), `exit`, ...
     pub events: Vec<(u64, String, Vec<u8>)>,
+    /// Port-forward connections: opened, data (when `audit.port_forward_contents` is on),
+    /// closed; in time order.
+    pub ports: Vec<PortEvent>,
     /// Terminal size: the first resize, else 80x24.
     pub width: u32,
     /// See `width`.
     pub height: u32,
+}
+
+/// One port-forward event of a [`Recording`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortEvent {
+    /// Microseconds since the tunnel opened.
+    pub t_us: u64,
+    /// Pod port.
+    pub port: u16,
+    /// The tunnel's stream id (SPDY stream or WebSocket channel pair).
+    pub stream: u32,
+    /// What happened.
+    pub what: PortEventKind,
+}
+
+/// See [`PortEvent`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortEventKind {
+    /// A connection's stream opened.
+    Open {
+        /// `data`, or `error` for the stream kubelet reports errors on.
+        channel: String,
+    },
+    /// Bytes one way, as recorded (masked).
+    Data {
+        /// Towards the pod, else back from it.
+        to_pod: bool,
+        /// `None` when masking failed and the bytes were left out.
+        data: Option<Vec<u8>>,
+    },
+    /// Closed.
+    Close {
+        /// Bytes sent to the pod.
+        bytes_in: u64,
+        /// Bytes received from the pod.
+        bytes_out: u64,
+    },
 }
 
 impl Recording {
@@ -227,6 +267,7 @@ impl Recording {
             .collect();
         all.extend(singles.iter());
         let mut events = Vec::new();
+        let mut ports = Vec::new();
         let (mut width, mut height) = (80, 24);
         let mut sized = false;
         for e in all {
@@ -236,6 +277,37 @@ impl Recording {
                 .unwrap_or("")
                 .to_owned();
             let t = e.get("t_us").and_then(Value::as_u64).unwrap_or(0);
+            if let Some(what) = kind.strip_prefix("portforward_") {
+                let num = |k: &str| e.get(k).and_then(Value::as_u64).unwrap_or(0);
+                let what = match what {
+                    "open" => PortEventKind::Open {
+                        channel: e
+                            .get("channel")
+                            .and_then(Value::as_str)
+                            .unwrap_or("data")
+                            .to_owned(),
+                    },
+                    "data" => PortEventKind::Data {
+                        to_pod: e.get("to_pod").and_then(Value::as_bool).unwrap_or(false),
+                        data: e
+                            .get("data")
+                            .and_then(Value::as_str)
+                            .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok()),
+                    },
+                    "close" => PortEventKind::Close {
+                        bytes_in: num("bytes_in"),
+                        bytes_out: num("bytes_out"),
+                    },
+                    _ => continue,
+                };
+                ports.push(PortEvent {
+                    t_us: t,
+                    port: u16::try_from(num("port")).unwrap_or(0),
+                    stream: u32::try_from(num("stream")).unwrap_or(0),
+                    what,
+                });
+                continue;
+            }
             if kind == "resize" {
                 let dim = |k: &str, d: u64| {
                     let v = e.get(k).and_then(Value::as_u64).unwrap_or(d);
@@ -257,8 +329,10 @@ impl Recording {
         }
         // Each direction is in order; merge the directions by time (stable).
         events.sort_by_key(|(t, _, _)| *t);
+        ports.sort_by_key(|p| p.t_us);
         Recording {
             events,
+            ports,
             width,
             height,
         }
