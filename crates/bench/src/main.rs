@@ -8,6 +8,7 @@
 //! owns its connection, so what is measured is the server, not a client pool.
 #![forbid(unsafe_code)]
 
+mod fsync;
 mod latency;
 mod stats;
 mod target;
@@ -37,6 +38,10 @@ enum Command {
     Watches(watches::WatchArgs),
     /// Print the Markdown header row of the `watches` table.
     WatchesHeader,
+    /// Latency of a durable 4 KiB write (fdatasync) on a directory's disk.
+    Fsync(fsync::FsyncArgs),
+    /// Print the Markdown header row of the `fsync` table.
+    FsyncHeader,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +54,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Latency(args) => rt.block_on(latency::run(args)),
         Command::Watches(args) => rt.block_on(watches::run(args)),
+        Command::Fsync(args) => fsync::run(args),
+        Command::FsyncHeader => {
+            println!("{}", fsync::MARKDOWN_HEADER);
+            Ok(())
+        }
         Command::WatchesHeader => {
             println!("{}", watches::MARKDOWN_HEADER);
             Ok(())
