@@ -26,7 +26,8 @@ pub struct FsyncArgs {
 }
 
 /// The Markdown header of the table `run` prints rows of.
-pub const MARKDOWN_HEADER: &str = "| pattern | writes | median | mean | p90 | p99 |\n| --- | ---: | ---: | ---: | ---: | ---: |";
+pub const MARKDOWN_HEADER: &str =
+    "| pattern | writes | median | mean | p90 | p99 |\n| --- | ---: | ---: | ---: | ---: | ---: |";
 
 pub fn run(args: FsyncArgs) -> anyhow::Result<()> {
     let path = args.dir.join(".airlock-bench-fsync");
@@ -36,7 +37,11 @@ pub fn run(args: FsyncArgs) -> anyhow::Result<()> {
         lat.sort_unstable();
         let n = lat.len().max(1);
         let mean = lat.iter().sum::<Duration>() / n as u32;
-        let pick = |q: f64| lat.get(((n as f64 - 1.0) * q) as usize).copied().unwrap_or_default();
+        let pick = |q: f64| {
+            lat.get(((n as f64 - 1.0) * q) as usize)
+                .copied()
+                .unwrap_or_default()
+        };
         println!(
             "| {name} | {} | {} µs | {} µs | {} µs | {} µs |",
             lat.len(),

@@ -102,10 +102,7 @@ impl SqliteStore {
         let (conn, checkpointer) = conn;
         let conn = Arc::new(Mutex::new(conn));
         spawn_checkpointer(checkpointer, Arc::downgrade(&conn));
-        Ok(SqliteWriter {
-            conn,
-            synced: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-        })
+        Ok(SqliteWriter { conn, synced: true })
     }
 
     pub(crate) async fn select_rows(
@@ -207,7 +204,7 @@ impl SqliteStore {
 pub(crate) struct SqliteWriter {
     conn: Arc<Mutex<Connection>>,
     /// The connection's `synchronous` setting: true for FULL.
-    synced: Arc<std::sync::atomic::AtomicBool>,
+    synced: bool,
 }
 
 // === impl SqliteWriter ===
@@ -247,16 +244,16 @@ impl SqliteWriter {
         fsync: bool,
     ) -> Result<()> {
         let conn = self.conn.clone();
-        let synced = self.synced.clone();
+        let synced = &mut self.synced;
         inline(move || {
             let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
             // WAL mode: FULL syncs the WAL at this commit (and with it every earlier commit,
             // in order); NORMAL leaves the commit in the OS until the next sync.
-            if synced.load(std::sync::atomic::Ordering::Relaxed) != fsync {
+            if *synced != fsync {
                 let want = if fsync { "FULL" } else { "NORMAL" };
                 conn.pragma_update(None, "synchronous", want)
                     .map_err(sqlite("set synchronous"))?;
-                synced.store(fsync, std::sync::atomic::Ordering::Relaxed);
+                *synced = fsync;
             }
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
