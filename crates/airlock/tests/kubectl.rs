@@ -63,7 +63,7 @@ fn get_in_every_output_format() {
 }
 
 #[test]
-fn describe_and_discovery_commands() {
+fn describe_explain_and_discovery_commands() {
     let demo = Demo::start();
     for v in KUBECTL_VERSIONS {
         let d = ok(&demo.kubectl(v, &["describe", "pod", WEB_POD, "-n", "shop"]));
@@ -78,6 +78,19 @@ fn describe_and_discovery_commands() {
         assert!(
             r.contains("deployments") && r.contains("apps/v1") && r.contains("po "),
             "{v}: {r}"
+        );
+
+        // `kubectl explain` reads the OpenAPI v3 schemas (through Airlock, unmasked: they are
+        // not resources).
+        let e = ok(&demo.kubectl(v, &["explain", "pods.spec.containers.env"]));
+        assert!(
+            e.contains("FIELD: env <[]EnvVar>") && e.contains("Name of the environment variable"),
+            "{v}: {e}"
+        );
+        let e = ok(&demo.kubectl(v, &["explain", "deployment.spec", "--recursive"]));
+        assert!(
+            e.contains("GROUP:      apps") && e.contains("revisionHistoryLimit"),
+            "{v}: {e}"
         );
 
         let can = demo.kubectl(v, &["auth", "can-i", "list", "pods", "-n", "shop"]);

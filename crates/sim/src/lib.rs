@@ -16,6 +16,7 @@ mod error;
 mod http;
 mod introspect;
 mod openapi;
+mod openapi_schemas;
 mod patch;
 pub mod pods;
 mod protobuf;

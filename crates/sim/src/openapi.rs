@@ -3,10 +3,10 @@
 //! kubectl (1.27+) reads `/openapi/v3` to learn whether the server supports the
 //! `fieldValidation` (and `dryRun`) query parameters for a kind: it looks for the PATCH
 //! operation tagged with the kind's `x-kubernetes-group-version-kind` and the parameter in it.
-//! With that answered, `--validate=strict` is delegated to the server and no schema is needed.
-//! We publish no component schemas, so client-side apply computes strategic merge patches from
-//! kubectl's compiled-in types (its documented fallback). `/openapi/v2` is an empty but
-//! valid document (see `v2_protobuf`).
+//! With that answered, `--validate=strict` is delegated to the server. The component schemas
+//! (`openapi_schemas.rs`) are what `kubectl explain` reads; they carry no patch extensions, so
+//! client-side apply computes strategic merge patches from kubectl's compiled-in types (its
+//! documented fallback). `/openapi/v2` is an empty but valid document (see `v2_protobuf`).
 
 use serde_json::{json, Map, Value};
 
@@ -36,7 +36,7 @@ pub fn index(reg: &Registry) -> Value {
             seen.push(gv.clone());
             paths.insert(
                 gv.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash=SIM{}", gv.len())}),
+                json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash=SIM2-{}", gv.len())}),
             );
         }
     }
@@ -59,7 +59,11 @@ pub fn group_version(reg: &Registry, gv: &str) -> Option<Value> {
         return None;
     }
     let mut paths = Map::new();
+    let mut kinds: Vec<&str> = Vec::new();
     for r in resources {
+        if !kinds.contains(&r.kind.as_str()) {
+            kinds.push(&r.kind);
+        }
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         let op = |action: &str| {
             json!({
@@ -109,7 +113,7 @@ pub fn group_version(reg: &Registry, gv: &str) -> Option<Value> {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.31.0"},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": crate::openapi_schemas::components(&group, &version, &kinds)},
     }))
 }
 
