@@ -1,7 +1,10 @@
 //! Test introspection: a record of every API request, served on a separate plain-HTTP
 //! loopback listener (`GET /requests`, `DELETE /requests`, `GET /objects`).
 
-use std::sync::{Arc, Mutex};
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+};
 
 use hyper::{body::Incoming, Method, Request, Response};
 use serde_json::{json, Map, Value};
@@ -35,10 +38,14 @@ pub struct Record {
     pub protocol: String,
 }
 
-/// The request log.
+/// Most records kept: the oldest go first. Tests look at a few hundred; a benchmark or a demo
+/// left running sends millions, which must not grow the simulator without bound.
+const MAX_RECORDS: usize = 100_000;
+
+/// The request log: the last [`MAX_RECORDS`] requests.
 #[derive(Default)]
 pub struct Recorder {
-    inner: Mutex<(u64, Vec<Record>)>,
+    inner: Mutex<(u64, VecDeque<Record>)>,
 }
 
 // === impl Recorder ===
@@ -49,7 +56,10 @@ impl Recorder {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.0 += 1;
         r.seq = g.0;
-        g.1.push(r);
+        if g.1.len() == MAX_RECORDS {
+            g.1.pop_front();
+        }
+        g.1.push_back(r);
     }
 
     /// All records as JSON.

@@ -148,7 +148,8 @@ mod tests {
             let name = name.strip_prefix("#/components/schemas/").expect(name);
             assert!(defs.contains_key(name), "dangling {name}");
         }
-        assert!(components("apps", "v1", &["Deployment"])
-            .contains_key("io.k8s.api.apps.v1.Deployment"));
+        assert!(
+            components("apps", "v1", &["Deployment"]).contains_key("io.k8s.api.apps.v1.Deployment")
+        );
     }
 }
