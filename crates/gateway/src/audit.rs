@@ -494,14 +494,19 @@ impl PortForwardMasker {
                 out.push(event_json(&ev));
             }
             TunnelEventKind::Close { .. } => {
-                let mut keys: Vec<(u32, bool)> = self.streams.keys().copied().collect();
-                keys.sort_unstable();
-                for key in keys {
-                    self.finish(ev.at, key, out);
-                }
+                self.finish_all(ev.at, out);
                 out.push(event_json(&ev));
             }
             _ => out.push(event_json(&ev)),
+        }
+    }
+
+    /// Flushes every connection's maskers (the tunnel ended).
+    fn finish_all(&mut self, at: std::time::Duration, out: &mut Vec<serde_json::Value>) {
+        let mut keys: Vec<(u32, bool)> = self.streams.keys().copied().collect();
+        keys.sort_unstable();
+        for key in keys {
+            self.finish(at, key, out);
         }
     }
 
@@ -587,6 +592,8 @@ async fn record_stream(
     let mut pending: Vec<serde_json::Value> = Vec::new();
     let mut bytes = 0usize;
     let mut deadline: Option<tokio::time::Instant> = None;
+    // When the last event happened (for what is flushed if the tunnel just goes away).
+    let mut last_at = std::time::Duration::ZERO;
     loop {
         let next = match deadline {
             Some(d) => tokio::select! {
@@ -602,6 +609,7 @@ async fn record_stream(
             Some(Some(ev)) => {
                 let close = matches!(ev.kind, TunnelEventKind::Close { .. });
                 bytes += event_bytes(&ev) as usize;
+                last_at = ev.at;
                 match &mut pf {
                     Some(pf) => pf.events(ev, &mut pending),
                     None => pending.push(event_json(&ev)),
@@ -616,6 +624,11 @@ async fn record_stream(
                 close
             }
         };
+        if let (true, Some(pf)) = (closing, &mut pf) {
+            // The tunnel went away without its close event: what the maskers still hold is
+            // recorded all the same.
+            pf.finish_all(last_at, &mut pending);
+        }
         let dropped = lost.swap(0, std::sync::atomic::Ordering::Relaxed);
         if dropped > 0 {
             pending.push(serde_json::json!({"event": "lost", "bytes": dropped}));
@@ -774,5 +787,83 @@ impl approvals::DecisionHook for ApprovalAudit {
                 .insert("grant_seconds".into(), serde_json::json!(for_s));
         }
         self.audit.append_detached(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use std::time::Duration;
+
+    fn data(stream: u32, to_pod: bool, at_ms: u64, bytes: &[u8]) -> TunnelEvent {
+        TunnelEvent {
+            at: Duration::from_millis(at_ms),
+            kind: TunnelEventKind::PortForwardData {
+                port: 5432,
+                stream,
+                to_pod,
+                data: Bytes::copy_from_slice(bytes),
+            },
+        }
+    }
+
+    /// What the events say went one way on one stream, decoded and joined.
+    fn recorded(events: &[serde_json::Value], stream: u32, to_pod: bool) -> String {
+        let mut all = Vec::new();
+        for e in events {
+            if e["event"] == "portforward_data" && e["stream"] == stream && e["to_pod"] == to_pod {
+                let d = e["data"].as_str().unwrap();
+                all.extend(base64::engine::general_purpose::STANDARD.decode(d).unwrap());
+            }
+        }
+        String::from_utf8(all).unwrap()
+    }
+
+    #[test]
+    fn port_forward_copies_are_masked_across_reads_per_direction() {
+        let masker = mask::Masker::new(mask::MaskConfig::new(
+            b"pf-test-key-0123456789abcdef0123".to_vec(),
+        ))
+        .unwrap();
+        let mut pf = PortForwardMasker::new(masker);
+        let token = format!("ghp_{}", "Ab9".repeat(12));
+        let (head, tail) = token.split_at(10);
+        let mut out = Vec::new();
+        // The token arrives in two reads towards the pod; the other direction interleaves.
+        pf.events(
+            data(
+                3,
+                true,
+                1,
+                format!("Authorization: Bearer {head}").as_bytes(),
+            ),
+            &mut out,
+        );
+        pf.events(data(3, false, 2, b"HTTP/1.1 200 OK\r\n"), &mut out);
+        pf.events(
+            data(3, true, 3, format!("{tail}\r\n\r\n").as_bytes()),
+            &mut out,
+        );
+        pf.events(
+            TunnelEvent {
+                at: Duration::from_millis(4),
+                kind: TunnelEventKind::PortForwardClose {
+                    port: 5432,
+                    stream: 3,
+                    channel: crate::tunnel::PortChannel::Data,
+                    bytes_in: 0,
+                    bytes_out: 0,
+                },
+            },
+            &mut out,
+        );
+        let to_pod = recorded(&out, 3, true);
+        assert!(to_pod.starts_with("Authorization: Bearer "), "{to_pod}");
+        assert!(to_pod.contains("airlock:masked:github-token"), "{to_pod}");
+        assert!(!to_pod.contains(&token), "{to_pod}");
+        assert_eq!(recorded(&out, 3, false), "HTTP/1.1 200 OK\r\n");
+        assert_eq!(out.last().unwrap()["event"], "portforward_close");
+        assert!(pf.streams.is_empty(), "maskers are dropped on close");
     }
 }
