@@ -554,7 +554,7 @@ fn port_forward_contents_are_recorded_masked_when_asked() {
     ];
     let demo = Demo::start_in(tempdir("pf-record"), &["--record-port-forward"]);
     for (v, env) in clients {
-        let echoed = port_forward_round_trip(&demo, v, env, request.as_bytes());
+        let echoed = common::port_forward_round_trip(&demo, v, env, request.as_bytes());
         assert_eq!(
             echoed,
             request.as_bytes(),
@@ -583,7 +583,7 @@ fn port_forward_contents_are_recorded_masked_when_asked() {
 
     // Off by default: connections and byte counts only.
     let plain = Demo::start_in(tempdir("pf-plain"), &[]);
-    let echoed = port_forward_round_trip(&plain, "1.33", &[], request.as_bytes());
+    let echoed = common::port_forward_round_trip(&plain, "1.33", &[], request.as_bytes());
     assert_eq!(echoed, request.as_bytes());
     let ids = wait_for_port_forward_records(&plain.dir, 1);
     let all = export(&plain.dir);
@@ -600,45 +600,6 @@ fn port_forward_contents_are_recorded_masked_when_asked() {
         !events.iter().any(|e| e == "portforward_data"),
         "{events:?}"
     );
-}
-
-/// Starts `kubectl port-forward` to the web pod's port 8080 (the simulator echoes), sends
-/// `data` over one connection and returns what came back.
-fn port_forward_round_trip(demo: &Demo, v: &str, env: &[(&str, &str)], data: &[u8]) -> Vec<u8> {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let mut cmd = std::process::Command::new(common::kubectl_bin(v));
-    cmd.args([
-        "port-forward",
-        "-n",
-        "shop",
-        "pod/web-6b7f9c5d4-x2k9p",
-        ":8080",
-    ])
-    .env("KUBECONFIG", &demo.agent_kubeconfig)
-    .env("HOME", &demo.dir)
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::null());
-    for (k, val) in env {
-        cmd.env(k, val);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    let port: u16 = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{v}: unexpected port-forward output {line:?}"));
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(data).unwrap();
-    let mut back = vec![0u8; data.len()];
-    s.read_exact(&mut back).unwrap();
-    drop(s);
-    let _ = child.kill();
-    let _ = child.wait();
-    back
 }
 
 /// Waits until `n` port-forward requests have their `portforward_close` recorded; returns

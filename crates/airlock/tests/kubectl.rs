@@ -440,42 +440,8 @@ fn attach_port_forward_and_cp() {
 }
 
 fn port_forward_echo(demo: &Demo, v: &str, env: &[(&str, &str)]) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let mut cmd = std::process::Command::new(common::kubectl_bin(v));
-    cmd.args([
-        "port-forward",
-        "-n",
-        "shop",
-        &format!("pod/{WEB_POD}"),
-        ":8080",
-    ])
-    .env("KUBECONFIG", &demo.agent_kubeconfig)
-    .env("HOME", &demo.dir)
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
-    for (k, val) in env {
-        cmd.env(k, val);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    // "Forwarding from 127.0.0.1:PORT -> 8080"
-    let line = lines.next().unwrap().unwrap();
-    let port: u16 = line
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{v}: unexpected port-forward output {line:?}"));
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    s.write_all(b"echo me").unwrap();
-    let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"echo me", "{v} {env:?}");
-    drop(s);
-    let _ = child.kill();
-    let _ = child.wait();
+    let back = common::port_forward_round_trip(demo, v, env, b"echo me");
+    assert_eq!(&back, b"echo me", "{v} {env:?}");
 }
 
 #[test]

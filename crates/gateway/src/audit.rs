@@ -683,9 +683,7 @@ fn event_json(ev: &TunnelEvent) -> serde_json::Value {
             stream,
             to_pod,
             data,
-        } => {
-            json!({"event": "portforward_data", "t_us": t_us, "port": port, "stream": stream, "to_pod": to_pod, "data": b64(data)})
-        }
+        } => pf_data_json(ev.at, *port, *stream, *to_pod, true, data),
         TunnelEventKind::PortForwardClose {
             port,
             stream,

@@ -530,3 +530,43 @@ pub fn writes_received(demo: &Demo) -> Vec<serde_json::Value> {
         .filter(|r| !r["query"].as_str().unwrap_or("").contains("dryRun=All"))
         .collect()
 }
+
+/// Starts `kubectl port-forward` to the web pod's port 8080 (the simulator echoes), sends
+/// `data` over one connection and returns what came back.
+pub fn port_forward_round_trip(demo: &Demo, v: &str, env: &[(&str, &str)], data: &[u8]) -> Vec<u8> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut cmd = std::process::Command::new(kubectl_bin(v));
+    cmd.args([
+        "port-forward",
+        "-n",
+        "shop",
+        "pod/web-6b7f9c5d4-x2k9p",
+        ":8080",
+    ])
+    .env("KUBECONFIG", &demo.agent_kubeconfig)
+    .env("HOME", &demo.dir)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null());
+    for (k, val) in env {
+        cmd.env(k, val);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{v}: unexpected port-forward output {line:?}"));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(data).unwrap();
+    let mut back = vec![0u8; data.len()];
+    s.read_exact(&mut back).unwrap();
+    drop(s);
+    let _ = child.kill();
+    let _ = child.wait();
+    back
+}
