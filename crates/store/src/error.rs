@@ -28,17 +28,19 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// PostgreSQL refused an operation or could not be reached.
-    #[error("postgres audit store: {context}")]
+    ///
+    /// The driver's message is part of this one (it already names its own cause, such as a
+    /// refused certificate), so it is not repeated as a `source`.
+    #[error("postgres audit store: {context}: {}", chain(error))]
     Postgres {
         /// What the store was doing.
         context: &'static str,
         /// The driver error.
-        #[source]
-        source: tokio_postgres::Error,
+        error: tokio_postgres::Error,
     },
     /// No PostgreSQL connection could be had from the pool in time.
-    #[error("postgres audit store: no connection available")]
-    Pool(#[source] Box<deadpool_postgres::PoolError>),
+    #[error("postgres audit store: no connection available: {}", chain(.0))]
+    Pool(Box<deadpool_postgres::PoolError>),
     /// A file (database directory, signing key) could not be read or written.
     #[error("audit store file {path}")]
     Io {
@@ -91,6 +93,22 @@ pub enum StoreError {
     Join(#[source] tokio::task::JoinError),
 }
 
+/// An error and its causes on one line, each cause once (drivers sometimes repeat their cause
+/// in their own message).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
 /// `Result` with [`StoreError`].
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -99,5 +117,5 @@ pub(crate) fn sqlite(context: &'static str) -> impl FnOnce(rusqlite::Error) -> S
 }
 
 pub(crate) fn pg(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
-    move |source| StoreError::Postgres { context, source }
+    move |error| StoreError::Postgres { context, error }
 }

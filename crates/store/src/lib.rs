@@ -42,6 +42,7 @@
 pub mod chain;
 mod error;
 pub mod keys;
+mod pg_tls;
 mod postgres;
 pub mod record;
 pub mod sessions;
@@ -106,7 +107,7 @@ pub enum Store {
     /// `sqlite:///absolute/path.db` or `sqlite://relative/path.db`.
     Sqlite(SqliteStore),
     /// `postgres://` or `postgresql://` (libpq URL; `?options=-csearch_path%3Dschema` picks
-    /// a schema).
+    /// a schema; `sslmode` and `sslrootcert` as in libpq, see `pg_tls`).
     Postgres(PostgresStore),
 }
 

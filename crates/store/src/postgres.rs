@@ -10,11 +10,12 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{types::ToSql, Client, Config, NoTls, Statement};
+use tokio_postgres::{types::ToSql, Client, Config, Statement};
 
 use crate::{
     chain::Checkpoint,
     error::{pg, Result},
+    pg_tls::{self, MakeRustls},
     sql::{self, Param, RecordRow},
     sqlite::int,
     Head, OpenOptions, StoreError, Timestamp,
@@ -38,6 +39,7 @@ const REPLICA_UNLOCK: &str =
 #[derive(Clone)]
 pub struct PostgresStore {
     config: Config,
+    tls: MakeRustls,
     pool: Pool,
 }
 
@@ -53,15 +55,13 @@ impl std::fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// Connects, checks the server is reachable, and migrates.
     pub async fn open(url: &str, options: OpenOptions) -> Result<Self> {
-        let mut config: Config = url
-            .parse()
-            .map_err(|e| StoreError::InvalidUrl(format!("postgres url: {e}")))?;
+        let (mut config, tls) = pg_tls::config(url)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -75,7 +75,7 @@ impl PostgresStore {
             .recycle_timeout(timeout)
             .build()
             .map_err(|e| StoreError::InvalidUrl(format!("postgres pool: {e}")))?;
-        let store = Self { config, pool };
+        let store = Self { config, tls, pool };
         store.migrate().await?;
         Ok(store)
     }
@@ -144,6 +144,7 @@ impl PostgresStore {
     ) -> Result<PgWriter> {
         let mut w = PgWriter {
             config: self.config.clone(),
+            tls: self.tls.clone(),
             replica_id: replica_id.to_owned(),
             statement_timeout,
             conn: None,
@@ -239,6 +240,7 @@ impl PostgresStore {
 /// The appender's dedicated connection, reconnected after a failure.
 pub(crate) struct PgWriter {
     config: Config,
+    tls: MakeRustls,
     replica_id: String,
     /// Bounds every statement, so a locked table fails the batch instead of wedging the
     /// writer (appends time out anyway; this lets the writer recover).
@@ -262,7 +264,11 @@ impl PgWriter {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let (client, connection) = self.config.connect(NoTls).await.map_err(pg("connect"))?;
+            let (client, connection) = self
+                .config
+                .connect(self.tls.clone())
+                .await
+                .map_err(pg("connect"))?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!(error = %e, "audit store connection closed");
