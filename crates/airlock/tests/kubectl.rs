@@ -100,6 +100,23 @@ fn describe_explain_and_discovery_commands() {
             "{v}: {}",
             stderr(&can)
         );
+
+        // `kubectl top` reads metrics.k8s.io, which the simulator serves as metrics-server
+        // does, and kubectl top node also reads the nodes for the percentages.
+        let t = ok(&demo.kubectl(v, &["top", "pod", "-n", "shop", "--containers"]));
+        assert!(
+            t.contains(WEB_POD) && t.contains("log-shipper") && t.contains("CPU(cores)"),
+            "{v}: {t}"
+        );
+        let n = ok(&demo.kubectl(v, &["top", "node"]));
+        assert!(n.contains("node-1") && n.contains("MEMORY"), "{v}: {n}");
+        let missing = demo.kubectl(v, &["top", "pod", "nope", "-n", "shop"]);
+        assert!(
+            !missing.status.success()
+                && stderr(&missing).contains("podmetrics.metrics.k8s.io \"shop/nope\" not found"),
+            "{v}: {}",
+            stderr(&missing)
+        );
     }
 }
 

@@ -291,6 +291,9 @@ async fn handle_inner(
         }
     }
 
+    if info.group == crate::metrics::GROUP {
+        return crate::metrics::serve(&state, &info, &t, req.method(), &q);
+    }
     if !info.is_stored() {
         return virtual_create(&state, &ident, &info, &t, req).await;
     }

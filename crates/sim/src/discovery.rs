@@ -246,6 +246,19 @@ impl Registry {
                 doc,
             });
         }
+        // metrics.k8s.io/v1beta1, as a cluster with metrics-server serves it (an aggregated
+        // API, so it is not among the kube-apiserver documents): `kubectl top` needs it.
+        let doc: Value = serde_json::from_str(crate::metrics::DISCOVERY).map_err(|source| {
+            SimError::Discovery {
+                name: "metrics.k8s.io v1beta1",
+                source,
+            }
+        })?;
+        gvs.push(GroupVersion {
+            group: crate::metrics::GROUP.into(),
+            version: "v1beta1".into(),
+            doc,
+        });
         let apis: Value = serde_json::from_str(APIS_DOC).map_err(|source| SimError::Discovery {
             name: "apis.json",
             source,

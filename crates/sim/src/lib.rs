@@ -15,6 +15,7 @@ mod discovery;
 mod error;
 mod http;
 mod introspect;
+mod metrics;
 mod openapi;
 mod openapi_schemas;
 mod patch;

@@ -363,7 +363,8 @@ async fn negotiation_discovery_and_errors() {
     }
     let legacy = c.get("/apis", "application/json").await.json().await;
     assert_eq!(legacy["kind"], "APIGroupList");
-    // Only stable versions, plus the one synthesised beta (authentication.k8s.io/v1beta1).
+    // Only stable versions, plus the synthesised beta authentication.k8s.io/v1beta1 and the
+    // metrics-server group.
     let betas: Vec<String> = legacy["groups"]
         .as_array()
         .unwrap()
@@ -372,7 +373,10 @@ async fn negotiation_discovery_and_errors() {
         .map(|v| v["groupVersion"].as_str().unwrap().to_string())
         .filter(|gv| gv.contains("alpha") || gv.contains("beta"))
         .collect();
-    assert_eq!(betas, ["authentication.k8s.io/v1beta1"]);
+    assert_eq!(
+        betas,
+        ["authentication.k8s.io/v1beta1", "metrics.k8s.io/v1beta1"]
+    );
     assert_eq!(
         c.get("/apis/apps/v1beta1", "application/json").await.status,
         404
