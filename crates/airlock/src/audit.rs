@@ -101,6 +101,11 @@ pub enum AuditCommand {
         /// `audit.key.pub` or `audit.key`.
         #[arg(long = "key")]
         keys: Vec<PathBuf>,
+        /// Also check against checkpoints kept outside the database: the gateway's log (text
+        /// or JSON; each checkpoint is logged as `audit checkpoint`), or JSON lines of
+        /// checkpoints. Catches a tail deleted or rewritten together with its checkpoints.
+        #[arg(long = "checkpoints", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
     },
     /// Write records out: JSON lines (hashes included) or audit.k8s.io/v1 Events.
     Export {
@@ -190,7 +195,9 @@ pub enum ReplayExport {
 pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let store = args.store.open().await?;
     match args.command {
-        AuditCommand::Verify { keys } => verify(&store, &args.store, keys).await,
+        AuditCommand::Verify { keys, checkpoints } => {
+            verify(&store, &args.store, keys, checkpoints).await
+        }
         AuditCommand::Export {
             format,
             output,
@@ -245,7 +252,21 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn verify(store: &Store, args: &StoreArgs, keys: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+async fn verify(
+    store: &Store,
+    args: &StoreArgs,
+    keys: Vec<PathBuf>,
+    checkpoint_files: Vec<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let mut external = Vec::new();
+    for path in &checkpoint_files {
+        let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        let found = store::parse_checkpoint_log(&text);
+        if found.is_empty() {
+            bail!("{}: no audit checkpoints in it", path.display());
+        }
+        external.extend(found);
+    }
     let mut trusted = Vec::new();
     let paths = if keys.is_empty() {
         let dir = args.state_dir();
@@ -265,7 +286,7 @@ async fn verify(store: &Store, args: &StoreArgs, keys: Vec<PathBuf>) -> anyhow::
     for p in &paths {
         trusted.push(store::load_verifying_key(p).with_context(|| p.display().to_string())?);
     }
-    let report = store.verify(&trusted).await?;
+    let report = store::verify_with_external(store, &trusted, &external).await?;
     for r in &report.replicas {
         println!(
             "replica {:?}: {} record(s), seq {}..{}, {} checkpoint(s), last signed checkpoint {}, {} unsealed{}",
@@ -279,6 +300,12 @@ async fn verify(store: &Store, args: &StoreArgs, keys: Vec<PathBuf>) -> anyhow::
             r.anchor_seq
                 .map_or(String::new(), |s| format!(", pruned through {s} (anchor)"))
         );
+        if !external.is_empty() {
+            println!(
+                "  {} external checkpoint(s) matched",
+                r.external_checkpoints
+            );
+        }
     }
     if report.is_ok() {
         println!("ok: the audit log verifies");

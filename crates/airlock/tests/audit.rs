@@ -225,6 +225,55 @@ fn tampering_with_the_demo_database_is_located() {
     let _ = std::fs::remove_dir_all(copy);
 }
 
+/// Deleting the log's tail together with its checkpoints leaves a log that verifies on its
+/// own; checkpoints kept outside the database (the gateway logs each one; here a copy taken
+/// before the tampering) expose it.
+#[test]
+fn a_deleted_tail_is_caught_by_checkpoints_kept_elsewhere() {
+    let demo = Demo::start();
+    for _ in 0..4 {
+        ok(&demo.kubectl("1.33", &["get", "ns"]));
+    }
+    // A clean shutdown seals the chain: the last record is under a checkpoint.
+    let dir = demo.terminate();
+    let sqlite = |sql: &str| {
+        let out = std::process::Command::new("sqlite3")
+            .arg(dir.join("audit.db"))
+            .arg(sql)
+            .output()
+            .expect("sqlite3");
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let kept = dir.join("checkpoints-kept-elsewhere.jsonl");
+    let lines = sqlite(
+        "SELECT json_object('replica_id', replica_id, 'seq', seq, 'hash', hash, 'time', \
+         created_at, 'public_key', public_key, 'signature', signature) FROM audit_checkpoints;",
+    );
+    assert!(
+        !lines.trim().is_empty(),
+        "no checkpoint after a clean shutdown"
+    );
+    std::fs::write(&kept, lines).unwrap();
+    let kept = kept.to_str().unwrap();
+    let verify = airlock_in(&dir, &["audit", "verify", "--checkpoints", kept]);
+    assert!(verify.status.success(), "{}", ok_or(&verify));
+    assert!(ok_or(&verify).contains("external checkpoint(s) matched"));
+
+    sqlite("DELETE FROM audit_records WHERE seq > 2; DELETE FROM audit_checkpoints WHERE seq > 2;");
+    // On its own, the shortened log is consistent: this is the gap the copy closes.
+    let alone = airlock_in(&dir, &["audit", "verify"]);
+    assert!(alone.status.success(), "{}", ok_or(&alone));
+    let verify = airlock_in(&dir, &["audit", "verify", "--checkpoints", kept]);
+    assert_eq!(verify.status.code(), Some(2), "{}", ok_or(&verify));
+    let text = ok_or(&verify);
+    assert!(
+        text.contains("but the log ends at 2: records 3..=") && text.contains("were deleted"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// kill -9 during a stream of requests: every response a client received completely has a
 /// request and an outcome record, and the chain verifies after a restart.
 #[test]

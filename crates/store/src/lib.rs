@@ -69,7 +69,10 @@ pub use crate::{
     },
     sqlite::SqliteStore,
     time::Timestamp,
-    verify::{verify, Problem, ProblemKind, ReplicaReport, VerifyReport},
+    verify::{
+        parse_checkpoint_log, verify, verify_with_external, Problem, ProblemKind, ReplicaReport,
+        VerifyReport,
+    },
     writer::{Appender, AppenderConfig, AppenderStats, Durability, Receipt},
 };
 pub use ed25519_dalek::{SigningKey, VerifyingKey as PublicKey};

@@ -56,6 +56,8 @@ pub struct ReplicaReport {
     pub unsealed: u64,
     /// The anchor left by pruning: records up to this seq were removed on purpose.
     pub anchor_seq: Option<u64>,
+    /// Checkpoints kept outside the database (see [`verify_with_external`]) that matched.
+    pub external_checkpoints: u64,
 }
 
 /// One thing wrong, located.
@@ -111,6 +113,16 @@ pub enum ProblemKind {
     BadCheckpointSignature,
     /// A checkpoint is signed by a key that is not trusted.
     UntrustedCheckpointKey,
+    /// A checkpoint kept outside the database seals a different hash than the record at its
+    /// position: the record and everything after the last matching checkpoint was rewritten
+    /// (with the database's own checkpoints re-made or removed).
+    ExternalCheckpointMismatch,
+    /// A checkpoint kept outside the database seals a record the database no longer holds:
+    /// the log was cut back (its tail deleted together with the tail's checkpoints).
+    ExternalCheckpointWithoutRecord {
+        /// The last position the database still holds, if any.
+        last_seq: Option<u64>,
+    },
     /// The pruning anchor's signature does not verify.
     BadAnchorSignature,
     /// The pruning anchor is signed by a key that is not trusted.
@@ -157,6 +169,25 @@ impl std::fmt::Display for Problem {
             ProblemKind::CheckpointWithoutRecord => {
                 f.write_str("checkpoint seals a record that is missing")
             }
+            ProblemKind::ExternalCheckpointMismatch => f.write_str(
+                "an external checkpoint seals a different record here: the log was rewritten",
+            ),
+            ProblemKind::ExternalCheckpointWithoutRecord { last_seq } => match last_seq {
+                Some(last) if *last >= self.seq => f.write_str(
+                    "an external checkpoint seals this record, which is missing from the log",
+                ),
+                Some(last) => write!(
+                    f,
+                    "an external checkpoint seals this record, but the log ends at {last}: \
+                     records {}..={} were deleted",
+                    last + 1,
+                    self.seq
+                ),
+                None => f.write_str(
+                    "an external checkpoint seals this record, but the log holds none of this \
+                     replica's records",
+                ),
+            },
             ProblemKind::BadCheckpointSignature => f.write_str("checkpoint signature is invalid"),
             ProblemKind::UntrustedCheckpointKey => {
                 f.write_str("checkpoint signed by an untrusted key")
@@ -177,19 +208,103 @@ impl std::fmt::Display for Problem {
 /// that indexed columns match the payload; that every checkpoint's signature verifies with a
 /// trusted key and seals exactly the hash of the record at its position.
 pub async fn verify(store: &Store, trusted: &[VerifyingKey]) -> Result<VerifyReport> {
+    verify_with_external(store, trusted, &[]).await
+}
+
+/// [`verify`], and also against checkpoints kept outside the database (the gateway logs each
+/// one; [`parse_checkpoint_log`] reads them back).
+///
+/// The database's own checkpoints cannot expose someone who deletes the log's tail together
+/// with the tail's checkpoints, or rewrites the records after the last checkpoint: what is
+/// left still verifies. A copy held elsewhere can: each external checkpoint must have a
+/// trusted signature, and the record at its position must exist (unless pruned behind the
+/// anchor) and carry exactly the hash it seals.
+pub async fn verify_with_external(
+    store: &Store,
+    trusted: &[VerifyingKey],
+    external: &[Checkpoint],
+) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
-    for replica in store.replicas().await? {
-        let (summary, problems) = verify_replica(store, &replica, trusted).await?;
+    let mut replicas = store.replicas().await?;
+    for cp in external {
+        if !replicas.contains(&cp.replica_id) {
+            replicas.push(cp.replica_id.clone());
+        }
+    }
+    for replica in replicas {
+        let theirs: Vec<&Checkpoint> = external
+            .iter()
+            .filter(|c| c.replica_id == replica)
+            .collect();
+        let (summary, problems) = verify_replica(store, &replica, trusted, &theirs).await?;
         report.replicas.push(summary);
         report.problems.extend(problems);
     }
     Ok(report)
 }
 
+/// Reads checkpoints out of the gateway's log: JSON lines (`--log-json`, the checkpoint's
+/// fields under `fields`), text lines (`... audit checkpoint replica_id=... seq=...`, colours
+/// and all), or bare [`Checkpoint`] JSON objects. Other lines are skipped.
+pub fn parse_checkpoint_log(text: &str) -> Vec<Checkpoint> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            if line.starts_with('{') {
+                let v: serde_json::Value = serde_json::from_str(line).ok()?;
+                let fields = match v.get("fields") {
+                    Some(f) if v["target"] == "audit_checkpoint" => f.clone(),
+                    Some(_) => return None,
+                    None => v,
+                };
+                serde_json::from_value(fields).ok()
+            } else if line.contains("audit checkpoint") {
+                let plain = strip_ansi(line);
+                let field = |name: &str| {
+                    let key = format!("{name}=");
+                    plain
+                        .split_whitespace()
+                        .find_map(|t| t.strip_prefix(key.as_str()))
+                        .map(|v| v.trim_matches('"').to_owned())
+                };
+                Some(Checkpoint {
+                    replica_id: field("replica_id")?,
+                    seq: field("seq")?.parse().ok()?,
+                    hash: field("hash")?,
+                    time: field("time")?.parse().ok()?,
+                    public_key: field("public_key")?,
+                    signature: field("signature")?,
+                })
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Removes ANSI escape sequences (`ESC [ ... letter`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 async fn verify_replica(
     store: &Store,
     replica: &str,
     trusted: &[VerifyingKey],
+    external: &[&Checkpoint],
 ) -> Result<(ReplicaReport, Vec<Problem>)> {
     let mut problems = Vec::new();
     let problem = |seq: u64, id: Option<Uuid>, kind: ProblemKind| Problem {
@@ -237,6 +352,39 @@ async fn verify_replica(
                 problems.push(problem(cp.seq, None, kind));
             }
         }
+    }
+    // External checkpoints with a valid signature, by position (one per position: the same
+    // checkpoint is usually both logged and stored).
+    let mut outside: BTreeMap<u64, &Checkpoint> = BTreeMap::new();
+    for cp in external {
+        match cp.verify(trusted) {
+            Ok(()) => {
+                outside.insert(cp.seq, cp);
+            }
+            Err(e) => {
+                let kind = match e {
+                    SignatureError::UnknownKey => ProblemKind::UntrustedCheckpointKey,
+                    SignatureError::Invalid => ProblemKind::BadCheckpointSignature,
+                };
+                problems.push(problem(cp.seq, None, kind));
+            }
+        }
+    }
+    if let Some(anchor) = summary.anchor_seq {
+        // Pruned on purpose: only the anchor's own position can still be compared.
+        if let Some(cp) = outside.get(&anchor) {
+            let anchored = store.anchor(replica).await?.map(|a| a.hash);
+            if anchored.as_deref() != Some(cp.hash.as_str()) {
+                problems.push(problem(
+                    anchor,
+                    None,
+                    ProblemKind::ExternalCheckpointMismatch,
+                ));
+            } else {
+                summary.external_checkpoints += 1;
+            }
+        }
+        outside.retain(|seq, _| *seq > anchor);
     }
     let mut last_good_checkpoint: Option<u64> = None;
     let mut checkpoint_problems = Vec::new();
@@ -291,6 +439,17 @@ async fn verify_replica(
             if let Some(kind) = found {
                 problems.push(problem(seq, id, kind));
             }
+            if let Some(cp) = outside.remove(&seq) {
+                if row.hash == cp.hash {
+                    summary.external_checkpoints += 1;
+                } else {
+                    checkpoint_problems.push(problem(
+                        seq,
+                        id,
+                        ProblemKind::ExternalCheckpointMismatch,
+                    ));
+                }
+            }
             if let Some(cp) = sealed.remove(&seq) {
                 if Some(&row.hash) == Some(&cp.hash) && stored_hash.is_some() {
                     last_good_checkpoint = Some(seq);
@@ -318,6 +477,15 @@ async fn verify_replica(
             checkpoint_problems.push(problem(seq, None, ProblemKind::CheckpointWithoutRecord));
         }
     }
+    for seq in outside.into_keys() {
+        checkpoint_problems.push(problem(
+            seq,
+            None,
+            ProblemKind::ExternalCheckpointWithoutRecord {
+                last_seq: summary.last_seq,
+            },
+        ));
+    }
     problems.extend(checkpoint_problems);
     problems.sort_by_key(|p| p.seq);
     summary.last_checkpoint_seq = last_good_checkpoint;
@@ -327,4 +495,42 @@ async fn verify_replica(
         _ => 0,
     };
     Ok((summary, problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_are_read_back_from_text_and_json_logs() {
+        // As the gateway writes them (text with colours, `--log-json`), a bare checkpoint,
+        // and lines that are not checkpoints.
+        let text = "\u{1b}[2m2026-11-27T04:43:48.673178Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m \u{1b}[2maudit_checkpoint\u{1b}[0m\u{1b}[2m:\u{1b}[0m audit checkpoint \u{1b}[3mreplica_id\u{1b}[0m\u{1b}[2m=\u{1b}[0mdemo \u{1b}[3mseq\u{1b}[0m\u{1b}[2m=\u{1b}[0m6 \u{1b}[3mhash\u{1b}[0m\u{1b}[2m=\u{1b}[0maa11 \u{1b}[3mtime\u{1b}[0m\u{1b}[2m=\u{1b}[0m2026-11-27T04:43:48.670661648Z \u{1b}[3mpublic_key\u{1b}[0m\u{1b}[2m=\u{1b}[0mbb22 \u{1b}[3msignature\u{1b}[0m\u{1b}[2m=\u{1b}[0mcc33";
+        let json = r#"{"timestamp":"2026-11-27T04:44:06.039530Z","level":"INFO","fields":{"message":"audit checkpoint","replica_id":"r2","seq":2,"hash":"dd44","time":"2026-11-27T04:44:06.034649298Z","public_key":"ee55","signature":"ff66"},"target":"audit_checkpoint"}"#;
+        let other = r#"{"timestamp":"2026-11-27T04:44:06Z","level":"INFO","fields":{"message":"request","seq":3},"target":"gateway"}"#;
+        let bare = r#"{"replica_id":"r3","seq":9,"hash":"1234","time":1764218646034649298,"public_key":"ab","signature":"cd"}"#;
+        let log = format!("{text}\nplain line\n{json}\n{other}\n\n{bare}\n");
+        let cps = parse_checkpoint_log(&log);
+        let got: Vec<(&str, u64, &str, &str, &str)> = cps
+            .iter()
+            .map(|c| {
+                (
+                    c.replica_id.as_str(),
+                    c.seq,
+                    c.hash.as_str(),
+                    c.public_key.as_str(),
+                    c.signature.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("demo", 6, "aa11", "bb22", "cc33"),
+                ("r2", 2, "dd44", "ee55", "ff66"),
+                ("r3", 9, "1234", "ab", "cd"),
+            ]
+        );
+        assert_eq!(cps[0].time.to_rfc3339(), "2026-11-27T04:43:48.670661648Z");
+    }
 }

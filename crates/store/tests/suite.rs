@@ -9,7 +9,8 @@ use anyhow::{ensure, Context as _};
 use common::{config, key, lit, request, Harness};
 use store::{
     chain::{record_hash, record_payload, GENESIS},
-    AuditRecord, Body, Filter, Outcome, ProblemKind, RecordKind, SigningKey, Store, Timestamp,
+    AuditRecord, Body, Checkpoint, Filter, Outcome, ProblemKind, RecordKind, SigningKey, Store,
+    Timestamp,
 };
 use uuid::Uuid;
 
@@ -46,6 +47,7 @@ suite!(
     tamper_reorder,
     tamper_rewrite_chain_is_caught_by_checkpoint,
     tamper_truncate_tail_is_caught_by_checkpoint,
+    tamper_rewrite_and_checkpoints_is_caught_outside,
     forged_checkpoint,
     checkpoint_every_n_and_interval,
     prune_keeps_a_verifiable_anchor,
@@ -427,12 +429,9 @@ async fn tamper_reorder(h: Harness) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn tamper_rewrite_chain_is_caught_by_checkpoint(h: Harness) -> anyhow::Result<()> {
-    let store = h.open().await?;
-    fill(&store, 12).await?;
-    // An attacker who understands the format edits record 7 and recomputes every hash
-    // after it. The chain is then internally consistent; only the signed checkpoint at 10
-    // can tell.
+/// What an attacker who understands the format does: edits record 7 and recomputes every
+/// hash after it. The chain is then internally consistent; only signed checkpoints can tell.
+async fn rewrite_from_seven(h: &Harness, store: &Store) -> anyhow::Result<()> {
     let mut records = Vec::new();
     let mut export = store.export(Filter::default());
     while let Some(r) = export.next().await? {
@@ -460,6 +459,13 @@ async fn tamper_rewrite_chain_is_caught_by_checkpoint(h: Harness) -> anyhow::Res
         );
     }
     h.raw(&sql).await?;
+    Ok(())
+}
+
+async fn tamper_rewrite_chain_is_caught_by_checkpoint(h: Harness) -> anyhow::Result<()> {
+    let store = h.open().await?;
+    fill(&store, 12).await?;
+    rewrite_from_seven(&h, &store).await?;
     let report = store.verify(&trusted()).await?;
     let p = report.first_problem().context("rewrite went unnoticed")?;
     eprintln!("detected: {p}");
@@ -487,6 +493,51 @@ async fn tamper_truncate_tail_is_caught_by_checkpoint(h: Harness) -> anyhow::Res
     let p = first_problem(&store).await?;
     assert_eq!((p.seq, p.id), (12, None));
     assert_eq!(p.kind, ProblemKind::CheckpointWithoutRecord);
+    Ok(())
+}
+
+/// The rewrite above, with the database's checkpoints after 5 deleted as well: what is left
+/// verifies on its own; the checkpoints kept outside the database do not match it.
+async fn tamper_rewrite_and_checkpoints_is_caught_outside(h: Harness) -> anyhow::Result<()> {
+    let store = h.open().await?;
+    fill(&store, 12).await?;
+    let kept = store.checkpoints("r1").await?;
+    assert_eq!(kept.iter().map(|c| c.seq).collect::<Vec<_>>(), [5, 10, 12]);
+    rewrite_from_seven(&h, &store).await?;
+    h.raw("DELETE FROM audit_checkpoints WHERE seq > 5;")
+        .await?;
+    assert!(store.verify(&trusted()).await?.is_ok());
+
+    let report = store::verify_with_external(&store, &trusted(), &kept).await?;
+    let kinds: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| (p.seq, p.kind.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (10, ProblemKind::ExternalCheckpointMismatch),
+            (12, ProblemKind::ExternalCheckpointMismatch)
+        ]
+    );
+    assert_eq!(
+        report.replicas[0].external_checkpoints, 1,
+        "seq 5 still matches"
+    );
+
+    // A kept checkpoint is only as good as its signature.
+    let stranger = store::SigningKey::from_bytes(&[9; 32]);
+    let forged = Checkpoint::sign(&stranger, "r1", 12, &kept[2].hash, kept[2].time)?;
+    let report = store::verify_with_external(&store, &trusted(), &[forged]).await?;
+    assert_eq!(
+        report
+            .problems
+            .iter()
+            .map(|p| (p.seq, p.kind.clone()))
+            .collect::<Vec<_>>(),
+        [(12, ProblemKind::UntrustedCheckpointKey)]
+    );
     Ok(())
 }
 

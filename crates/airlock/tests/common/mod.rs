@@ -185,6 +185,17 @@ impl Demo {
         self.dir.clone()
     }
 
+    /// SIGTERM and wait: a clean shutdown, which seals the audit chain with a final
+    /// checkpoint. The state directory is kept.
+    pub fn terminate(mut self) -> PathBuf {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        self.remove_dir = false;
+        self.dir.clone()
+    }
+
     /// Runs the `airlock` binary with `args` and `--state-dir` pointing at this demo's state.
     pub fn airlock(&self, args: &[&str]) -> Output {
         airlock_in(&self.dir, args)
