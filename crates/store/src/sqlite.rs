@@ -248,8 +248,8 @@ impl SqliteWriter {
         inline(move || {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
             // Every statement here is prepared once and cached: at one request in flight each
-            // request is two commits, and parsing `PRAGMA`, `BEGIN` and `COMMIT` anew for each
-            // was a measurable part of them.
+            // request is two commits, and `PRAGMA`, `BEGIN` and `COMMIT` need not be parsed
+            // again for each (a small saving, about 1 % of the audited request's CPU).
             // WAL mode: FULL syncs the WAL at this commit (and with it every earlier commit,
             // in order); NORMAL leaves the commit in the OS until the next sync.
             if *synced != fsync {
