@@ -107,6 +107,24 @@ pub enum AuditCommand {
         #[arg(long = "checkpoints", value_name = "FILE")]
         checkpoints: Vec<PathBuf>,
     },
+    /// Check a copy of the log outside the database, offline: the JSON lines of
+    /// `audit export --format jsonl` or of a streaming sink, against the trusted keys and the
+    /// checkpoints the gateway logged. Opens no store.
+    VerifyExport {
+        /// The JSON-lines files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// As for `verify`.
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        /// As for `verify`. Without any, the lines only prove they are consistent: someone who
+        /// rewrote them could have recomputed every hash.
+        #[arg(long = "checkpoints", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
+        /// A filtered export: missing positions are counted, not reported.
+        #[arg(long)]
+        allow_gaps: bool,
+    },
     /// Write records out: JSON lines (hashes included) or audit.k8s.io/v1 Events.
     Export {
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
@@ -193,11 +211,27 @@ pub enum ReplayExport {
 }
 
 pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    if let AuditCommand::VerifyExport {
+        files,
+        keys,
+        checkpoints,
+        allow_gaps,
+    } = args.command
+    {
+        return verify_export(&args.store, files, keys, checkpoints, allow_gaps);
+    }
     let store = args.store.open().await?;
     match args.command {
         AuditCommand::Verify { keys, checkpoints } => {
             verify(&store, &args.store, keys, checkpoints).await
         }
+        // Returned above, before a store is opened; it needs none.
+        AuditCommand::VerifyExport {
+            files,
+            keys,
+            checkpoints,
+            allow_gaps,
+        } => verify_export(&args.store, files, keys, checkpoints, allow_gaps),
         AuditCommand::Export {
             format,
             output,
@@ -258,8 +292,44 @@ async fn verify(
     keys: Vec<PathBuf>,
     checkpoint_files: Vec<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
+    let external = read_checkpoints(&checkpoint_files)?;
+    let trusted = trusted_keys(args, keys)?;
+    let report = store::verify_with_external(store, &trusted, &external).await?;
+    Ok(print_report(&report, !external.is_empty()))
+}
+
+fn verify_export(
+    args: &StoreArgs,
+    files: Vec<PathBuf>,
+    keys: Vec<PathBuf>,
+    checkpoint_files: Vec<PathBuf>,
+    allow_gaps: bool,
+) -> anyhow::Result<ExitCode> {
+    let external = read_checkpoints(&checkpoint_files)?;
+    let trusted = trusted_keys(args, keys)?;
+    let mut text = String::new();
+    for path in &files {
+        text += &std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        text.push('\n');
+    }
+    let gaps = if allow_gaps {
+        store::Gaps::Allow
+    } else {
+        store::Gaps::Refuse
+    };
+    if external.is_empty() {
+        eprintln!(
+            "warning: no --checkpoints given: the lines can only be shown consistent, not authentic"
+        );
+    }
+    let report = store::verify_lines(&text, &trusted, &external, gaps);
+    Ok(print_report(&report, !external.is_empty()))
+}
+
+/// Checkpoints kept outside the database, from each file; a file without any is an error.
+fn read_checkpoints(files: &[PathBuf]) -> anyhow::Result<Vec<store::Checkpoint>> {
     let mut external = Vec::new();
-    for path in &checkpoint_files {
+    for path in files {
         let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
         let found = store::parse_checkpoint_log(&text);
         if found.is_empty() {
@@ -267,7 +337,11 @@ async fn verify(
         }
         external.extend(found);
     }
-    let mut trusted = Vec::new();
+    Ok(external)
+}
+
+/// The keys given, else the state directory's `audit.key.pub` (or `audit.key`).
+fn trusted_keys(args: &StoreArgs, keys: Vec<PathBuf>) -> anyhow::Result<Vec<store::PublicKey>> {
     let paths = if keys.is_empty() {
         let dir = args.state_dir();
         let pubkey = dir.join("audit.key.pub");
@@ -283,13 +357,17 @@ async fn verify(
     } else {
         keys
     };
-    for p in &paths {
-        trusted.push(store::load_verifying_key(p).with_context(|| p.display().to_string())?);
-    }
-    let report = store::verify_with_external(store, &trusted, &external).await?;
+    paths
+        .iter()
+        .map(|p| store::load_verifying_key(p).with_context(|| p.display().to_string()))
+        .collect()
+}
+
+/// Prints a verification report; exit code 2 when it found a problem.
+fn print_report(report: &store::VerifyReport, external: bool) -> ExitCode {
     for r in &report.replicas {
         println!(
-            "replica {:?}: {} record(s), seq {}..{}, {} checkpoint(s), last signed checkpoint {}, {} unsealed{}",
+            "replica {:?}: {} record(s), seq {}..{}, {} checkpoint(s), last signed checkpoint {}, {} unsealed{}{}",
             r.replica_id,
             r.records,
             r.first_seq.map_or("-".into(), |s| s.to_string()),
@@ -298,9 +376,14 @@ async fn verify(
             r.last_checkpoint_seq.map_or("none".into(), |s| s.to_string()),
             r.unsealed,
             r.anchor_seq
-                .map_or(String::new(), |s| format!(", pruned through {s} (anchor)"))
+                .map_or(String::new(), |s| format!(", pruned through {s} (anchor)")),
+            if r.gaps > 0 {
+                format!(", {} position(s) missing", r.gaps)
+            } else {
+                String::new()
+            }
         );
-        if !external.is_empty() {
+        if external {
             println!(
                 "  {} external checkpoint(s) matched",
                 r.external_checkpoints
@@ -309,7 +392,7 @@ async fn verify(
     }
     if report.is_ok() {
         println!("ok: the audit log verifies");
-        return Ok(ExitCode::SUCCESS);
+        return ExitCode::SUCCESS;
     }
     if let Some(first) = report.first_problem() {
         println!("FAILED: first problem at {first}");
@@ -317,7 +400,7 @@ async fn verify(
     for p in report.problems.iter().skip(1) {
         println!("  also: {p}");
     }
-    Ok(ExitCode::from(2))
+    ExitCode::from(2)
 }
 
 async fn export_jsonl(store: &Store, filter: Filter, out: &mut dyn Write) -> anyhow::Result<u64> {

@@ -260,6 +260,48 @@ fn a_deleted_tail_is_caught_by_checkpoints_kept_elsewhere() {
     assert!(verify.status.success(), "{}", ok_or(&verify));
     assert!(ok_or(&verify).contains("external checkpoint(s) matched"));
 
+    // A copy outside the database (an export, or what a sink delivered) verifies offline
+    // against the same checkpoints; an edited line is located.
+    let export = dir.join("export.jsonl");
+    let out = airlock_in(&dir, &["audit", "export", "-o", export.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let copy = export.to_str().unwrap();
+    let key = dir.join("audit.key.pub");
+    let key = key.to_str().unwrap();
+    let offline = |file: &str| {
+        airlock_in(
+            std::path::Path::new("/nonexistent"),
+            &[
+                "audit",
+                "verify-export",
+                file,
+                "--key",
+                key,
+                "--checkpoints",
+                kept,
+            ],
+        )
+    };
+    let v = offline(copy);
+    assert!(v.status.success(), "{}{}", ok_or(&v), stderr(&v));
+    let text = std::fs::read_to_string(&export).unwrap();
+    let second = text.lines().nth(1).unwrap();
+    let edited = text.replacen(
+        second,
+        &second.replacen("\"cluster\":\"demo\"", "\"cluster\":\"prod\"", 1),
+        1,
+    );
+    assert_ne!(edited, text);
+    let tampered = dir.join("tampered.jsonl");
+    std::fs::write(&tampered, edited).unwrap();
+    let v = offline(tampered.to_str().unwrap());
+    assert_eq!(v.status.code(), Some(2), "{}", ok_or(&v));
+    assert!(
+        ok_or(&v).contains("seq 2") && ok_or(&v).contains("hash mismatch"),
+        "{}",
+        ok_or(&v)
+    );
+
     sqlite("DELETE FROM audit_records WHERE seq > 2; DELETE FROM audit_checkpoints WHERE seq > 2;");
     // On its own, the shortened log is consistent: this is the gap the copy closes.
     let alone = airlock_in(&dir, &["audit", "verify"]);

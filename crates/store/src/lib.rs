@@ -50,6 +50,7 @@ mod sql;
 mod sqlite;
 mod time;
 mod verify;
+mod verify_lines;
 mod writer;
 
 use std::{collections::VecDeque, path::PathBuf, time::Duration};
@@ -73,6 +74,7 @@ pub use crate::{
         parse_checkpoint_log, verify, verify_with_external, Problem, ProblemKind, ReplicaReport,
         VerifyReport,
     },
+    verify_lines::{verify_lines, Gaps},
     writer::{Appender, AppenderConfig, AppenderStats, Durability, Receipt},
 };
 pub use ed25519_dalek::{SigningKey, VerifyingKey as PublicKey};

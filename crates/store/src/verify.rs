@@ -58,6 +58,9 @@ pub struct ReplicaReport {
     pub anchor_seq: Option<u64>,
     /// Checkpoints kept outside the database (see [`verify_with_external`]) that matched.
     pub external_checkpoints: u64,
+    /// Positions missing between the first and the last record (only counted by
+    /// [`crate::verify_lines`] with gaps allowed; otherwise each gap is a problem).
+    pub gaps: u64,
 }
 
 /// One thing wrong, located.
@@ -122,6 +125,11 @@ pub enum ProblemKind {
     ExternalCheckpointWithoutRecord {
         /// The last position the database still holds, if any.
         last_seq: Option<u64>,
+    },
+    /// Two different records at one position in a copy of the log (lines, 1-based).
+    ConflictingCopies {
+        /// The two lines.
+        lines: (usize, usize),
     },
     /// The pruning anchor's signature does not verify.
     BadAnchorSignature,
@@ -188,6 +196,12 @@ impl std::fmt::Display for Problem {
                      replica's records",
                 ),
             },
+            ProblemKind::ConflictingCopies { lines: (a, b) } => {
+                write!(
+                    f,
+                    "lines {a} and {b} hold different records at this position"
+                )
+            }
             ProblemKind::BadCheckpointSignature => f.write_str("checkpoint signature is invalid"),
             ProblemKind::UntrustedCheckpointKey => {
                 f.write_str("checkpoint signed by an untrusted key")
