@@ -181,6 +181,25 @@ fn kubectl_calls_are_recorded_masked_and_verify() {
     let ks = create["kubectl_session"].as_str().unwrap();
     let one = ok(&demo.airlock(&["replay", ks, "--no-play"]));
     assert_eq!(one.lines().count(), 2, "{one}");
+
+    // The writer's counters and the append latency are on /metrics.
+    let metrics = demo.metrics();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"))
+    };
+    let records = value("airlock_audit_records_total ");
+    let transactions = value("airlock_audit_transactions_total ");
+    assert!(
+        records >= 6.0 && transactions >= 1.0 && transactions <= records,
+        "{metrics}"
+    );
+    assert_eq!(value("airlock_audit_failed_batches_total "), 0.0);
+    assert!(value("airlock_audit_append_seconds_count{kind=\"request\"} ") >= 3.0);
+    assert!(value("airlock_audit_append_seconds_count{kind=\"outcome\"} ") >= 3.0);
 }
 
 fn ok_or(out: &std::process::Output) -> String {

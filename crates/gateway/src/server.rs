@@ -128,6 +128,14 @@ pub async fn start_with_recorder(
             "Audit records that could not be written (each refused its request or lost an outcome)",
             audit.failures.clone(),
         );
+        metrics.registry_mut().register(
+            "audit_append_seconds",
+            "Time an audit append waited for the store, by record kind (request: the wait before forwarding)",
+            audit.append_seconds.clone(),
+        );
+        metrics
+            .registry_mut()
+            .register_collector(Box::new(audit.collector()));
         Some(Arc::new(audit))
     } else {
         warn!("the audit log is turned off (audit.enabled: false): nothing is recorded");
