@@ -437,6 +437,35 @@ fn attach_port_forward_and_cp() {
             stderr(&out)
         );
 
+        // `kubectl run --rm -i`: the pod's command is its main process; attach streams it
+        // with stdin, the pod ends with the command's exit code, and kubectl deletes it.
+        let name = format!("run-{}", v.replace('.', "-"));
+        let args = [
+            "run",
+            &name,
+            "-n",
+            "shop",
+            "--image=busybox",
+            "--restart=Never",
+            "--rm",
+            "-i",
+            "--",
+            "sh",
+            "-c",
+            "cat; exit 3",
+        ];
+        let out = demo.kubectl_with(v, &demo.agent_kubeconfig, &args, &[], Some(b"from stdin\n"));
+        assert_eq!(out.status.code(), Some(3), "{v}: {}", stderr(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("from stdin")
+                && stderr(&out).contains(&format!("pod shop/{name} terminated (Error)")),
+            "{v}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+        let gone = demo.kubectl(v, &["get", "pod", &name, "-n", "shop"]);
+        assert!(stderr(&gone).contains("NotFound"), "{v}: {}", stderr(&gone));
+
         port_forward_echo(&demo, v, &[]);
         if *v != "1.27" {
             port_forward_echo(&demo, v, &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]);

@@ -286,6 +286,7 @@ async fn handle_inner(
                 namespace: ns,
                 name: name.clone(),
                 pod,
+                lifecycle: Some(crate::pods::Lifecycle(state.store.clone())),
             };
             return Ok(crate::pods::handle(which, ctx, req).await);
         }

@@ -43,6 +43,83 @@ pub struct PodContext {
     pub name: String,
     /// The pod object as stored (JSON), for containers, env and mounts.
     pub pod: serde_json::Value,
+    /// Where a bare pod's status goes when its main process, run by attach, exits.
+    pub(crate) lifecycle: Option<Lifecycle>,
+}
+
+/// The store, for marking a container terminated (see [`main_process`]).
+#[derive(Clone)]
+pub(crate) struct Lifecycle(pub(crate) std::sync::Arc<crate::store::Store>);
+
+impl std::fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lifecycle")
+    }
+}
+
+/// The main process attach runs, for a pod that `kubectl run` would create: one without an
+/// owner whose container names a command (`command` then `args`, as the kubelet joins them
+/// with the image's entrypoint; the simulator's images have none). Pods of controllers keep
+/// the generic attach behaviour (echo stdin), since their images' entrypoints are not
+/// simulated.
+pub(crate) fn main_process(ctx: &PodContext, container: &Value) -> Option<Vec<String>> {
+    let owned = ctx.pod["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|o| !o.is_empty());
+    let argv: Vec<String> = ["command", "args"]
+        .iter()
+        .filter_map(|k| container[*k].as_array())
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    (!owned && !argv.is_empty()).then_some(argv)
+}
+
+impl Lifecycle {
+    /// The main process of `container` exited with `code`: with `restartPolicy` Never (or
+    /// OnFailure and success) the container is terminated and the pod Succeeded or Failed,
+    /// which `kubectl run --rm` waits for. With Always the kubelet would restart it: the pod
+    /// stays Running.
+    pub(crate) fn exited(&self, ns: &str, pod: &str, container: &str, code: i32) {
+        let key = (String::new(), "pods".to_owned());
+        let _ = self.0.modify(&key, ns, pod, |cur| {
+            let mut p = cur.clone();
+            let policy = p["spec"]["restartPolicy"].as_str().unwrap_or("Always");
+            if policy == "Always" || (policy == "OnFailure" && code != 0) {
+                return Ok(p);
+            }
+            let now = crate::store::now_rfc3339();
+            let status = &mut p["status"];
+            status["phase"] = json!(if code == 0 { "Succeeded" } else { "Failed" });
+            for c in status["containerStatuses"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                if c["name"] != container {
+                    continue;
+                }
+                let started = c["state"]["running"]["startedAt"].clone();
+                c["ready"] = json!(false);
+                c["started"] = json!(false);
+                c["state"] = json!({"terminated": {
+                    "exitCode": code,
+                    "reason": if code == 0 { "Completed" } else { "Error" },
+                    "startedAt": started,
+                    "finishedAt": now,
+                    "containerID": c["containerID"].clone(),
+                }});
+            }
+            for cond in status["conditions"].as_array_mut().into_iter().flatten() {
+                if cond["type"] == "Ready" || cond["type"] == "ContainersReady" {
+                    cond["status"] = json!("False");
+                    cond["reason"] = json!("PodCompleted");
+                    cond["lastTransitionTime"] = json!(now);
+                }
+            }
+            Ok(p)
+        });
+    }
 }
 
 /// Serves one streaming pod subresource request. Handles upgrades itself.
@@ -274,7 +351,21 @@ mod tests {
                 {"name": "app", "env": [{"name": "LOG_LEVEL", "value": "info"}]},
                 {"name": "log-shipper"},
             ]}}),
+            lifecycle: None,
         }
+    }
+
+    #[test]
+    fn only_bare_pods_with_a_command_have_a_main_process() {
+        let mut c = ctx();
+        let container = json!({"name": "app", "command": ["sh", "-c"], "args": ["echo hi"]});
+        assert_eq!(
+            main_process(&c, &container),
+            Some(vec!["sh".into(), "-c".into(), "echo hi".into()])
+        );
+        assert_eq!(main_process(&c, &json!({"name": "app"})), None);
+        c.pod["metadata"]["ownerReferences"] = json!([{"kind": "ReplicaSet", "name": "web"}]);
+        assert_eq!(main_process(&c, &container), None);
     }
 
     #[test]

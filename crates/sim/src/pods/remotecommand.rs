@@ -37,6 +37,9 @@ struct Spec {
     namespace: String,
     pod: String,
     env: Vec<(String, String)>,
+    /// Attach to a bare pod with a command: the container's main process (see
+    /// [`super::main_process`]), the container's name, and where its exit goes.
+    main: Option<(Vec<String>, String, Option<super::Lifecycle>)>,
 }
 
 pub(super) fn serve(
@@ -58,7 +61,12 @@ pub(super) fn serve(
         return bad_request("you must specify at least one command for the container");
     }
     let tty = flag(&q, "tty");
+    let main = attach
+        .then(|| super::main_process(&ctx, container.spec))
+        .flatten()
+        .map(|argv| (argv, container.name.clone(), ctx.lifecycle.clone()));
     let spec = Spec {
+        main,
         attach,
         command,
         stdin: flag(&q, "stdin"),
@@ -120,7 +128,17 @@ async fn run_process(
             stdout: &mut stdout,
             stderr: &mut stderr,
         };
-        if spec.attach {
+        if let Some((argv, container, lifecycle)) = &spec.main {
+            let fs = super::fs::for_pod(&spec.namespace, &spec.pod, &spec.pod);
+            let mut shell = Shell::new(spec.env.clone(), fs, spec.pod.clone());
+            let code = shell.exec(argv, &mut io).await;
+            if let Some(l) = lifecycle {
+                l.exited(&spec.namespace, &spec.pod, container, code);
+            }
+            // Attach reports success when the stream ends, whatever the process's exit code
+            // (the kubelet's attach does): kubectl reads that from the pod's status.
+            0
+        } else if spec.attach {
             attach_main(spec, &mut io).await
         } else {
             let fs = super::fs::for_pod(&spec.namespace, &spec.pod, &spec.pod);
