@@ -466,6 +466,36 @@ fn attach_port_forward_and_cp() {
         let gone = demo.kubectl(v, &["get", "pod", &name, "-n", "shop"]);
         assert!(stderr(&gone).contains("NotFound"), "{v}: {}", stderr(&gone));
 
+        // `kubectl debug`: an ephemeral container added through pods/ephemeralcontainers,
+        // attached to, and terminated when its command ends; the pod runs on.
+        let dbg = format!("dbg-{}", v.replace('.', "-"));
+        let args = [
+            "debug",
+            "-n",
+            "shop",
+            WEB_POD,
+            "--image=busybox",
+            "-c",
+            &dbg,
+            "-i",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo done",
+        ];
+        let out = demo.kubectl_with(v, &demo.agent_kubeconfig, &args, &[], Some(b"from debug\n"));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.contains("from debug") && said.contains("done"),
+            "{v}: {said}{}",
+            stderr(&out)
+        );
+        let jsonpath = format!(
+            "jsonpath={{.status.ephemeralContainerStatuses[?(@.name==\"{dbg}\")].state.terminated.reason}}"
+        );
+        let state = ok(&demo.kubectl(v, &["get", "pod", WEB_POD, "-n", "shop", "-o", &jsonpath]));
+        assert_eq!(state.trim(), "Completed", "{v}");
+
         port_forward_echo(&demo, v, &[]);
         if *v != "1.27" {
             port_forward_echo(&demo, v, &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]);

@@ -304,6 +304,19 @@ async fn handle_inner(
         };
         return match s.name.as_str() {
             "status" => object_verb(&state, &info, &key, &t, req, q, accept, Some("status")).await,
+            "ephemeralcontainers" if info.kind == "Pod" => {
+                object_verb(
+                    &state,
+                    &info,
+                    &key,
+                    &t,
+                    req,
+                    q,
+                    accept,
+                    Some("ephemeralcontainers"),
+                )
+                .await
+            }
             "scale" => scale(&state, &info, &key, &t, req, q).await,
             "eviction" => {
                 let ns = t.namespace.clone().unwrap_or_default();
@@ -714,6 +727,11 @@ async fn object_verb(
                             next["metadata"]["resourceVersion"].clone();
                         next = c;
                     }
+                    Some("ephemeralcontainers") => {
+                        let rv = next["metadata"]["resourceVersion"].clone();
+                        next = add_ephemeral_containers(cur, &next)?;
+                        next["metadata"]["resourceVersion"] = rv;
+                    }
                     // The main resource ignores status changes when a status subresource exists.
                     _ if info.subresource("status").is_some() => {
                         next["status"] = cur["status"].clone()
@@ -798,6 +816,7 @@ async fn object_verb(
                         c["status"] = next["status"].clone();
                         next = c;
                     }
+                    Some("ephemeralcontainers") => next = add_ephemeral_containers(cur, &next)?,
                     _ if info.subresource("status").is_some() && pt != PatchType::Apply => {
                         next["status"] = cur["status"].clone()
                     }
@@ -885,6 +904,66 @@ async fn object_verb(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// The `ephemeralcontainers` subresource (`kubectl debug`): only `spec.ephemeralContainers`
+/// changes, and only by additions, as upstream validates; each new container starts running
+/// at once (`status.ephemeralContainerStatuses`).
+fn add_ephemeral_containers(cur: &Value, next: &Value) -> Result<Value, ApiError> {
+    let name = cur["metadata"]["name"].as_str().unwrap_or_default();
+    let invalid = |detail: String| {
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("Pod \"{name}\" is invalid: spec.ephemeralContainers: {detail}"),
+        )
+    };
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let old = list(&cur["spec"]["ephemeralContainers"]);
+    let new = list(&next["spec"]["ephemeralContainers"]);
+    for o in &old {
+        if !new.contains(o) {
+            return Err(invalid(format!(
+                "Forbidden: existing ephemeral containers {} may not be changed",
+                o["name"]
+            )));
+        }
+    }
+    let taken: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| cur["spec"][*k].as_array())
+        .flatten()
+        .map(|c| &c["name"])
+        .collect();
+    let mut c = cur.clone();
+    for e in new.iter().filter(|e| !old.contains(e)) {
+        let Some(cname) = e["name"].as_str().filter(|n| !n.is_empty()) else {
+            return Err(invalid("Required value: name".into()));
+        };
+        if taken.contains(&&e["name"]) || old.iter().any(|o| o["name"] == e["name"]) {
+            return Err(invalid(format!("Duplicate value: \"{cname}\"")));
+        }
+        if e["image"].as_str().is_none_or(str::is_empty) {
+            return Err(invalid(format!("Required value: image of {cname}")));
+        }
+        let statuses = &mut c["status"]["ephemeralContainerStatuses"];
+        if !statuses.is_array() {
+            *statuses = json!([]);
+        }
+        if let Some(a) = statuses.as_array_mut() {
+            a.push(json!({
+                "name": cname,
+                "image": e["image"],
+                "imageID": format!("{}@sha256:{}", e["image"].as_str().unwrap_or_default(), "0".repeat(64)),
+                "containerID": format!("containerd://{}", uuid::Uuid::new_v4().simple()),
+                "ready": false,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": crate::store::now_rfc3339()}},
+            }));
+        }
+    }
+    c["spec"]["ephemeralContainers"] = Value::Array(new);
+    Ok(c)
 }
 
 /// A read-modify-write with defaults and status reconciliation, honouring dryRun.
@@ -1090,6 +1169,44 @@ async fn virtual_create(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ephemeral_containers_are_only_added() {
+        let pod = json!({"metadata": {"name": "web"},
+            "spec": {"containers": [{"name": "app"}], "ephemeralContainers": [{"name": "d1", "image": "busybox"}]},
+            "status": {"ephemeralContainerStatuses": [{"name": "d1"}]}});
+        let with = |list: Value| json!({"spec": {"ephemeralContainers": list}});
+        let added = add_ephemeral_containers(
+            &pod,
+            &with(json!([{"name": "d1", "image": "busybox"}, {"name": "d2", "image": "busybox"}])),
+        )
+        .unwrap();
+        let statuses = added["status"]["ephemeralContainerStatuses"]
+            .as_array()
+            .unwrap();
+        assert_eq!(statuses.len(), 2);
+        assert!(statuses[1]["state"]["running"].is_object());
+        for (list, why) in [
+            (
+                json!([{"name": "d1", "image": "alpine"}]),
+                "may not be changed",
+            ),
+            (json!([]), "may not be changed"),
+            (
+                json!([{"name": "d1", "image": "busybox"}, {"name": "app", "image": "x"}]),
+                "Duplicate value",
+            ),
+            (
+                json!([{"name": "d1", "image": "busybox"}, {"name": "d3"}]),
+                "Required value: image",
+            ),
+        ] {
+            let e = add_ephemeral_containers(&pod, &with(list)).unwrap_err();
+            assert_eq!(e.code, 422);
+            assert!(e.message.contains(why), "{}", e.message);
+        }
+    }
+
     use super::*;
 
     #[test]

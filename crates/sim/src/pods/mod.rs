@@ -57,22 +57,22 @@ impl std::fmt::Debug for Lifecycle {
     }
 }
 
-/// The main process attach runs, for a pod that `kubectl run` would create: one without an
-/// owner whose container names a command (`command` then `args`, as the kubelet joins them
-/// with the image's entrypoint; the simulator's images have none). Pods of controllers keep
-/// the generic attach behaviour (echo stdin), since their images' entrypoints are not
-/// simulated.
-pub(crate) fn main_process(ctx: &PodContext, container: &Value) -> Option<Vec<String>> {
+/// The main process attach runs: for a container of a pod that `kubectl run` would create
+/// (one without an owner), or an ephemeral container that `kubectl debug` added, that names a
+/// command (`command` then `args`, as the kubelet joins them with the image's entrypoint; the
+/// simulator's images have none). Containers of controllers' pods keep the generic attach
+/// behaviour (echo stdin), since their images' entrypoints are not simulated.
+pub(crate) fn main_process(ctx: &PodContext, container: &Container<'_>) -> Option<Vec<String>> {
     let owned = ctx.pod["metadata"]["ownerReferences"]
         .as_array()
         .is_some_and(|o| !o.is_empty());
     let argv: Vec<String> = ["command", "args"]
         .iter()
-        .filter_map(|k| container[*k].as_array())
+        .filter_map(|k| container.spec[*k].as_array())
         .flatten()
         .filter_map(|v| v.as_str().map(str::to_owned))
         .collect();
-    (!owned && !argv.is_empty()).then_some(argv)
+    ((container.ephemeral || !owned) && !argv.is_empty()).then_some(argv)
 }
 
 impl Lifecycle {
@@ -80,23 +80,27 @@ impl Lifecycle {
     /// OnFailure and success) the container is terminated and the pod Succeeded or Failed,
     /// which `kubectl run --rm` waits for. With Always the kubelet would restart it: the pod
     /// stays Running.
-    pub(crate) fn exited(&self, ns: &str, pod: &str, container: &str, code: i32) {
+    /// An ephemeral container is never restarted: it is terminated, the pod carries on.
+    pub(crate) fn exited(&self, ns: &str, pod: &str, container: &Container<'_>, code: i32) {
         let key = (String::new(), "pods".to_owned());
         let _ = self.0.modify(&key, ns, pod, |cur| {
             let mut p = cur.clone();
             let policy = p["spec"]["restartPolicy"].as_str().unwrap_or("Always");
-            if policy == "Always" || (policy == "OnFailure" && code != 0) {
+            let ends =
+                container.ephemeral || policy == "Never" || (policy == "OnFailure" && code == 0);
+            if !ends {
                 return Ok(p);
             }
             let now = crate::store::now_rfc3339();
             let status = &mut p["status"];
-            status["phase"] = json!(if code == 0 { "Succeeded" } else { "Failed" });
-            for c in status["containerStatuses"]
-                .as_array_mut()
-                .into_iter()
-                .flatten()
-            {
-                if c["name"] != container {
+            let statuses = if container.ephemeral {
+                "ephemeralContainerStatuses"
+            } else {
+                status["phase"] = json!(if code == 0 { "Succeeded" } else { "Failed" });
+                "containerStatuses"
+            };
+            for c in status[statuses].as_array_mut().into_iter().flatten() {
+                if c["name"] != container.name.as_str() {
                     continue;
                 }
                 let started = c["state"]["running"]["startedAt"].clone();
@@ -109,6 +113,9 @@ impl Lifecycle {
                     "finishedAt": now,
                     "containerID": c["containerID"].clone(),
                 }});
+            }
+            if container.ephemeral {
+                return Ok(p);
             }
             for cond in status["conditions"].as_array_mut().into_iter().flatten() {
                 if cond["type"] == "Ready" || cond["type"] == "ContainersReady" {
@@ -196,6 +203,8 @@ pub(crate) type Rejection = Box<Response<crate::Body>>;
 pub(crate) struct Container<'a> {
     pub(crate) name: String,
     pub(crate) spec: &'a Value,
+    /// One of `spec.ephemeralContainers` (added by `kubectl debug`).
+    pub(crate) ephemeral: bool,
 }
 
 /// Resolves `?container=`: empty picks the first container (kubectl always sends one when the
@@ -222,6 +231,7 @@ pub(crate) fn pick_container<'a>(
             .map(|c| Container {
                 name: name_of(c),
                 spec: c,
+                ephemeral: false,
             })
             .ok_or_else(|| Box::new(bad_request(&format!("pod {} has no containers", ctx.name)))),
         Some(want) => containers
@@ -230,6 +240,19 @@ pub(crate) fn pick_container<'a>(
             .map(|c| Container {
                 name: want.to_owned(),
                 spec: c,
+                ephemeral: false,
+            })
+            .or_else(|| {
+                ctx.pod
+                    .pointer("/spec/ephemeralContainers")
+                    .and_then(Value::as_array)?
+                    .iter()
+                    .find(|c| name_of(c) == want)
+                    .map(|c| Container {
+                        name: want.to_owned(),
+                        spec: c,
+                        ephemeral: true,
+                    })
             })
             .ok_or_else(|| {
                 Box::new(bad_request(&format!(
@@ -358,14 +381,22 @@ mod tests {
     #[test]
     fn only_bare_pods_with_a_command_have_a_main_process() {
         let mut c = ctx();
-        let container = json!({"name": "app", "command": ["sh", "-c"], "args": ["echo hi"]});
+        let spec = json!({"name": "app", "command": ["sh", "-c"], "args": ["echo hi"]});
+        let bare = json!({"name": "app"});
+        let container = |spec, ephemeral| Container {
+            name: "app".into(),
+            spec,
+            ephemeral,
+        };
         assert_eq!(
-            main_process(&c, &container),
+            main_process(&c, &container(&spec, false)),
             Some(vec!["sh".into(), "-c".into(), "echo hi".into()])
         );
-        assert_eq!(main_process(&c, &json!({"name": "app"})), None);
+        assert_eq!(main_process(&c, &container(&bare, false)), None);
         c.pod["metadata"]["ownerReferences"] = json!([{"kind": "ReplicaSet", "name": "web"}]);
-        assert_eq!(main_process(&c, &container), None);
+        assert_eq!(main_process(&c, &container(&spec, false)), None);
+        // kubectl debug's ephemeral container runs its command in any pod.
+        assert!(main_process(&c, &container(&spec, true)).is_some());
     }
 
     #[test]

@@ -26,6 +26,15 @@ const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// kubernetes-client/python#2414) must not stall for long.
 const CLOSE_GRACE: Duration = Duration::from_millis(100);
 
+/// A container's main process: its argv, the container's name, whether it is ephemeral, and
+/// where its exit goes.
+struct Main {
+    argv: Vec<String>,
+    container: String,
+    ephemeral: bool,
+    lifecycle: Option<super::Lifecycle>,
+}
+
 /// Everything a session needs, extracted from the request before the upgrade.
 struct Spec {
     attach: bool,
@@ -37,9 +46,8 @@ struct Spec {
     namespace: String,
     pod: String,
     env: Vec<(String, String)>,
-    /// Attach to a bare pod with a command: the container's main process (see
-    /// [`super::main_process`]), the container's name, and where its exit goes.
-    main: Option<(Vec<String>, String, Option<super::Lifecycle>)>,
+    /// Attach to a container with a main process (see [`super::main_process`]).
+    main: Option<Main>,
 }
 
 pub(super) fn serve(
@@ -62,9 +70,14 @@ pub(super) fn serve(
     }
     let tty = flag(&q, "tty");
     let main = attach
-        .then(|| super::main_process(&ctx, container.spec))
+        .then(|| super::main_process(&ctx, &container))
         .flatten()
-        .map(|argv| (argv, container.name.clone(), ctx.lifecycle.clone()));
+        .map(|argv| Main {
+            argv,
+            container: container.name.clone(),
+            ephemeral: container.ephemeral,
+            lifecycle: ctx.lifecycle.clone(),
+        });
     let spec = Spec {
         main,
         attach,
@@ -128,12 +141,17 @@ async fn run_process(
             stdout: &mut stdout,
             stderr: &mut stderr,
         };
-        if let Some((argv, container, lifecycle)) = &spec.main {
+        if let Some(main) = &spec.main {
             let fs = super::fs::for_pod(&spec.namespace, &spec.pod, &spec.pod);
             let mut shell = Shell::new(spec.env.clone(), fs, spec.pod.clone());
-            let code = shell.exec(argv, &mut io).await;
-            if let Some(l) = lifecycle {
-                l.exited(&spec.namespace, &spec.pod, container, code);
+            let code = shell.exec(&main.argv, &mut io).await;
+            if let Some(l) = &main.lifecycle {
+                let container = super::Container {
+                    name: main.container.clone(),
+                    spec: &serde_json::Value::Null,
+                    ephemeral: main.ephemeral,
+                };
+                l.exited(&spec.namespace, &spec.pod, &container, code);
             }
             // Attach reports success when the stream ends, whatever the process's exit code
             // (the kubelet's attach does): kubectl reads that from the pod's status.
