@@ -124,6 +124,9 @@ pub enum AuditCommand {
         /// A filtered export: missing positions are counted, not reported.
         #[arg(long)]
         allow_gaps: bool,
+        /// Pass a copy that no trusted checkpoint covers (consistency only).
+        #[arg(long)]
+        allow_unsealed: bool,
     },
     /// Write records out: JSON lines (hashes included) or audit.k8s.io/v1 Events.
     Export {
@@ -216,9 +219,17 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         keys,
         checkpoints,
         allow_gaps,
+        allow_unsealed,
     } = args.command
     {
-        return verify_export(&args.store, files, keys, checkpoints, allow_gaps);
+        return verify_export(
+            &args.store,
+            files,
+            keys,
+            checkpoints,
+            allow_gaps,
+            allow_unsealed,
+        );
     }
     let store = args.store.open().await?;
     match args.command {
@@ -231,7 +242,15 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
             keys,
             checkpoints,
             allow_gaps,
-        } => verify_export(&args.store, files, keys, checkpoints, allow_gaps),
+            allow_unsealed,
+        } => verify_export(
+            &args.store,
+            files,
+            keys,
+            checkpoints,
+            allow_gaps,
+            allow_unsealed,
+        ),
         AuditCommand::Export {
             format,
             output,
@@ -304,6 +323,7 @@ fn verify_export(
     keys: Vec<PathBuf>,
     checkpoint_files: Vec<PathBuf>,
     allow_gaps: bool,
+    allow_unsealed: bool,
 ) -> anyhow::Result<ExitCode> {
     let external = read_checkpoints(&checkpoint_files)?;
     let trusted = trusted_keys(args, keys)?;
@@ -317,12 +337,17 @@ fn verify_export(
     } else {
         store::Gaps::Refuse
     };
+    let unsealed = if allow_unsealed {
+        store::Unsealed::Allow
+    } else {
+        store::Unsealed::Refuse
+    };
     if external.is_empty() {
         eprintln!(
             "warning: no --checkpoints given: the lines can only be shown consistent, not authentic"
         );
     }
-    let report = store::verify_lines(&text, &trusted, &external, gaps);
+    let report = store::verify_lines(&text, &trusted, &external, gaps, unsealed);
     Ok(print_report(&report, !external.is_empty()))
 }
 
@@ -385,8 +410,16 @@ fn print_report(report: &store::VerifyReport, external: bool) -> ExitCode {
         );
         if external {
             println!(
-                "  {} external checkpoint(s) matched",
-                r.external_checkpoints
+                "  {} external checkpoint(s) matched{}",
+                r.external_checkpoints,
+                if r.external_pruned > 0 {
+                    format!(
+                        ", {} in the pruned range (not checkable: was that prune yours?)",
+                        r.external_pruned
+                    )
+                } else {
+                    String::new()
+                }
             );
         }
     }

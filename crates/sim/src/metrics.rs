@@ -3,7 +3,8 @@
 //! The usage figures are made up but stable: derived from each pod's, container's or node's
 //! name, so a test can run `kubectl top` twice and compare. Like metrics-server, only running
 //! pods and ready nodes have metrics, the API is read-only (get and list, no watch), and
-//! label and field selectors apply to the pods and nodes the metrics belong to.
+//! label selectors and `metadata.name`/`metadata.namespace` field selectors apply to the pods
+//! and nodes the metrics belong to.
 
 use std::{
     collections::HashMap,
@@ -83,6 +84,16 @@ pub fn serve(
     }
     let labels = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))?;
     let fields = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))?;
+    // metrics-server selects on the object's name and namespace only.
+    if let Some((field, _, _)) = fields
+        .0
+        .iter()
+        .find(|(f, _, _)| f != "metadata.name" && f != "metadata.namespace")
+    {
+        return Err(ApiError::bad_request(format!(
+            "field label not supported: {field}"
+        )));
+    }
     let (objects, _) = state.store.list(&key, t.namespace.as_deref());
     let items: Vec<Value> = objects
         .iter()

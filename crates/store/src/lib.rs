@@ -74,7 +74,7 @@ pub use crate::{
         parse_checkpoint_log, verify, verify_with_external, Problem, ProblemKind, ReplicaReport,
         VerifyReport,
     },
-    verify_lines::{verify_lines, Gaps},
+    verify_lines::{verify_lines, Gaps, Unsealed},
     writer::{Appender, AppenderConfig, AppenderStats, Durability, Receipt},
 };
 pub use ed25519_dalek::{SigningKey, VerifyingKey as PublicKey};

@@ -13,7 +13,11 @@
 //! | `verify-full` | always | chain and host name against `sslrootcert` |
 //!
 //! `sslrootcert` is a PEM file of trusted certificates, or `system` for the Mozilla roots
-//! compiled into Airlock. `verify-ca` and `verify-full` without it use the system roots.
+//! compiled into Airlock. As in libpq, `system` is refused with anything but `verify-full`
+//! (any public certificate chains to those roots, so only the name check authenticates the
+//! server), and `verify-ca` needs a root file. `verify-full` without `sslrootcert` uses the
+//! system roots. `prefer` can be stripped by an active attacker (the server's refusal of TLS
+//! is not authenticated), so opening a store with it is always logged as a warning.
 //!
 //! Not supported, and refused in the URL rather than ignored: client certificates
 //! (`sslcert`, `sslkey`), `sslcrl`, and `channel_binding=require` (no channel binding is
@@ -77,11 +81,16 @@ pub(crate) fn config(url: &str) -> Result<(Config, MakeRustls)> {
         Mode::Require | Mode::VerifyCa | Mode::VerifyFull => SslMode::Require,
     });
     let tls = MakeRustls::new(&settings)?;
-    if matches!(settings.mode, Mode::Prefer | Mode::Require) && settings.root_cert.is_none() {
-        tracing::warn!(
+    match settings.mode {
+        Mode::Prefer => tracing::warn!(
+            "the audit store's connection may fall back to plain text (sslmode=prefer); \
+             use sslmode=verify-full"
+        ),
+        Mode::Require if settings.root_cert.is_none() => tracing::warn!(
             "the audit store's TLS does not check the server's certificate \
-             (sslmode is prefer or require without sslrootcert); use sslmode=verify-full"
-        );
+             (sslmode=require without sslrootcert); use sslmode=verify-full"
+        ),
+        _ => {}
     }
     Ok((config, tls))
 }
@@ -96,6 +105,15 @@ pub(crate) fn split_url(url: &str) -> Result<(String, Settings)> {
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_owned(), settings));
     };
+    // A `?` before the host (in a password) would put the TLS settings out of our sight
+    // while the driver still reads them: refuse it rather than guess.
+    if query.split('/').next().is_some_and(|q| q.contains('@')) {
+        return Err(StoreError::InvalidUrl(
+            "postgres url: a raw '?' before the host; percent-encode it (%3F) in the user \
+             or password"
+                .into(),
+        ));
+    }
     let mut kept = Vec::new();
     for segment in query.split('&').filter(|s| !s.is_empty()) {
         let (key, value) = url::form_urlencoded::parse(segment.as_bytes())
@@ -142,6 +160,21 @@ pub(crate) fn split_url(url: &str) -> Result<(String, Settings)> {
             }
             _ => kept.push(segment),
         }
+    }
+    if settings.root_cert == Some(None) && settings.mode != Mode::VerifyFull {
+        return Err(StoreError::InvalidUrl(
+            "postgres url: sslrootcert=system needs sslmode=verify-full (any public \
+             certificate chains to the system roots; only the host name check tells the \
+             server apart)"
+                .into(),
+        ));
+    }
+    if settings.mode == Mode::VerifyCa && settings.root_cert.is_none() {
+        return Err(StoreError::InvalidUrl(
+            "postgres url: sslmode=verify-ca needs sslrootcert=FILE (the CA that issued the \
+             server's certificate)"
+                .into(),
+        ));
     }
     let rest = if kept.is_empty() {
         base.to_owned()
@@ -334,9 +367,16 @@ where
         &mut self,
         domain: &str,
     ) -> std::result::Result<RustlsConnect, Self::Error> {
+        // tokio-postgres asks for a connector before it looks at sslmode, also for a Unix
+        // socket or a bare `hostaddr`, where it then never starts TLS: no name, no handshake.
+        let name = if domain.is_empty() {
+            None
+        } else {
+            Some(ServerName::try_from(domain.to_owned())?)
+        };
         Ok(RustlsConnect {
             config: self.config.clone(),
-            name: ServerName::try_from(domain.to_owned())?,
+            name,
         })
     }
 }
@@ -344,7 +384,7 @@ where
 /// One connection's TLS handshake.
 pub struct RustlsConnect {
     config: Arc<ClientConfig>,
-    name: ServerName<'static>,
+    name: Option<ServerName<'static>>,
 }
 
 impl<S> TlsConnect<S> for RustlsConnect
@@ -357,8 +397,11 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
+            let name = self.name.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "TLS needs a host name")
+            })?;
             tokio_rustls::TlsConnector::from(self.config)
-                .connect(self.name, stream)
+                .connect(name, stream)
                 .await
                 .map(RustlsStream)
         })
@@ -441,8 +484,10 @@ mod tests {
             (rest.as_str(), s.mode),
             ("postgres://db/audit", Mode::Disable)
         );
-        let (_, s) = split_url("postgres://db/a?sslrootcert=system&sslmode=verify-ca").unwrap();
-        assert_eq!((s.mode, s.root_cert), (Mode::VerifyCa, Some(None)));
+        let (_, s) = split_url("postgres://db/a?sslrootcert=system&sslmode=verify-full").unwrap();
+        assert_eq!((s.mode, s.root_cert), (Mode::VerifyFull, Some(None)));
+        let (_, s) = split_url("postgres://db/a?sslmode=verify-ca&sslrootcert=/ca.pem").unwrap();
+        assert_eq!(s.mode, Mode::VerifyCa);
     }
 
     #[test]
@@ -454,6 +499,13 @@ mod tests {
             "postgres://db/a?sslkey=/k.pem",
             "postgres://db/a?channel_binding=require",
             "postgres://db/a?sslrootcert=",
+            // System roots authenticate nobody without the name check; verify-ca needs a CA.
+            "postgres://db/a?sslmode=verify-ca&sslrootcert=system",
+            "postgres://db/a?sslmode=require&sslrootcert=system",
+            "postgres://db/a?sslrootcert=system",
+            "postgres://db/a?sslmode=verify-ca",
+            // A raw '?' in the password.
+            "postgres://u:se?cret@db/a?sslmode=require",
         ] {
             let e = split_url(url).unwrap_err().to_string();
             assert!(e.contains("postgres url"), "{url}: {e}");
@@ -476,5 +528,13 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn a_unix_socket_gets_a_connector_without_a_name() {
+        let (_, mut tls) = config("postgres://db/a?sslmode=disable").unwrap();
+        let connect =
+            <MakeRustls as MakeTlsConnect<tokio::net::TcpStream>>::make_tls_connect(&mut tls, "");
+        assert!(connect.is_ok_and(|c| c.name.is_none()));
     }
 }

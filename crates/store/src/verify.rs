@@ -58,6 +58,9 @@ pub struct ReplicaReport {
     pub anchor_seq: Option<u64>,
     /// Checkpoints kept outside the database (see [`verify_with_external`]) that matched.
     pub external_checkpoints: u64,
+    /// Checkpoints kept outside the database that seal records behind the pruning anchor:
+    /// they can no longer be checked (see `docs/audit.md`, Retention).
+    pub external_pruned: u64,
     /// Positions missing between the first and the last record (only counted by
     /// [`crate::verify_lines`] with gaps allowed; otherwise each gap is a problem).
     pub gaps: u64,
@@ -125,6 +128,12 @@ pub enum ProblemKind {
     ExternalCheckpointWithoutRecord {
         /// The last position the database still holds, if any.
         last_seq: Option<u64>,
+    },
+    /// A copy of the log ([`crate::verify_lines`]) none of whose records a trusted checkpoint
+    /// covers: consistent, but not shown authentic.
+    NotCovered {
+        /// Records in the copy.
+        records: u64,
     },
     /// Two different records at one position in a copy of the log (lines, 1-based).
     ConflictingCopies {
@@ -196,6 +205,12 @@ impl std::fmt::Display for Problem {
                      replica's records",
                 ),
             },
+            ProblemKind::NotCovered { records } => write!(
+                f,
+                "none of this replica's {records} record(s) is covered by a trusted checkpoint: \
+                 the copy is consistent, which anyone can make it, not shown authentic \
+                 (give --checkpoints, or --allow-unsealed to accept that)"
+            ),
             ProblemKind::ConflictingCopies { lines: (a, b) } => {
                 write!(
                     f,
@@ -398,6 +413,10 @@ async fn verify_replica(
                 summary.external_checkpoints += 1;
             }
         }
+        // What the log says was sealed behind the anchor cannot be checked any more: a prune
+        // and someone with database access deleting the same records (and promoting a
+        // checkpoint to anchor) look alike here. Counted, so the report shows it.
+        summary.external_pruned = outside.range(..anchor).count() as u64;
         outside.retain(|seq, _| *seq > anchor);
     }
     let mut last_good_checkpoint: Option<u64> = None;

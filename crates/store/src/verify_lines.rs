@@ -42,16 +42,29 @@ struct Line {
     payload: Vec<u8>,
 }
 
+/// Whether a copy with no record under a trusted checkpoint passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsealed {
+    /// A replica none of whose records a trusted checkpoint covers is a problem
+    /// ([`ProblemKind::NotCovered`]): it is consistent, which anyone can make it, but not shown
+    /// authentic. Records after the last covered one are counted, as `verify` counts them.
+    Refuse,
+    /// Consistency is enough (no checkpoints at hand).
+    Allow,
+}
+
 /// Verifies JSON-lines records against the `trusted` keys and the `external` checkpoints.
 ///
-/// Blank lines are skipped; a line that is not a record is a problem (replica `""`, its line
-/// number as position). A record delivered twice (at least once delivery) counts once; two
-/// different records at one position are a problem.
+/// Blank lines are skipped; a line that is not a record (or has a key twice) is a problem
+/// (replica `""`, its line number as position). A record delivered twice (at least once
+/// delivery) counts once; two different records at one position are a problem. A record is
+/// covered when a trusted checkpoint seals it, or a covered record follows it and links to it.
 pub fn verify_lines(
     text: &str,
     trusted: &[VerifyingKey],
     external: &[Checkpoint],
     gaps: Gaps,
+    unsealed: Unsealed,
 ) -> VerifyReport {
     let mut report = VerifyReport::default();
     let mut chains: BTreeMap<String, BTreeMap<u64, Line>> = BTreeMap::new();
@@ -98,15 +111,86 @@ pub fn verify_lines(
             .iter()
             .filter(|c| c.replica_id == replica)
             .collect();
-        let (summary, problems) = verify_chain(&replica, &chain, trusted, &theirs, gaps);
+        let (summary, mut problems) = verify_chain(&replica, &chain, trusted, &theirs, gaps);
+        if unsealed == Unsealed::Refuse
+            && summary.records > 0
+            && summary.unsealed == summary.records
+        {
+            problems.push(Problem {
+                replica_id: replica.clone(),
+                seq: summary.first_seq.unwrap_or_default(),
+                id: None,
+                kind: ProblemKind::NotCovered {
+                    records: summary.records,
+                },
+            });
+        }
         report.replicas.push(summary);
         report.problems.extend(problems);
     }
     report
 }
 
+/// Fails on an object with a key twice, anywhere in `raw`: serde_json keeps the last one,
+/// while another reader (a SIEM) may show the first.
+fn duplicate_key(raw: &str) -> Result<(), String> {
+    use serde::de::{Deserializer as _, MapAccess, SeqAccess, Visitor};
+
+    struct Unique;
+    impl<'de> serde::de::DeserializeSeed<'de> for Unique {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Unique {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) {
+                    return Err(serde::de::Error::custom(format!(
+                        "key {key:?} appears twice"
+                    )));
+                }
+                map.next_value_seed(Unique)?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Unique)?.is_some() {}
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+    serde_json::Deserializer::from_str(raw)
+        .deserialize_any(Unique)
+        .map_err(|e| e.to_string())
+}
+
 fn parse(raw: &str, number: usize) -> Result<(String, Line), String> {
     let mut value: Value = serde_json::from_str(raw).map_err(|e| format!("not JSON: {e}"))?;
+    duplicate_key(raw)?;
     let obj = value.as_object_mut().ok_or("not a JSON object")?;
     let hash = match obj.remove("hash") {
         Some(Value::String(h)) => h,
@@ -231,10 +315,21 @@ fn verify_chain(
         }
     }
     summary.last_checkpoint_seq = last_matched;
-    summary.unsealed = match (summary.last_seq, last_matched) {
-        (Some(_), Some(cp)) => chain.range(cp + 1..).count() as u64,
-        _ => summary.records,
-    };
+    // Covered: sealed by a matched checkpoint, or linked to from a covered record after it.
+    let mut covered = std::collections::BTreeSet::new();
+    for cp in external.iter().filter(|cp| {
+        cp.verify(trusted).is_ok() && chain.get(&cp.seq).is_some_and(|l| l.hash == cp.hash)
+    }) {
+        let mut seq = cp.seq;
+        while covered.insert(seq) {
+            let next = &chain[&seq];
+            match seq.checked_sub(1).and_then(|s| chain.get(&s)) {
+                Some(before) if before.hash == next.prev_hash => seq -= 1,
+                _ => break,
+            }
+        }
+    }
+    summary.unsealed = summary.records - covered.len() as u64;
     problems.sort_by_key(|p| p.seq);
     (summary, problems)
 }
@@ -243,6 +338,16 @@ fn verify_chain(
 mod tests {
     use super::*;
     use crate::{AuditRecord, RecordKind, SigningKey, Timestamp};
+
+    /// [`verify_lines`] as the tests mostly want it: a copy must be covered.
+    fn verify_lines(
+        text: &str,
+        trusted: &[VerifyingKey],
+        external: &[Checkpoint],
+        gaps: Gaps,
+    ) -> VerifyReport {
+        super::verify_lines(text, trusted, external, gaps, Unsealed::Refuse)
+    }
 
     /// `n` chained records of replica `r`, as export lines, and a checkpoint of the last.
     fn lines(n: u64) -> (Vec<String>, Checkpoint, SigningKey) {
@@ -326,10 +431,59 @@ mod tests {
         );
         assert_eq!(
             kinds(&report),
-            [(5, ProblemKind::ExternalCheckpointMismatch)]
+            [
+                (5, ProblemKind::ExternalCheckpointMismatch),
+                (1, ProblemKind::NotCovered { records: 5 })
+            ]
         );
-        // Without trusted checkpoints the rewrite is only internally consistent.
-        assert!(verify_lines(&other.join("\n"), &trusted, &[], Gaps::Refuse).is_ok());
+        // Without trusted checkpoints a rewrite is only internally consistent: refused unless
+        // consistency is all that is asked.
+        let report = verify_lines(&other.join("\n"), &trusted, &[], Gaps::Refuse);
+        assert_eq!(
+            kinds(&report),
+            [(1, ProblemKind::NotCovered { records: 5 })]
+        );
+        let report = super::verify_lines(
+            &other.join("\n"),
+            &trusted,
+            &[],
+            Gaps::Refuse,
+            Unsealed::Allow,
+        );
+        assert!(report.is_ok());
+        // Cut just before the checkpoint and rewritten: nothing is covered.
+        let report = verify_lines(
+            &other[..4].join("\n"),
+            &trusted,
+            std::slice::from_ref(&cp),
+            Gaps::Refuse,
+        );
+        assert_eq!(
+            kinds(&report),
+            [(1, ProblemKind::NotCovered { records: 4 })]
+        );
+        // A gap stops the coverage: records before it are not shown authentic.
+        let mut holed = l.clone();
+        holed.remove(2);
+        let report = verify_lines(
+            &holed.join("\n"),
+            &trusted,
+            std::slice::from_ref(&cp),
+            Gaps::Allow,
+        );
+        assert!(report.is_ok());
+        assert_eq!(
+            report.replicas[0].unsealed, 2,
+            "records 1 and 2 are before the gap"
+        );
+        // A key twice: serde would keep the last, a SIEM may show the first.
+        let twice = l[0].replacen('{', "{\"command\":\"kubectl delete ns prod\",", 1);
+        let report = verify_lines(&twice, &trusted, &[], Gaps::Refuse);
+        assert!(
+            matches!(&report.problems[0].kind, ProblemKind::BadPayload { reason } if reason.contains("appears twice")),
+            "{:?}",
+            kinds(&report)
+        );
         // Two different records at one position; garbage.
         let text = format!("{}\n{}\nnot json\n", l.join("\n"), other[4]);
         let report = verify_lines(&text, &trusted, &[], Gaps::Refuse);
@@ -347,6 +501,12 @@ mod tests {
         let stranger = SigningKey::from_bytes(&[4; 32]);
         let forged = Checkpoint::sign(&stranger, "r", 5, &cp.hash, cp.time).unwrap();
         let report = verify_lines(&l.join("\n"), &trusted, &[forged], Gaps::Refuse);
-        assert_eq!(kinds(&report), [(5, ProblemKind::UntrustedCheckpointKey)]);
+        assert_eq!(
+            kinds(&report),
+            [
+                (5, ProblemKind::UntrustedCheckpointKey),
+                (1, ProblemKind::NotCovered { records: 5 })
+            ]
+        );
     }
 }
