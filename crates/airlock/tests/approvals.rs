@@ -304,6 +304,7 @@ fn two_of_three_quorum() {
             "agent_groups: [ai-agents]\ndefault: allow\npresets:\n  - name: ai-agent-baseline\n    params:\n      approvers: [approvers]\n      quorum: 2\n      hold: 40s\n"
                 .into(),
         ),
+        ..Default::default()
     });
     let kubectl = spawn_kubectl(
         &demo,

@@ -59,6 +59,8 @@ pub struct DemoOptions {
     pub policy: Option<String>,
     /// approver2@demo .. approver{N+1}@demo, with tokens in DIR/approverN.token.
     pub extra_approvers: u32,
+    /// Write the demo's log (stderr) to this file instead of the test's stderr.
+    pub log_file: Option<PathBuf>,
 }
 
 impl Default for DemoOptions {
@@ -67,6 +69,7 @@ impl Default for DemoOptions {
             hold: "1s".into(),
             policy: None,
             extra_approvers: 0,
+            log_file: None,
         }
     }
 }
@@ -124,7 +127,10 @@ impl Demo {
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(match &opts.log_file {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("create the log")),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("spawn airlock demo");
         let stdout = child.stdout.take().unwrap();
