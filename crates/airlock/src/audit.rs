@@ -110,24 +110,7 @@ pub enum AuditCommand {
     /// Check a copy of the log outside the database, offline: the JSON lines of
     /// `audit export --format jsonl` or of a streaming sink, against the trusted keys and the
     /// checkpoints the gateway logged. Opens no store.
-    VerifyExport {
-        /// The JSON-lines files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// As for `verify`.
-        #[arg(long = "key")]
-        keys: Vec<PathBuf>,
-        /// As for `verify`. Without any, the lines only prove they are consistent: someone who
-        /// rewrote them could have recomputed every hash.
-        #[arg(long = "checkpoints", value_name = "FILE")]
-        checkpoints: Vec<PathBuf>,
-        /// A filtered export: missing positions are counted, not reported.
-        #[arg(long)]
-        allow_gaps: bool,
-        /// Pass a copy that no trusted checkpoint covers (consistency only).
-        #[arg(long)]
-        allow_unsealed: bool,
-    },
+    VerifyExport(VerifyExportArgs),
     /// Write records out: JSON lines (hashes included) or audit.k8s.io/v1 Events.
     Export {
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
@@ -148,6 +131,26 @@ pub enum AuditCommand {
     },
     /// Every record of one request, as JSON.
     Show { id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyExportArgs {
+    /// The JSON-lines files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// As for `verify`.
+    #[arg(long = "key")]
+    keys: Vec<PathBuf>,
+    /// As for `verify`. Without any, the lines only prove they are consistent: someone who
+    /// rewrote them could have recomputed every hash.
+    #[arg(long = "checkpoints", value_name = "FILE")]
+    checkpoints: Vec<PathBuf>,
+    /// A filtered export: missing positions are counted, not reported.
+    #[arg(long)]
+    allow_gaps: bool,
+    /// Pass a copy that no trusted checkpoint covers (consistency only).
+    #[arg(long)]
+    allow_unsealed: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -214,43 +217,16 @@ pub enum ReplayExport {
 }
 
 pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    if let AuditCommand::VerifyExport {
-        files,
-        keys,
-        checkpoints,
-        allow_gaps,
-        allow_unsealed,
-    } = args.command
-    {
-        return verify_export(
-            &args.store,
-            files,
-            keys,
-            checkpoints,
-            allow_gaps,
-            allow_unsealed,
-        );
+    // Needs no store: returned before one is opened.
+    if let AuditCommand::VerifyExport(export) = args.command {
+        return verify_export(&args.store, export);
     }
     let store = args.store.open().await?;
     match args.command {
         AuditCommand::Verify { keys, checkpoints } => {
             verify(&store, &args.store, keys, checkpoints).await
         }
-        // Returned above, before a store is opened; it needs none.
-        AuditCommand::VerifyExport {
-            files,
-            keys,
-            checkpoints,
-            allow_gaps,
-            allow_unsealed,
-        } => verify_export(
-            &args.store,
-            files,
-            keys,
-            checkpoints,
-            allow_gaps,
-            allow_unsealed,
-        ),
+        AuditCommand::VerifyExport(export) => verify_export(&args.store, export),
         AuditCommand::Export {
             format,
             output,
@@ -317,14 +293,14 @@ async fn verify(
     Ok(print_report(&report, !external.is_empty()))
 }
 
-fn verify_export(
-    args: &StoreArgs,
-    files: Vec<PathBuf>,
-    keys: Vec<PathBuf>,
-    checkpoint_files: Vec<PathBuf>,
-    allow_gaps: bool,
-    allow_unsealed: bool,
-) -> anyhow::Result<ExitCode> {
+fn verify_export(args: &StoreArgs, export: VerifyExportArgs) -> anyhow::Result<ExitCode> {
+    let VerifyExportArgs {
+        files,
+        keys,
+        checkpoints: checkpoint_files,
+        allow_gaps,
+        allow_unsealed,
+    } = export;
     let external = read_checkpoints(&checkpoint_files)?;
     let trusted = trusted_keys(args, keys)?;
     let mut text = String::new();

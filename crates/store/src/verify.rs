@@ -146,6 +146,16 @@ pub enum ProblemKind {
     UntrustedAnchorKey,
 }
 
+/// A checkpoint whose signature was refused.
+impl From<SignatureError> for ProblemKind {
+    fn from(e: SignatureError) -> Self {
+        match e {
+            SignatureError::UnknownKey => ProblemKind::UntrustedCheckpointKey,
+            SignatureError::Invalid => ProblemKind::BadCheckpointSignature,
+        }
+    }
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "replica {:?} seq {}", self.replica_id, self.seq)?;
@@ -374,11 +384,7 @@ async fn verify_replica(
                 sealed.insert(cp.seq, cp);
             }
             Err(e) => {
-                let kind = match e {
-                    SignatureError::UnknownKey => ProblemKind::UntrustedCheckpointKey,
-                    SignatureError::Invalid => ProblemKind::BadCheckpointSignature,
-                };
-                problems.push(problem(cp.seq, None, kind));
+                problems.push(problem(cp.seq, None, e.into()));
             }
         }
     }
@@ -391,11 +397,7 @@ async fn verify_replica(
                 outside.insert(cp.seq, cp);
             }
             Err(e) => {
-                let kind = match e {
-                    SignatureError::UnknownKey => ProblemKind::UntrustedCheckpointKey,
-                    SignatureError::Invalid => ProblemKind::BadCheckpointSignature,
-                };
-                problems.push(problem(cp.seq, None, kind));
+                problems.push(problem(cp.seq, None, e.into()));
             }
         }
     }

@@ -17,7 +17,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
-    chain::{canonical_json, parse_hash, record_hash, Checkpoint, SignatureError},
+    chain::{canonical_json, parse_hash, record_hash, Checkpoint},
     verify::{Problem, ProblemKind, ReplicaReport, VerifyReport},
 };
 
@@ -276,51 +276,42 @@ fn verify_chain(
         }
         previous = Some(line);
     }
-    let mut last_matched = None;
+    // Trusted checkpoints that seal a record of the copy.
+    let mut matched = Vec::new();
     for cp in external {
-        match cp.verify(trusted) {
-            Err(e) => {
-                let kind = match e {
-                    SignatureError::UnknownKey => ProblemKind::UntrustedCheckpointKey,
-                    SignatureError::Invalid => ProblemKind::BadCheckpointSignature,
-                };
-                problems.push(problem(cp.seq, None, kind));
-            }
-            Ok(()) => match chain.get(&cp.seq) {
-                Some(line) if line.hash == cp.hash => {
-                    summary.external_checkpoints += 1;
-                    last_matched = last_matched.max(Some(cp.seq));
-                }
-                Some(line) => problems.push(problem(
+        if let Err(e) = cp.verify(trusted) {
+            problems.push(problem(cp.seq, None, e.into()));
+            continue;
+        }
+        match chain.get(&cp.seq) {
+            Some(line) if line.hash == cp.hash => matched.push(cp.seq),
+            Some(line) => problems.push(problem(
+                cp.seq,
+                line.id,
+                ProblemKind::ExternalCheckpointMismatch,
+            )),
+            // Inside the copy's range, with gaps refused: the record should be here.
+            None if gaps == Gaps::Refuse
+                && summary.first_seq.is_some_and(|f| f <= cp.seq)
+                && summary.last_seq.is_some_and(|l| cp.seq <= l) =>
+            {
+                problems.push(problem(
                     cp.seq,
-                    line.id,
-                    ProblemKind::ExternalCheckpointMismatch,
-                )),
-                // Inside the copy's range, with gaps refused: the record should be here.
-                None if gaps == Gaps::Refuse
-                    && summary.first_seq.is_some_and(|f| f <= cp.seq)
-                    && summary.last_seq.is_some_and(|l| cp.seq <= l) =>
-                {
-                    problems.push(problem(
-                        cp.seq,
-                        None,
-                        ProblemKind::ExternalCheckpointWithoutRecord {
-                            last_seq: summary.last_seq,
-                        },
-                    ))
-                }
-                // Outside the copy (older or newer than it), or in a gap of a filtered export.
-                None => {}
-            },
+                    None,
+                    ProblemKind::ExternalCheckpointWithoutRecord {
+                        last_seq: summary.last_seq,
+                    },
+                ))
+            }
+            // Outside the copy (older or newer than it), or in a gap of a filtered export.
+            None => {}
         }
     }
-    summary.last_checkpoint_seq = last_matched;
+    summary.external_checkpoints = matched.len() as u64;
+    summary.last_checkpoint_seq = matched.iter().max().copied();
     // Covered: sealed by a matched checkpoint, or linked to from a covered record after it.
     let mut covered = std::collections::BTreeSet::new();
-    for cp in external.iter().filter(|cp| {
-        cp.verify(trusted).is_ok() && chain.get(&cp.seq).is_some_and(|l| l.hash == cp.hash)
-    }) {
-        let mut seq = cp.seq;
+    for mut seq in matched {
         while covered.insert(seq) {
             let next = &chain[&seq];
             match seq.checked_sub(1).and_then(|s| chain.get(&s)) {

@@ -73,6 +73,15 @@ fn trusted() -> Vec<store::PublicKey> {
     vec![key().verifying_key()]
 }
 
+/// Each problem as (position, kind).
+fn kinds(report: &store::VerifyReport) -> Vec<(u64, ProblemKind)> {
+    report
+        .problems
+        .iter()
+        .map(|p| (p.seq, p.kind.clone()))
+        .collect()
+}
+
 /// Verifies and returns the first problem, asserting there is one.
 async fn first_problem(store: &Store) -> anyhow::Result<store::Problem> {
     let report = store.verify(&trusted()).await?;
@@ -472,11 +481,7 @@ async fn tamper_rewrite_chain_is_caught_by_checkpoint(h: Harness) -> anyhow::Res
     assert_eq!(p.seq, 10);
     assert_eq!(p.kind, ProblemKind::CheckpointMismatch { after: Some(5) });
     // The final checkpoint (12, from close()) no longer matches either.
-    let kinds: Vec<_> = report
-        .problems
-        .iter()
-        .map(|p| (p.seq, p.kind.clone()))
-        .collect();
+    let kinds = kinds(&report);
     assert_eq!(
         kinds[1],
         (12, ProblemKind::CheckpointMismatch { after: Some(5) })
@@ -509,13 +514,8 @@ async fn tamper_rewrite_and_checkpoints_is_caught_outside(h: Harness) -> anyhow:
     assert!(store.verify(&trusted()).await?.is_ok());
 
     let report = store::verify_with_external(&store, &trusted(), &kept).await?;
-    let kinds: Vec<_> = report
-        .problems
-        .iter()
-        .map(|p| (p.seq, p.kind.clone()))
-        .collect();
     assert_eq!(
-        kinds,
+        kinds(&report),
         [
             (10, ProblemKind::ExternalCheckpointMismatch),
             (12, ProblemKind::ExternalCheckpointMismatch)
@@ -530,14 +530,7 @@ async fn tamper_rewrite_and_checkpoints_is_caught_outside(h: Harness) -> anyhow:
     let stranger = store::SigningKey::from_bytes(&[9; 32]);
     let forged = Checkpoint::sign(&stranger, "r1", 12, &kept[2].hash, kept[2].time)?;
     let report = store::verify_with_external(&store, &trusted(), &[forged]).await?;
-    assert_eq!(
-        report
-            .problems
-            .iter()
-            .map(|p| (p.seq, p.kind.clone()))
-            .collect::<Vec<_>>(),
-        [(12, ProblemKind::UntrustedCheckpointKey)]
-    );
+    assert_eq!(kinds(&report), [(12, ProblemKind::UntrustedCheckpointKey)]);
     Ok(())
 }
 
@@ -567,11 +560,7 @@ async fn forged_checkpoint(h: Harness) -> anyhow::Result<()> {
     ))
     .await?;
     let report = store.verify(&trusted()).await?;
-    let kinds: Vec<_> = report
-        .problems
-        .iter()
-        .map(|p| (p.seq, p.kind.clone()))
-        .collect();
+    let kinds = kinds(&report);
     assert_eq!(
         kinds,
         vec![

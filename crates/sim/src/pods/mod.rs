@@ -81,26 +81,25 @@ impl Lifecycle {
     /// which `kubectl run --rm` waits for. With Always the kubelet would restart it: the pod
     /// stays Running.
     /// An ephemeral container is never restarted: it is terminated, the pod carries on.
-    pub(crate) fn exited(&self, ns: &str, pod: &str, container: &Container<'_>, code: i32) {
+    pub(crate) fn exited(&self, ns: &str, pod: &str, container: &str, ephemeral: bool, code: i32) {
         let key = (String::new(), "pods".to_owned());
         let _ = self.0.modify(&key, ns, pod, |cur| {
             let mut p = cur.clone();
             let policy = p["spec"]["restartPolicy"].as_str().unwrap_or("Always");
-            let ends =
-                container.ephemeral || policy == "Never" || (policy == "OnFailure" && code == 0);
+            let ends = ephemeral || policy == "Never" || (policy == "OnFailure" && code == 0);
             if !ends {
                 return Ok(p);
             }
             let now = crate::store::now_rfc3339();
             let status = &mut p["status"];
-            let statuses = if container.ephemeral {
+            let statuses = if ephemeral {
                 "ephemeralContainerStatuses"
             } else {
                 status["phase"] = json!(if code == 0 { "Succeeded" } else { "Failed" });
                 "containerStatuses"
             };
             for c in status[statuses].as_array_mut().into_iter().flatten() {
-                if c["name"] != container.name.as_str() {
+                if c["name"] != container {
                     continue;
                 }
                 let started = c["state"]["running"]["startedAt"].clone();
@@ -114,7 +113,7 @@ impl Lifecycle {
                     "containerID": c["containerID"].clone(),
                 }});
             }
-            if container.ephemeral {
+            if ephemeral {
                 return Ok(p);
             }
             for cond in status["conditions"].as_array_mut().into_iter().flatten() {

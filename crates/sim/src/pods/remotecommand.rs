@@ -146,12 +146,13 @@ async fn run_process(
             let mut shell = Shell::new(spec.env.clone(), fs, spec.pod.clone());
             let code = shell.exec(&main.argv, &mut io).await;
             if let Some(l) = &main.lifecycle {
-                let container = super::Container {
-                    name: main.container.clone(),
-                    spec: &serde_json::Value::Null,
-                    ephemeral: main.ephemeral,
-                };
-                l.exited(&spec.namespace, &spec.pod, &container, code);
+                l.exited(
+                    &spec.namespace,
+                    &spec.pod,
+                    &main.container,
+                    main.ephemeral,
+                    code,
+                );
             }
             // Attach reports success when the stream ends, whatever the process's exit code
             // (the kubelet's attach does): kubectl reads that from the pod's status.
