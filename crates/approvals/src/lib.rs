@@ -14,8 +14,14 @@
 //! - Pending approvals and grants live in the database, so they survive a restart. Only the
 //!   waiting connections are lost, and the identical retry finds the grant.
 //!
-//! Storage is SQLite (`approvals.db` in the state directory). rusqlite is synchronous; calls are
-//! short single-row reads and writes behind a mutex, so they run inline on the async runtime.
+//! Storage is SQLite (`approvals.db` in the state directory) for one gateway, or PostgreSQL for
+//! replicas that share pending approvals and grants: a call held on one replica is approved on
+//! another, and a single-use grant is used once across all of them (see `db.rs`). rusqlite is
+//! synchronous; its calls are short single-row reads and writes behind a mutex, so they run
+//! inline on the async runtime.
+//!
+//! A waiting call is woken at once by a decision made on its own replica; a decision made on
+//! another replica is seen by polling the shared database every [`SHARED_POLL`].
 
 #![forbid(unsafe_code)]
 
@@ -48,6 +54,14 @@ pub enum ApprovalsError {
     },
     #[error("approvals database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("approvals database: {what}: {source}")]
+    Postgres {
+        what: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("approvals database: no connection: {0}")]
+    Pool(String),
     #[error("approvals database holds an unreadable approval: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error(transparent)]
@@ -132,9 +146,14 @@ pub struct NewApproval {
     pub grant_limit: GrantLimit,
 }
 
-/// The approvals service: SQLite for the state, in-memory notifications for waiting calls.
+/// How often a waiting call re-reads a shared (PostgreSQL) store for decisions made on
+/// other replicas.
+pub const SHARED_POLL: Duration = Duration::from_secs(1);
+
+/// The approvals service: the database for the state, in-memory notifications for waiting
+/// calls.
 pub struct Approvals {
-    db: Mutex<db::Db>,
+    db: db::Store,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     hook: RwLock<Option<Arc<dyn DecisionHook>>>,
 }
@@ -151,20 +170,25 @@ pub fn now() -> i64 {
 impl Approvals {
     /// Opens (creating if needed) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<Approvals, ApprovalsError> {
-        Ok(Approvals {
-            db: Mutex::new(db::Db::open(path)?),
-            waiters: Mutex::new(HashMap::new()),
-            hook: RwLock::new(None),
-        })
+        Ok(Approvals::with_store(db::Store::open_sqlite(path)?))
     }
 
     /// An in-memory database (tests).
     pub fn in_memory() -> Result<Approvals, ApprovalsError> {
-        Ok(Approvals {
-            db: Mutex::new(db::Db::memory()?),
+        Ok(Approvals::with_store(db::Store::memory()?))
+    }
+
+    /// The `airlock_approvals` table in PostgreSQL, created if needed: shared by replicas.
+    pub async fn open_postgres(pool: deadpool_postgres::Pool) -> Result<Approvals, ApprovalsError> {
+        Ok(Approvals::with_store(db::Store::open_postgres(pool).await?))
+    }
+
+    fn with_store(db: db::Store) -> Approvals {
+        Approvals {
+            db,
             waiters: Mutex::new(HashMap::new()),
             hook: RwLock::new(None),
-        })
+        }
     }
 
     /// Sends every event to `hook` as well (the audit store).
@@ -172,12 +196,6 @@ impl Approvals {
         if let Ok(mut g) = self.hook.write() {
             *g = Some(hook);
         }
-    }
-
-    fn db(&self) -> std::sync::MutexGuard<'_, db::Db> {
-        // A panic while holding the lock leaves SQLite consistent (each write is one
-        // statement), so a poisoned lock is safe to take over.
-        self.db.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn record(&self, event: Event, actor: &str, request_id: Option<&str>, approval: &Approval) {
@@ -206,7 +224,11 @@ impl Approvals {
 
     /// A covering grant lets the call through (using it once); otherwise the call joins the
     /// pending approval with its hash, or opens a new one.
-    pub fn admit(&self, new: NewApproval, request_id: &str) -> Result<Admission, ApprovalsError> {
+    pub async fn admit(
+        &self,
+        new: NewApproval,
+        request_id: &str,
+    ) -> Result<Admission, ApprovalsError> {
         let now = now();
         let rules: Vec<String> = new.requirements.iter().map(|r| r.rule.clone()).collect();
         let cand = Candidate {
@@ -216,25 +238,29 @@ impl Approvals {
             body_sha256: &new.body_sha256,
             rules: &rules,
         };
-        let mut db = self.db();
-        for mut a in db.grants_for(&new.requester.user)? {
+        // One requester's admissions run one at a time on every replica: a grant is used
+        // once, and an identical call joins the pending approval instead of opening another.
+        let mut db = self.db.begin(Some(&new.requester.user)).await?;
+        for mut a in db.grants_for(&new.requester.user).await? {
             // Grants past their time are marked expired, so this lookup stays short.
             if a.refresh(now) {
-                db.save(&a)?;
+                db.save(&a).await?;
                 continue;
             }
             if a.grant_covers(&cand, now) && a.consume(now) {
-                db.save(&a)?;
-                drop(db);
+                db.save(&a).await?;
+                db.commit().await?;
                 self.record(Event::Used, &new.requester.user, Some(request_id), &a);
                 return Ok(Admission::Granted(a));
             }
         }
         if let Some(a) = db
-            .by_hash(&new.hash, State::Pending)?
+            .by_hash(&new.hash, State::Pending)
+            .await?
             .into_iter()
             .find(|a| a.effective_state(now) == State::Pending)
         {
+            db.commit().await?;
             return Ok(Admission::Held {
                 approval: a,
                 created: false,
@@ -268,13 +294,17 @@ impl Approvals {
         let mut tries = 0;
         loop {
             approval.id = new_id();
-            match db.insert(&approval) {
-                Ok(()) => break,
-                Err(e) if tries < 5 && db::is_constraint(&e) => tries += 1,
-                Err(e) => return Err(e),
+            if db.insert(&approval).await? {
+                break;
+            }
+            tries += 1;
+            if tries > 5 {
+                return Err(ApprovalsError::Pool(
+                    "no free approval id after 6 tries".into(),
+                ));
             }
         }
-        drop(db);
+        db.commit().await?;
         self.record(
             Event::Created,
             &approval.requester.user,
@@ -308,14 +338,21 @@ impl Approvals {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(outcome) = self.try_finish(id, request_id)? {
+            if let Some(outcome) = self.try_finish(id, request_id).await? {
                 break outcome;
             }
+            // Decisions made on other replicas are only seen in the shared database.
+            let poll = if self.db.is_shared() {
+                SHARED_POLL
+            } else {
+                hold
+            };
             tokio::select! {
                 _ = notified => {}
+                _ = tokio::time::sleep(poll), if tokio::time::Instant::now() + poll < deadline => {}
                 _ = tokio::time::sleep_until(deadline) => {
-                    let a = self.get(id)?.ok_or_else(|| DecideError::NotFound(id.to_owned()))?;
-                    break match self.try_finish(id, request_id)? {
+                    let a = self.get(id).await?.ok_or_else(|| DecideError::NotFound(id.to_owned()))?;
+                    break match self.try_finish(id, request_id).await? {
                         Some(o) => o,
                         None => WaitOutcome::Pending(a),
                     };
@@ -331,38 +368,39 @@ impl Approvals {
     }
 
     /// The outcome if the approval is decided; `None` while pending.
-    fn try_finish(
+    async fn try_finish(
         &self,
         id: &str,
         request_id: &str,
     ) -> Result<Option<WaitOutcome>, ApprovalsError> {
         let now = now();
-        let mut db = self.db();
-        let Some(mut a) = db.get(id)? else {
+        let mut db = self.db.begin(None).await?;
+        let Some(mut a) = db.get(id).await? else {
+            db.commit().await?;
             return Err(DecideError::NotFound(id.to_owned()).into());
         };
-        Ok(match a.effective_state(now) {
+        let outcome = match a.effective_state(now) {
             State::Pending => None,
             State::Denied => Some(WaitOutcome::Denied(a)),
-            State::Approved => {
-                if a.consume(now) {
-                    db.save(&a)?;
-                    drop(db);
-                    self.record(Event::Used, &a.requester.user.clone(), Some(request_id), &a);
-                    Some(WaitOutcome::Approved(a))
-                } else {
-                    Some(WaitOutcome::Closed(a))
-                }
+            State::Approved if a.consume(now) => {
+                db.save(&a).await?;
+                Some(WaitOutcome::Approved(a))
             }
+            State::Approved => Some(WaitOutcome::Closed(a)),
             State::Expired | State::Used => {
                 a.refresh(now);
                 Some(WaitOutcome::Closed(a))
             }
-        })
+        };
+        db.commit().await?;
+        if let Some(WaitOutcome::Approved(a)) = &outcome {
+            self.record(Event::Used, &a.requester.user, Some(request_id), a);
+        }
+        Ok(outcome)
     }
 
     /// One approver's decision. Wakes the calls waiting on the approval.
-    pub fn decide(
+    pub async fn decide(
         &self,
         id: &str,
         approver: &Person,
@@ -373,38 +411,50 @@ impl Approvals {
             Action::Approve { .. } => Event::Approved,
             Action::Deny { .. } => Event::Denied,
         };
-        let mut db = self.db();
-        let mut a = db
-            .get(id)?
-            .ok_or_else(|| DecideError::NotFound(id.to_owned()))?;
-        a.decide(approver, action, now)?;
-        db.save(&a)?;
-        drop(db);
+        let mut db = self.db.begin(None).await?;
+        let found = db.get(id).await?;
+        // A refused decision ends the transaction too (a dropped one costs a connection).
+        let decided = match found {
+            None => Err(DecideError::NotFound(id.to_owned())),
+            Some(mut a) => a.decide(approver, action, now).map(|()| a),
+        };
+        if let Ok(a) = &decided {
+            db.save(a).await?;
+        }
+        db.commit().await?;
+        let a = decided?;
         self.record(event, &approver.user, None, &a);
         self.notify(id);
         Ok(a)
     }
 
     /// Attaches the dry-run preview to an approval.
-    pub fn set_preview(&self, id: &str, preview: serde_json::Value) -> Result<(), ApprovalsError> {
-        let mut db = self.db();
-        if let Some(mut a) = db.get(id)? {
+    pub async fn set_preview(
+        &self,
+        id: &str,
+        preview: serde_json::Value,
+    ) -> Result<(), ApprovalsError> {
+        let mut db = self.db.begin(None).await?;
+        if let Some(mut a) = db.get(id).await? {
             a.preview = Some(preview);
-            db.save(&a)?;
+            db.save(&a).await?;
         }
-        Ok(())
+        db.commit().await
     }
 
-    pub fn get(&self, id: &str) -> Result<Option<Approval>, ApprovalsError> {
+    pub async fn get(&self, id: &str) -> Result<Option<Approval>, ApprovalsError> {
         let now = now();
-        Ok(self.db().get(id)?.map(|mut a| {
+        let mut db = self.db.begin(None).await?;
+        let a = db.get(id).await?;
+        db.commit().await?;
+        Ok(a.map(|mut a| {
             a.refresh(now);
             a
         }))
     }
 
     /// Newest first, at most `limit`, optionally only those in `state` (as of now).
-    pub fn list(
+    pub async fn list(
         &self,
         state: Option<State>,
         limit: usize,
@@ -417,7 +467,9 @@ impl Approvals {
             Some(State::Expired) => &["expired", "pending", "approved"],
             Some(s) => &[s.as_str()][..],
         };
-        let mut v = self.db().list(stored, limit)?;
+        let mut db = self.db.begin(None).await?;
+        let mut v = db.list(stored, limit).await?;
+        db.commit().await?;
         for a in &mut v {
             a.refresh(now);
         }

@@ -68,7 +68,7 @@ pub(crate) async fn hold(
     let new = approval_request(masker, &call, decision);
     let hold = decision.hold().unwrap_or(policy::DEFAULT_HOLD);
     let reason = decision_reason(decision);
-    let approval = match store.admit(new, call.request_id).map_err(internal)? {
+    let approval = match store.admit(new, call.request_id).await.map_err(internal)? {
         Admission::Granted(a) => {
             info!(request_id = %call.request_id, approval = %a.id, "call covered by an approval grant");
             return Ok(());
@@ -83,7 +83,7 @@ pub(crate) async fn hold(
                         tokio::time::timeout(PREVIEW_TIMEOUT, make_preview(masker, &call, &p))
                             .await;
                     if let Ok(Some(v)) = made {
-                        store.set_preview(&approval.id, v).map_err(internal)?;
+                        store.set_preview(&approval.id, v).await.map_err(internal)?;
                     }
                 }
             }
@@ -524,6 +524,7 @@ async fn api_inner(
             }
             let items: Vec<Approval> = store
                 .list(state, limit.min(1000))
+                .await
                 .map_err(fail)?
                 .into_iter()
                 .filter(|a| visible(a))
@@ -534,10 +535,15 @@ async fn api_inner(
             ))
         }
         (Method::GET, [id]) => {
-            let a = store.get(id).map_err(fail)?.filter(|a| visible(a)).ok_or((
-                StatusCode::NOT_FOUND,
-                format!("approval {id} does not exist"),
-            ))?;
+            let a = store
+                .get(id)
+                .await
+                .map_err(fail)?
+                .filter(|a| visible(a))
+                .ok_or((
+                    StatusCode::NOT_FOUND,
+                    format!("approval {id} does not exist"),
+                ))?;
             Ok(json(StatusCode::OK, &a))
         }
         (Method::POST, [id, verb @ ("approve" | "deny")]) => {
@@ -569,7 +575,7 @@ async fn api_inner(
                     reason: b.reason.unwrap_or_default(),
                 }
             };
-            let a = store.decide(id, &who, action).map_err(fail)?;
+            let a = store.decide(id, &who, action).await.map_err(fail)?;
             info!(approval = %a.id, approver = %who.user, decision = %verb, state = a.state.as_str(), "approval decision");
             Ok(json(StatusCode::OK, &a))
         }

@@ -74,6 +74,12 @@ pub struct RawConfig {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawApprovals {
+    /// Where pending approvals and grants live: a `postgres://` URL (same syntax and TLS
+    /// settings as `audit.store`) that gateway replicas share, so a call held on one replica
+    /// can be approved through another and a single-use grant is used once across them.
+    /// Default: `audit.store` when that is PostgreSQL, else `approvals.db` (SQLite) in the
+    /// state directory.
+    pub store: Option<String>,
     /// Base URL of the approval pages, for the link in notifications
     /// (`{link_base}/approvals/{id}`). Default: no link.
     pub link_base: Option<String>,
@@ -116,6 +122,8 @@ pub struct NotifySettings {
 /// Validated approval settings.
 #[derive(Debug, Clone, Default)]
 pub struct ApprovalSettings {
+    /// PostgreSQL URL; `None`: SQLite in the state directory.
+    pub store: Option<String>,
     pub link_base: Option<String>,
     pub notify: Vec<NotifySettings>,
 }
@@ -668,6 +676,18 @@ impl Config {
                 );
             }
         }
+        let is_postgres = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
+        if raw
+            .approvals
+            .store
+            .as_deref()
+            .is_some_and(|u| !is_postgres(u))
+        {
+            issue(
+                "approvals.store",
+                "must be postgres://... (SQLite is the default: approvals.db in the state directory; the value is not echoed: it may hold a password)".into(),
+            );
+        }
         if raw.audit.body_prefix_bytes > raw.audit.max_body_bytes {
             issue(
                 "audit.body_prefix_bytes",
@@ -769,6 +789,11 @@ impl Config {
             });
         }
         let approvals = ApprovalSettings {
+            store: raw
+                .approvals
+                .store
+                .clone()
+                .or_else(|| raw.audit.store.clone().filter(|u| is_postgres(u))),
             link_base: raw
                 .approvals
                 .link_base

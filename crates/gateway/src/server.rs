@@ -79,6 +79,19 @@ impl Running {
 }
 
 /// Builds every part from a validated config and starts both listeners.
+async fn open_approvals(cfg: &Config) -> Result<approvals::Approvals, String> {
+    if let Some(url) = &cfg.approvals.store {
+        let pool = store::postgres_pool(url, &store::OpenOptions::default())
+            .map_err(|e| format!("approvals.store: {e}"))?;
+        return approvals::Approvals::open_postgres(pool)
+            .await
+            .map_err(|e| e.to_string());
+    }
+    std::fs::create_dir_all(&cfg.state_dir)
+        .map_err(|e| format!("{}: {e}", cfg.state_dir.display()))?;
+    approvals::Approvals::open(&cfg.state_dir.join("approvals.db")).map_err(|e| e.to_string())
+}
+
 pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     start_with_recorder(cfg, None).await
 }
@@ -159,14 +172,9 @@ pub async fn start_with_recorder(
         notifier.sent.clone(),
     );
     let metrics = Arc::new(metrics);
-    // Approvals persist in the state directory so that pending ones and grants survive a
-    // restart (SQLite only for now; see docs/approvals.md).
-    let approvals = std::fs::create_dir_all(&cfg.state_dir)
-        .map_err(|e| StartError::Approvals(format!("{}: {e}", cfg.state_dir.display())))
-        .and_then(|_| {
-            approvals::Approvals::open(&cfg.state_dir.join("approvals.db"))
-                .map_err(|e| StartError::Approvals(e.to_string()))
-        })?;
+    // Approvals persist, so that pending ones and grants survive a restart: in PostgreSQL when
+    // replicas share them, else in the state directory (docs/approvals.md).
+    let approvals = open_approvals(cfg).await.map_err(StartError::Approvals)?;
     let approvals = Arc::new(approvals);
     let mut hooks: Vec<Arc<dyn approvals::DecisionHook>> = Vec::new();
     if let Some(audit) = &audit {

@@ -59,6 +59,7 @@ use ed25519_dalek::VerifyingKey;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use uuid::Uuid;
 
+pub use crate::postgres::postgres_pool;
 pub use crate::{
     chain::Checkpoint,
     error::{Result, StoreError},

@@ -50,31 +50,49 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
+/// The connection settings and TLS connector of a `postgres://` URL (libpq's `sslmode`).
+fn config(url: &str, options: &OpenOptions) -> Result<(Config, MakeRustls)> {
+    let (mut config, tls) = pg_tls::config(url)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(options.connect_timeout);
+    }
+    Ok((config, tls))
+}
+
+fn pool(config: &Config, tls: &MakeRustls, options: &OpenOptions) -> Result<Pool> {
+    let manager = Manager::from_config(
+        config.clone(),
+        tls.clone(),
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let timeout = Some(options.connect_timeout);
+    Pool::builder(manager)
+        .max_size(options.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(timeout)
+        .create_timeout(timeout)
+        .recycle_timeout(timeout)
+        .build()
+        .map_err(|e| StoreError::InvalidUrl(format!("postgres pool: {e}")))
+}
+
+/// A connection pool for a `postgres://` URL, with the store's TLS handling (`sslmode`,
+/// `sslrootcert`) and timeouts, for other state that lives beside the audit log (approvals).
+/// Connects lazily: the first `get` reaches the server.
+pub fn postgres_pool(url: &str, options: &OpenOptions) -> Result<Pool> {
+    let (config, tls) = config(url, options)?;
+    pool(&config, &tls, options)
+}
+
 // === impl PostgresStore ===
 
 impl PostgresStore {
     /// Connects, checks the server is reachable, and migrates.
     pub async fn open(url: &str, options: OpenOptions) -> Result<Self> {
-        let (mut config, tls) = pg_tls::config(url)?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(options.connect_timeout);
-        }
-        let manager = Manager::from_config(
-            config.clone(),
-            tls.clone(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let timeout = Some(options.connect_timeout);
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(timeout)
-            .create_timeout(timeout)
-            .recycle_timeout(timeout)
-            .build()
-            .map_err(|e| StoreError::InvalidUrl(format!("postgres pool: {e}")))?;
+        let (config, tls) = config(url, &options)?;
+        let pool = pool(&config, &tls, &options)?;
         let store = Self { config, tls, pool };
         store.migrate().await?;
         Ok(store)

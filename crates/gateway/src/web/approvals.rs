@@ -262,15 +262,15 @@ fn card(a: &Approval, who: &Authed, link: bool) -> String {
 }
 
 /// GET /approvals: pending first, then recent decisions.
-pub fn list(web: &Web, who: &Authed) -> Response<Body> {
+pub async fn list(web: &Web, who: &Authed) -> Response<Body> {
     let Some(store) = &web.approvals else {
         return unavailable(who);
     };
-    let pending = match store.list(Some(State::Pending), MAX_PENDING) {
+    let pending = match store.list(Some(State::Pending), MAX_PENDING).await {
         Ok(v) => v,
         Err(e) => return store_error(who, e),
     };
-    let recent: Vec<Approval> = match store.list(None, RECENT + pending.len()) {
+    let recent: Vec<Approval> = match store.list(None, RECENT + pending.len()).await {
         Ok(v) => v
             .into_iter()
             .filter(|a| a.state != State::Pending)
@@ -297,7 +297,7 @@ pub fn list(web: &Web, who: &Authed) -> Response<Body> {
     page(StatusCode::OK, "Approvals", Some(who), &body)
 }
 
-fn detail_page(
+async fn detail_page(
     web: &Web,
     who: &Authed,
     id: &str,
@@ -307,7 +307,7 @@ fn detail_page(
     let Some(store) = &web.approvals else {
         return unavailable(who);
     };
-    let a = match store.get(id) {
+    let a = match store.get(id).await {
         Ok(Some(a)) => a,
         Ok(None) => {
             return message(
@@ -328,12 +328,12 @@ fn detail_page(
 }
 
 /// GET /approvals/{id} (also where notifications link to).
-pub fn detail(web: &Web, who: &Authed, id: &str) -> Response<Body> {
-    detail_page(web, who, id, StatusCode::OK, None)
+pub async fn detail(web: &Web, who: &Authed, id: &str) -> Response<Body> {
+    detail_page(web, who, id, StatusCode::OK, None).await
 }
 
 /// POST /approvals/{id}/approve and /approvals/{id}/deny (session and CSRF already checked).
-pub fn decide(
+pub async fn decide(
     web: &Web,
     who: &Authed,
     id: &str,
@@ -368,6 +368,7 @@ pub fn decide(
                         StatusCode::BAD_REQUEST,
                         Some(&format!("for: {s:?} is not a duration like 30m or 1h")),
                     )
+                    .await
                 }
             },
             None => None,
@@ -382,14 +383,14 @@ pub fn decide(
             reason: field("reason").unwrap_or_default(),
         }
     };
-    match store.decide(id, &person(who), action) {
+    match store.decide(id, &person(who), action).await {
         Ok(a) => {
             tracing::info!(approval = %a.id, approver = %who.user, decision = %verb, state = a.state.as_str(), "approval decision (web)");
             redirect(&format!("/approvals/{}", url_component(id)))
         }
         Err(ApprovalsError::Decide(d)) => {
             let status = StatusCode::from_u16(d.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-            detail_page(web, who, id, status, Some(&d.to_string()))
+            detail_page(web, who, id, status, Some(&d.to_string())).await
         }
         Err(e) => store_error(who, e),
     }
@@ -526,20 +527,21 @@ mod tests {
             )
             .unwrap(),
         };
-        let approvals::Admission::Held { approval, .. } = store.admit(new, "req-1").unwrap() else {
+        let approvals::Admission::Held { approval, .. } = store.admit(new, "req-1").await.unwrap()
+        else {
             panic!("a new approval must hold the call");
         };
         let id = approval.id;
         let web = web_with(store.clone(), &dir).await;
         let form: HashMap<String, String> = [("reason".to_owned(), "ok".to_owned())].into();
 
-        let r = decide(&web, &who(true), &id, "approve", &form);
+        let r = decide(&web, &who(true), &id, "approve", &form).await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert!(text(r)
             .await
             .contains("self-approval is refused: alice asked for this call"));
 
-        let r = decide(&web, &who(false), &id, "deny", &form);
+        let r = decide(&web, &who(false), &id, "deny", &form).await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
         let dave = Authed {
@@ -548,17 +550,17 @@ mod tests {
         };
         let bad = [("for".to_owned(), "soon".to_owned())].into();
         assert_eq!(
-            decide(&web, &dave, &id, "approve", &bad).status(),
+            decide(&web, &dave, &id, "approve", &bad).await.status(),
             StatusCode::BAD_REQUEST
         );
-        let r = decide(&web, &dave, &id, "deny", &form);
+        let r = decide(&web, &dave, &id, "deny", &form).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         assert_eq!(
             r.headers()[http::header::LOCATION],
             format!("/approvals/{id}").as_str()
         );
-        assert_eq!(store.get(&id).unwrap().unwrap().state, State::Denied);
-        let page = text(detail(&web, &dave, &id)).await;
+        assert_eq!(store.get(&id).await.unwrap().unwrap().state, State::Denied);
+        let page = text(detail(&web, &dave, &id).await).await;
         assert!(
             page.contains("denied by dave")
                 && !page.contains("<form method=\"post\" action=\"/approvals/")

@@ -172,7 +172,7 @@ impl Web {
         match path {
             "/" => redirect("/sessions"),
             "/sessions" => pages::list(self, who, query).await,
-            "/approvals" => approvals::list(self, who),
+            "/approvals" => approvals::list(self, who).await,
             _ => match (
                 path.strip_prefix("/sessions/"),
                 path.strip_prefix("/approvals/"),
@@ -183,7 +183,7 @@ impl Web {
                 }
                 (_, Some(id)) if !id.is_empty() && !id.contains('/') => {
                     let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
-                    approvals::detail(self, who, &id)
+                    approvals::detail(self, who, &id).await
                 }
                 _ => message(
                     StatusCode::NOT_FOUND,
@@ -209,7 +209,7 @@ impl Web {
         {
             if !id.is_empty() && !id.contains('/') {
                 let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
-                return approvals::decide(self, who, &id, verb, form);
+                return approvals::decide(self, who, &id, verb, form).await;
             }
         }
         match path {
