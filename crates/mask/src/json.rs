@@ -476,13 +476,17 @@ impl<'s, 'e> Walker<'s, 'e> {
                     (None, None, Some(r)) => Some(KindName::Resource(r)),
                     (None, None, None) => None,
                 };
+                // A watch event has no `kind` of its own: recognise it by shape before the
+                // kind the context gives (a `secrets` watch answered as plain JSON must still
+                // mask each event's object), and treat anything else with `data`/`stringData`
+                // and no kind as a Secret (over-masking is the safe error).
+                let event = info.kind.is_none()
+                    && info.has_object
+                    && info.has_type
+                    && !info.has_api_version;
                 ctx.kind = match &name {
+                    _ if event => Kind::WatchEvent,
                     Some(n) => kind_of(n.as_str()),
-                    // No kind anywhere: recognise watch events by shape, and treat anything
-                    // with `data`/`stringData` as a Secret (over-masking is the safe error).
-                    None if info.has_object && info.has_type && !info.has_api_version => {
-                        Kind::WatchEvent
-                    }
                     None if info.has_data => Kind::Secret,
                     None => Kind::Other,
                 };
@@ -554,6 +558,14 @@ impl<'s, 'e> Walker<'s, 'e> {
                 // A `kind` the pre-scan did not read: mask the unit again, reading them all.
                 self.restart = true;
                 return Err(self.err("unexpected kind member"));
+            }
+            if matches!(obj.kind, Kind::WatchEvent)
+                && self.path.len() == obj.base
+                && !matches!(key.as_ref(), b"type" | b"object")
+            {
+                // Only `object` is interpreted in an event: a document with more is not one,
+                // and its other members would pass unmasked.
+                return Err(self.err("a watch event holds only type and object"));
             }
             self.path.push(Seg::Key(key));
             self.ws();

@@ -182,6 +182,13 @@ fn cases() -> Vec<Case> {
             expected: r#"{"type":"MODIFIED","object":{"kind":"Secret","data":{"a":"<S:aHVudGVyMg==>"}}}"#,
         },
         Case {
+            name: "watch event in a plain json body whose context is secrets",
+            ctx: ctx("secrets", None),
+            kind: BodyKind::Json,
+            input: r#"{"type":"ADDED","object":{"data":{"a":"aHVudGVyMg=="},"metadata":{"name":"s"}}}"#,
+            expected: r#"{"type":"ADDED","object":{"data":{"a":"<S:aHVudGVyMg==>"},"metadata":{"name":"s"}}}"#,
+        },
+        Case {
             name: "Table rows with includeObject=Object",
             ctx: ctx("secrets", None),
             kind: BodyKind::Json,
@@ -401,6 +408,17 @@ fn refused_bodies() {
         ),
         ("unbalanced", BodyKind::Json, r#"{"kind":"Secret"}}"#),
         ("yaml tags", BodyKind::Yaml, "a: !!binary 12\n  b: [\n"),
+        // A watch stream whose document is not an event (a server that ignored `watch`).
+        (
+            "list in a watch stream",
+            BodyKind::JsonWatch,
+            r#"{"kind":"SecretList","items":[{"data":{"a":"aHVudGVyMg=="}}]}"#,
+        ),
+        (
+            "event with more members",
+            BodyKind::Json,
+            r#"{"type":"ADDED","object":{},"items":[{"kind":"Secret","data":{"a":"aHVudGVyMg=="}}]}"#,
+        ),
     ];
     for (name, kind, body) in cases {
         assert!(m.mask_body(*kind, &c, body.as_bytes()).is_err(), "{name}");
