@@ -150,15 +150,28 @@ pub fn negotiate(accept: Option<&str>) -> Result<Output, ApiError> {
 }
 
 /// Parsed query string (last value wins, like upstream's single-valued options).
+/// Query parameters; a repeated one keeps its first value, as kube-apiserver's conversion of
+/// `url.Values` into options (`Convert_Slice_string_To_*` reads `in[0]`) and Airlock's
+/// `kube_request::Query` do. Taking another value than the gateway would let a request be
+/// judged as one thing and served as another.
 pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
-    url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect()
+    let mut out = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned() {
+        out.entry(k).or_insert(v);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_parameter_keeps_its_first_value() {
+        let q = parse_query(Some("watch=0&watch=1&limit=5"));
+        assert_eq!(q["watch"], "0");
+        assert_eq!(q["limit"], "5");
+    }
 
     #[test]
     fn negotiation_table() {
