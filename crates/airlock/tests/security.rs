@@ -13,7 +13,7 @@ fn identity_is_rebuilt_and_client_headers_never_reach_the_cluster() {
     demo.clear_received();
     let resp = demo.raw_get(
         POD_PATH,
-        "X-Remote-User: root\r\nX-Remote-Group: system:masters\r\nX-Forwarded-For: 10.0.0.1\r\nAudit-ID: forged\r\nKubectl-Command: kubectl get pod\r\n",
+        "X-Remote-User: root\r\nX-Remote-Group: system:masters\r\nX-Forwarded-For: 10.0.0.1\r\nX-Real-Ip: 10.0.0.2\r\nForwarded: for=10.0.0.3\r\nAudit-ID: forged\r\nKubectl-Command: kubectl get pod\r\n",
     );
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     let audit_id = resp.header("audit-id").expect("audit-id on the response");
@@ -23,7 +23,13 @@ fn identity_is_rebuilt_and_client_headers_never_reach_the_cluster() {
     assert_eq!(got.len(), 1, "{got:#?}");
     let r = &got[0];
     let headers = &r["headers"];
-    for forbidden in ["x-remote-user", "x-remote-group", "x-forwarded-for"] {
+    for forbidden in [
+        "x-remote-user",
+        "x-remote-group",
+        "x-forwarded-for",
+        "x-real-ip",
+        "forwarded",
+    ] {
         assert!(
             headers.get(forbidden).is_none(),
             "{forbidden} reached the cluster: {headers}"
@@ -42,6 +48,59 @@ fn identity_is_rebuilt_and_client_headers_never_reach_the_cluster() {
     assert!(!auth.contains(&demo.agent_token));
     // kubectl's invocation headers pass through for the cluster's own audit.
     assert_eq!(headers["kubectl-command"][0], "kubectl get pod");
+}
+
+/// An `Upgrade` header must not turn an ordinary read into a tunnel that skips masking: only
+/// exec, attach, port-forward and proxy may upgrade. Found by a black-box probe: a Secret read
+/// with `Upgrade: websocket` came back unmasked.
+#[test]
+fn upgrades_of_ordinary_reads_are_refused_and_not_forwarded() {
+    let demo = Demo::start();
+    demo.clear_received();
+    for path in [
+        "/api/v1/namespaces/shop/secrets/db-credentials",
+        "/api/v1/namespaces/shop/secrets?watch=true",
+        "/api/v1/namespaces/payments/pods/payments-worker-0/log",
+        "/api/v1/namespaces/shop/configmaps",
+    ] {
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: airlock\r\nAuthorization: Bearer {}\r\n\
+             Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            demo.agent_token
+        );
+        let resp = raw_https(&demo.server, &demo.ca_pem(), req.as_bytes());
+        assert_eq!(resp.status, 400, "{path}");
+        let s = resp.json();
+        assert_eq!(s["kind"], "Status", "{path}");
+        assert!(
+            s["message"]
+                .as_str()
+                .unwrap()
+                .contains("upgrades only for exec"),
+            "{s}"
+        );
+    }
+    assert!(
+        demo.received().is_empty(),
+        "a refused upgrade reached the cluster"
+    );
+    // exec still upgrades (kubectl 1.33 over WebSocket, 1.27 over SPDY).
+    for v in ["1.33", "1.27"] {
+        let out = demo.kubectl(
+            v,
+            &[
+                "exec",
+                "-n",
+                "shop",
+                "web-6b7f9c5d4-x2k9p",
+                "--",
+                "echo",
+                "hi",
+            ],
+        );
+        assert_eq!(common::ok(&out).trim(), "hi", "kubectl {v}");
+    }
 }
 
 #[test]

@@ -273,7 +273,18 @@ impl Gateway {
             identity,
         };
 
+        // Stage: refuse upgrades of anything but a stream. A tunnel carries bytes Airlock does
+        // not interpret as objects, so an `Upgrade` header must not turn a Secret read (or a
+        // watch, or logs, which kube-apiserver also serves over WebSocket) into one.
         let upgrade = is_upgrade(&req);
+        if upgrade && !upgradable(&call.info) {
+            return Err(GatewayError::BadRequest(format!(
+                "Airlock relays connection upgrades only for exec, attach, port-forward and proxy; \
+                 remove the Upgrade header to {} {}",
+                call.info.verb,
+                resource_label(&call.info)
+            )));
+        }
         if tracing::enabled!(tracing::Level::DEBUG) {
             let parts = RequestParts {
                 method: req.method().as_str(),
@@ -771,6 +782,12 @@ impl Gateway {
         *up.uri_mut() = call.cluster.uri(&call.path_and_query)?;
         *up.version_mut() = Version::HTTP_11;
         let mut headers = self.upstream_headers(req.headers(), call)?;
+        // A refusal comes back as an ordinary response, which is masked: ask for one Airlock
+        // can read.
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         if let Some(u) = req.headers().get(header::UPGRADE) {
             headers.insert(header::UPGRADE, u.clone());
             headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
@@ -783,6 +800,9 @@ impl Gateway {
             strip_hop_by_hop(&mut parts.headers);
             ensure_audit_id(&mut parts.headers, &call.id);
             let mut body: Body = incoming.map_err(Into::into).boxed();
+            // Stage: response filter, as for every response to a resource request.
+            let ctx = filter::mask_context(&call.info);
+            body = filter::mask_response(&self.masker, &mut parts.headers, body, &ctx, false)?;
             if let Some(o) = outcome.audit.take() {
                 parts.headers.remove(header::CONTENT_LENGTH);
                 body = crate::audit::recorded(body, o, parts.status.as_u16(), None);
@@ -861,6 +881,13 @@ impl Gateway {
     }
 }
 
+/// Requests that may upgrade the connection: exec, attach and port-forward (whose tunnels are
+/// parsed, masked and recorded) and proxy to a pod, service or node (a raw tunnel to an
+/// application, like port-forward; policy decides who may open one).
+fn upgradable(info: &RequestInfo) -> bool {
+    info.is_streaming_upgrade() || info.stream_kind() == Some(kube_request::StreamKind::Proxy)
+}
+
 /// Requests that stay open until the client leaves: watches and followed logs.
 fn long_running(info: &RequestInfo, path_and_query: &str) -> bool {
     info.verb == "watch"
@@ -923,6 +950,10 @@ fn is_stripped(name: &HeaderName) -> bool {
             | "transfer-encoding"
             | "upgrade"
             | "content-length"
+            // kube-apiserver takes the client address for its audit log's `sourceIPs` from
+            // these too (`utilnet.SourceIPs`): an agent must not choose it.
+            | "x-real-ip"
+            | "forwarded"
     ) || n.starts_with("impersonate-")
         || n.starts_with("x-forwarded-")
         || n.starts_with("x-remote-")
