@@ -103,6 +103,46 @@ fn upgrades_of_ordinary_reads_are_refused_and_not_forwarded() {
     }
 }
 
+/// A JSON patch that moves a value into place hides it from the guardrails: `add` a harmless
+/// label, then `move` it to `securityContext.privileged`. Refused for the objects whose content
+/// the guardrails judge. Found by a black-box probe.
+#[test]
+fn json_patch_move_and_copy_into_pod_templates_are_refused() {
+    let demo = Demo::start();
+    demo.clear_received();
+    let c = "/spec/template/spec/containers/0";
+    let patches = [
+        format!(
+            r#"[{{"op":"add","path":"{c}/securityContext","value":{{"x":true}}}},{{"op":"move","from":"{c}/securityContext/x","path":"{c}/securityContext/privileged"}}]"#
+        ),
+        format!(
+            r#"[{{"op":"copy","from":"/spec/template/spec/automountServiceAccountToken","path":"/spec/template/spec/hostNetwork"}}]"#
+        ),
+    ];
+    for patch in &patches {
+        let out = demo.kubectl(
+            "1.33",
+            &[
+                "-n",
+                "shop",
+                "patch",
+                "deployment",
+                "web",
+                "--type=json",
+                "-p",
+                patch,
+            ],
+        );
+        assert!(!out.status.success(), "{patch}");
+        let err = common::stderr(&out);
+        assert!(err.contains("move or copy"), "{err}");
+    }
+    assert!(
+        common::writes_received(&demo).is_empty(),
+        "a refused patch reached the cluster"
+    );
+}
+
 #[test]
 fn client_impersonation_is_refused_and_not_forwarded() {
     let demo = Demo::start();

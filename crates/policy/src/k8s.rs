@@ -183,14 +183,23 @@ pub(crate) fn lookup<'a, N: Node>(object: &'a N, dotted: &str) -> Option<&'a N> 
     dotted.split('.').try_fold(object, |n, k| n.get(k))
 }
 
+/// Whether a JSON patch has a `move` or `copy` operation.
+pub(crate) fn patch_moves_values(body: &Json) -> bool {
+    body.as_array().is_some_and(|ops| {
+        ops.iter()
+            .any(|op| matches!(op.get("op").and_then(Json::as_str), Some("move" | "copy")))
+    })
+}
+
 /// Presents an RFC 6902 JSON patch as the partial object its `add` and
 /// `replace` operations write, so conditions read every patch type the same
 /// way: `[{"op":"add","path":"/spec/template/spec/hostNetwork","value":true}]`
 /// becomes `{"spec":{"template":{"spec":{"hostNetwork":true}}}}`. List
-/// indexes (and `-`) become list elements, in index order. `remove`, `test`,
-/// `move` and `copy` write nothing new from the body and are left out
-/// (`move`/`copy` only rearrange what the object already holds). Anything
-/// that is not a JSON patch is returned as it is.
+/// indexes (and `-`) become list elements, in index order. `remove` and
+/// `test` write nothing and are left out; so are `move` and `copy`
+/// (`parse_object` refuses patches with `move`/`copy`, whose values the
+/// patch does not show: see [`patch_moves_values`]). Anything that is not a
+/// JSON patch is returned as it is.
 pub(crate) fn normalize_body(body: &Json) -> Option<Json> {
     let ops = body.as_array()?;
     if ops.is_empty()

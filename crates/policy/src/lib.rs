@@ -67,9 +67,19 @@ pub fn parse_object(
     if media == "application/json"
         || (media.starts_with("application/") && media.ends_with("+json"))
     {
-        return serde_json::from_slice(body)
-            .map(Some)
-            .map_err(|e| PolicyError::Body(format!("not valid JSON: {e}")));
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| PolicyError::Body(format!("not valid JSON: {e}")))?;
+        if media == "application/json-patch+json" && k8s::patch_moves_values(&value) {
+            // The value `move`/`copy` writes comes from the stored object or from earlier
+            // operations, so the patch alone does not show what the object will hold (a
+            // `true` copied into `securityContext.privileged`).
+            return Err(PolicyError::Body(
+                "a JSON patch with move or copy operations cannot be inspected by policy; \
+                 write the values with add or replace"
+                    .into(),
+            ));
+        }
+        return Ok(Some(value));
     }
     if media == "application/yaml" || media.ends_with("+yaml") {
         return serde_yaml::from_slice(body)

@@ -489,4 +489,20 @@ fn parse_object_by_content_type() {
     );
     assert!(policy::parse_object(Some("application/vnd.kubernetes.protobuf"), b"k8s\0").is_err());
     assert!(policy::parse_object(Some("application/json"), b"{").is_err());
+    // move and copy write values the patch does not show: an `add` of a harmless value then a
+    // `move` into securityContext.privileged, or a `copy` of any true in the stored object.
+    for op in ["move", "copy"] {
+        let patch = format!(
+            r#"[{{"op":"add","path":"/metadata/labels/x","value":true}},{{"op":"{op}","from":"/metadata/labels/x","path":"/spec/template/spec/hostNetwork"}}]"#
+        );
+        let err = policy::parse_object(Some("application/json-patch+json"), patch.as_bytes())
+            .expect_err(op)
+            .to_string();
+        assert!(err.contains("move or copy"), "{err}");
+    }
+    assert!(policy::parse_object(
+        Some("application/json-patch+json"),
+        br#"[{"op":"remove","path":"/metadata/labels/x"},{"op":"test","path":"/a","value":1}]"#
+    )
+    .is_ok());
 }
