@@ -75,6 +75,7 @@ fn every_baseline_rule() {
             Verdict::Deny, "deny-token-request"),
         // --- approve ---
         ("delete namespace", req("DELETE", &format!("{ns}/staging")), Verdict::Approve, "approve-namespace-delete"),
+        ("delete through a namespace subresource", req("DELETE", &format!("{ns}/staging/status")), Verdict::Approve, "approve-namespace-delete"),
         ("deletecollection", req("DELETE", &format!("{ns}/default/pods?labelSelector=app%3Dweb")), Verdict::Approve, "approve-deletecollection"),
         ("clusterrolebinding to cluster-admin",
             req("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings").body(json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding",

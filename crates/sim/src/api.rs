@@ -843,6 +843,9 @@ async fn object_verb(
             })?;
             Ok(respond_object(200, info, &out, &output, &q))
         }
+        // Subresources (status, scale, ephemeralcontainers) have no delete: kube-apiserver
+        // answers 405, and never deletes the object.
+        Method::DELETE if sub.is_some() => Err(ApiError::method_not_allowed()),
         Method::DELETE => {
             let (_, body) = read_body(req).await?;
             let opts: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
