@@ -16,7 +16,9 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Instant};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
+use http::{
+    header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version,
+};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -138,6 +140,7 @@ impl Gateway {
     ) -> Response<Body> {
         let id = crate::audit::new_id().to_string();
         let started = Instant::now();
+        let head = req.method() == Method::HEAD;
         let mut outcome = Outcome {
             cluster: String::new(),
             verb: String::new(),
@@ -193,6 +196,12 @@ impl Gateway {
             .duration
             .get_or_create(&VerbLabels { verb: outcome.verb })
             .observe(started.elapsed().as_secs_f64());
+        if head {
+            // A HEAD response has no body. hyper drops it over HTTP/1.1, but over HTTP/2 it
+            // would send the DATA frames and the client resets the stream (PROTOCOL_ERROR).
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, body::empty());
+        }
         resp
     }
 
