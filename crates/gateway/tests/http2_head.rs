@@ -52,7 +52,11 @@ async fn head_over_http2_answers_with_headers_only() {
     // A forwarded call (answered as the simulator answers HEAD), an error from the gateway
     // (no token), and a refused path.
     for (path, token, want) in [
-        ("/api/v1/namespaces/shop/pods/web-6b7f9c5d4-x2k9p", true, None),
+        (
+            "/api/v1/namespaces/shop/pods/web-6b7f9c5d4-x2k9p",
+            true,
+            None,
+        ),
         ("/api/v1/namespaces/shop/pods", false, Some(401)),
         ("/api/v1/namespaces/shop/pods/%2e%2e", true, Some(400)),
     ] {

@@ -82,9 +82,17 @@ pub fn parse_object(
         return Ok(Some(value));
     }
     if media == "application/yaml" || media.ends_with("+yaml") {
-        return serde_yaml::from_slice(body)
+        // kube-apiserver's YAML decoder (go-yaml) resolves `<<` merge keys; serde_yaml only
+        // does when asked. Unresolved, `securityContext: {<<: *privileged}` would hide the
+        // merged fields from the guardrails.
+        let mut value: serde_yaml::Value = serde_yaml::from_slice(body)
+            .map_err(|e| PolicyError::Body(format!("not valid YAML: {e}")))?;
+        value
+            .apply_merge()
+            .map_err(|e| PolicyError::Body(format!("YAML merge keys: {e}")))?;
+        return serde_json::to_value(value)
             .map(Some)
-            .map_err(|e| PolicyError::Body(format!("not valid YAML: {e}")));
+            .map_err(|e| PolicyError::Body(format!("YAML that is not JSON: {e}")));
     }
     Err(PolicyError::Body(format!(
         "content type {media:?} cannot be inspected by policy"

@@ -489,6 +489,12 @@ fn parse_object_by_content_type() {
     );
     assert!(policy::parse_object(Some("application/vnd.kubernetes.protobuf"), b"k8s\0").is_err());
     assert!(policy::parse_object(Some("application/json"), b"{").is_err());
+    // YAML merge keys are resolved, as kube-apiserver's decoder does.
+    let yaml = "x: &priv {privileged: true}\nspec:\n  securityContext:\n    <<: *priv\n";
+    let v = policy::parse_object(Some("application/apply-patch+yaml"), yaml.as_bytes())
+        .unwrap()
+        .unwrap();
+    assert_eq!(v["spec"]["securityContext"]["privileged"], true, "{v}");
     // move and copy write values the patch does not show: an `add` of a harmless value then a
     // `move` into securityContext.privileged, or a `copy` of any true in the stored object.
     for op in ["move", "copy"] {

@@ -143,6 +143,14 @@ async fn read_body(
     Ok((parts, bytes.to_vec()))
 }
 
+/// YAML as kube-apiserver decodes it (go-yaml): `<<` merge keys resolved.
+fn yaml_to_json(body: &[u8]) -> Result<Value, ApiError> {
+    let bad = |e: serde_yaml::Error| ApiError::bad_request(format!("error decoding YAML: {e}"));
+    let mut v: serde_yaml::Value = serde_yaml::from_slice(body).map_err(bad)?;
+    v.apply_merge().map_err(bad)?;
+    serde_json::to_value(v).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+}
+
 fn parse_object(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
     let ct = ct.to_ascii_lowercase();
     if crate::protobuf::is_protobuf(body) {
@@ -152,16 +160,16 @@ fn parse_object(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
         return Err(ApiError::new(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"));
     }
     let v: Value = if ct.contains("yaml") {
-        serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+        yaml_to_json(body)?
     } else {
-        serde_json::from_slice(body)
-            .or_else(|_| serde_yaml::from_slice(body))
-            .map_err(|e| {
+        match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => yaml_to_json(body).map_err(|_| {
                 ApiError::bad_request(format!(
                     "the server rejected our request due to an error in our request: {e}"
                 ))
-            })?
+            })?,
+        }
     };
     if !v.is_object() {
         return Err(ApiError::bad_request(
@@ -318,6 +326,10 @@ async fn handle_inner(
                 .await
             }
             "scale" => scale(&state, &info, &key, &t, req, q).await,
+            // Create-only subresources: kube-apiserver serves them for POST alone.
+            "eviction" | "token" if req.method() != hyper::Method::POST => {
+                Err(ApiError::method_not_allowed())
+            }
             "eviction" => {
                 let ns = t.namespace.clone().unwrap_or_default();
                 let name = t.name.clone().unwrap_or_default();
@@ -770,8 +782,7 @@ async fn object_verb(
             })?;
             let (_, body) = read_body(req).await?;
             let p: Value = if pt == PatchType::Apply {
-                serde_yaml::from_slice(&body)
-                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+                yaml_to_json(&body)?
             } else {
                 serde_json::from_slice(&body).map_err(|e| {
                     ApiError::bad_request(format!(

@@ -669,3 +669,68 @@ async fn unseeded_cluster_has_only_system_namespaces() {
     assert_eq!(pods["items"], json!([]));
     sim.shutdown().await;
 }
+
+/// Methods kube-apiserver does not serve are 405, and change nothing: deleting through a
+/// subresource, and anything but POST to the create-only `token` and `eviction`.
+#[tokio::test]
+async fn subresources_refuse_methods_kube_apiserver_refuses() {
+    let (_sim, c) = bench().await;
+    let cases = [
+        ("DELETE", "/api/v1/namespaces/shop/status"),
+        (
+            "DELETE",
+            "/apis/apps/v1/namespaces/shop/deployments/web/scale",
+        ),
+        ("GET", "/api/v1/namespaces/shop/serviceaccounts/web/token"),
+        ("PUT", "/api/v1/namespaces/shop/serviceaccounts/web/token"),
+        (
+            "GET",
+            "/api/v1/namespaces/shop/pods/web-6b7f9c5d4-x2k9p/eviction",
+        ),
+    ];
+    for (method, path) in cases {
+        let r = c.send(method, path, &[], None).await;
+        assert_eq!(r.status, 405, "{method} {path}");
+    }
+    assert_eq!(
+        c.get("/api/v1/namespaces/shop", "application/json")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        c.get(
+            "/api/v1/namespaces/shop/pods/web-6b7f9c5d4-x2k9p",
+            "application/json"
+        )
+        .await
+        .status,
+        200
+    );
+}
+
+/// Server-side apply YAML resolves `<<` merge keys, as kube-apiserver's go-yaml decoder does.
+#[tokio::test]
+async fn apply_yaml_resolves_merge_keys() {
+    let (_sim, c) = bench().await;
+    let body = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: merged\n  namespace: shop\nx: &base {a: \"1\"}\ndata:\n  <<: *base\n  b: \"2\"\n";
+    let r = c
+        .send(
+            "PATCH",
+            "/api/v1/namespaces/shop/configmaps/merged?fieldManager=t",
+            &[("Content-Type", "application/apply-patch+yaml")],
+            Some(body),
+        )
+        .await;
+    assert!(r.status == 200 || r.status == 201, "{}", r.status);
+    let cm = c
+        .get(
+            "/api/v1/namespaces/shop/configmaps/merged",
+            "application/json",
+        )
+        .await
+        .json()
+        .await;
+    assert_eq!(cm["data"]["a"], "1", "{cm}");
+    assert_eq!(cm["data"]["b"], "2", "{cm}");
+}
