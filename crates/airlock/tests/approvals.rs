@@ -421,3 +421,26 @@ fn pending_approval_survives_a_restart() {
     ok(&demo.kubectl("1.33", &["delete", "namespace", "shop"]));
     namespace_gone(&demo, "shop");
 }
+
+/// A held call on a connect subresource gets no dry-run preview: exec has no dry run, so the
+/// "preview" would be the call itself, sent before anyone approved it. (kubectl always
+/// upgrades; a plain POST takes the path that makes previews.)
+#[test]
+fn held_exec_is_not_previewed_upstream() {
+    let demo = Demo::start_with(held("2s"));
+    demo.clear_received();
+    let req = format!(
+        "POST /api/v1/namespaces/payments/pods/payments-worker-0/exec?command=env&stdout=true HTTP/1.1\r\n\
+         Host: airlock\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        demo.agent_token
+    );
+    let resp = common::raw_https(&demo.server, &demo.ca_pem(), req.as_bytes());
+    assert_eq!(resp.status, 403, "{}", String::from_utf8_lossy(&resp.body));
+    assert!(String::from_utf8_lossy(&resp.body).contains("approval id"));
+    let reached: Vec<_> = demo
+        .received()
+        .into_iter()
+        .filter(|r| r["path"].as_str().unwrap_or("").ends_with("/exec"))
+        .collect();
+    assert!(reached.is_empty(), "{reached:?}");
+}

@@ -274,8 +274,11 @@ async fn make_preview(
     p: &PreviewUpstream,
 ) -> Option<serde_json::Value> {
     let info = call.info;
+    // Connect subresources (exec, attach, port-forward, proxy) have no dry run: sent
+    // upstream, the "preview" would be a real call, made before anyone approved it.
     if !info.is_resource_request
         || !matches!(info.verb.as_str(), "create" | "update" | "patch" | "delete")
+        || info.stream_kind().is_some()
     {
         return None;
     }
