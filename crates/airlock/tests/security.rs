@@ -115,9 +115,8 @@ fn json_patch_move_and_copy_into_pod_templates_are_refused() {
         format!(
             r#"[{{"op":"add","path":"{c}/securityContext","value":{{"x":true}}}},{{"op":"move","from":"{c}/securityContext/x","path":"{c}/securityContext/privileged"}}]"#
         ),
-        format!(
-            r#"[{{"op":"copy","from":"/spec/template/spec/automountServiceAccountToken","path":"/spec/template/spec/hostNetwork"}}]"#
-        ),
+        r#"[{"op":"copy","from":"/spec/template/spec/automountServiceAccountToken","path":"/spec/template/spec/hostNetwork"}]"#
+            .to_string(),
     ];
     for patch in &patches {
         let out = demo.kubectl(
