@@ -65,7 +65,7 @@ fn upgrades_of_ordinary_reads_are_refused_and_not_forwarded() {
     ] {
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: airlock\r\nAuthorization: Bearer {}\r\n\
-             Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Connection: Upgrade, close\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
             demo.agent_token
         );

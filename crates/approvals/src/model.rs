@@ -45,6 +45,10 @@ pub struct Target {
     pub namespace: String,
     #[serde(default)]
     pub name: String,
+    /// The body's media type (`application/merge-patch+json`…), lower case without
+    /// parameters: the same bytes mean another change as another patch type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
 }
 
 impl Target {
@@ -595,6 +599,13 @@ pub fn binding_hash(target: &Target, body: &[u8], requester: &Person) -> String 
         field(target.method.as_bytes());
         field(target.path.as_bytes());
         field(query.as_bytes());
+        field(
+            target
+                .content_type
+                .as_deref()
+                .unwrap_or_default()
+                .as_bytes(),
+        );
     }
     field(body);
     field(requester.user.as_bytes());

@@ -214,6 +214,32 @@ fn binding_hash_covers_request_and_identity() {
     }
 }
 
+/// The same bytes as another patch type are another change: a grant for a merge patch does
+/// not cover a strategic-merge or JSON patch with the same body.
+#[test]
+fn binding_hash_covers_the_patch_type() {
+    let patch = |ct: &str| Target {
+        content_type: Some(ct.into()),
+        ..target(
+            "PATCH",
+            "/apis/apps/v1/namespaces/shop/deployments/web",
+            None,
+        )
+    };
+    let body = br#"{"spec":{"replicas":0}}"#;
+    let merge = binding_hash(&patch("application/merge-patch+json"), body, &agent());
+    let strategic = binding_hash(
+        &patch("application/strategic-merge-patch+json"),
+        body,
+        &agent(),
+    );
+    assert_ne!(merge, strategic);
+    assert_eq!(
+        merge,
+        binding_hash(&patch("application/merge-patch+json"), body, &agent())
+    );
+}
+
 /// Issue 4, exec fallback: kubectl's WebSocket GET and SPDY POST are one approval.
 #[test]
 fn exec_over_websocket_and_spdy_binds_the_same() {

@@ -189,6 +189,16 @@ fn approval_request(masker: &Masker, call: &HeldCall<'_>, decision: &Decision) -
         subresource: info.subresource.clone(),
         namespace: info.namespace.clone(),
         name: info.name.clone(),
+        content_type: call
+            .content_type
+            .filter(|_| call.body.is_some_and(|b| !b.is_empty()))
+            .map(|ct| {
+                ct.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            }),
     };
     let requester = person(call.identity);
     let raw: &[u8] = call.body.map(|b| b.as_ref()).unwrap_or_default();
