@@ -134,8 +134,15 @@ impl Store {
             .get()
             .await
             .map_err(|e| ApprovalsError::Pool(e.to_string()))?;
-        obj.batch_execute("BEGIN").await.map_err(pg("begin"))?;
-        Ok(Tx::Postgres(Box::new(PgTx(Some(obj)))))
+        // Held by the guard before BEGIN is sent: a caller cancelled mid-BEGIN must not put
+        // a connection with an open transaction back into the pool. A lock held by a replica
+        // that went silent is waited for 10 s at most.
+        let tx = PgTx(Some(obj));
+        tx.client()
+            .batch_execute("BEGIN; SET LOCAL lock_timeout = '10s'")
+            .await
+            .map_err(pg("begin"))?;
+        Ok(Tx::Postgres(Box::new(tx)))
     }
 
     pub(crate) fn is_shared(&self) -> bool {

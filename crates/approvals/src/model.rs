@@ -438,6 +438,8 @@ impl Approval {
             || grant.uses_left == Some(0)
             || !same_identity(&self.requester, req.requester)
             || self.body_sha256 != req.body_sha256
+            // The same bytes as another patch type are another change.
+            || self.target.content_type != req.target.content_type
             || self.target.cluster != req.target.cluster
             || !req
                 .rules
@@ -586,7 +588,7 @@ pub fn binding_hash(target: &Target, body: &[u8], requester: &Person) -> String 
         h.update((b.len() as u64).to_be_bytes());
         h.update(b);
     };
-    field(b"airlock-approval-binding-v1");
+    field(b"airlock-approval-binding-v2");
     field(target.cluster.as_bytes());
     let query = target.query.clone().unwrap_or_default();
     if target.is_stream() {

@@ -199,7 +199,13 @@ impl Gateway {
         if head {
             // A HEAD response has no body. hyper drops it over HTTP/1.1, but over HTTP/2 it
             // would send the DATA frames and the client resets the stream (PROTOCOL_ERROR).
-            let (parts, _) = resp.into_parts();
+            // The body is run to its end rather than dropped, so that the audit wrapper sees
+            // a complete response and its outcome record is written before the answer goes
+            // out. It is short: the cluster sends no body to HEAD, and an error's `Status` is
+            // in memory.
+            let (parts, mut rest) = resp.into_parts();
+            let drain = async { while let Some(Ok(_)) = rest.frame().await {} };
+            let _ = tokio::time::timeout(HEAD_DRAIN, drain).await;
             return Response::from_parts(parts, body::empty());
         }
         resp
@@ -409,7 +415,10 @@ impl Gateway {
         let object = match body.filter(|b| !b.is_empty()) {
             Some(b) => match policy::parse_object(content_type, b) {
                 Ok(o) => o,
-                Err(e) if object_sensitive(&call.info) => {
+                Err(e)
+                    if object_sensitive(&call.info)
+                        || matches!(e, policy::PolicyError::Ambiguous(_)) =>
+                {
                     return Err(GatewayError::UnsupportedMediaType(format!(
                         "Airlock cannot read this request body to apply its policy: {e}; send JSON or YAML (kubectl: --output=json | kubectl apply -f -)"
                     )))
@@ -889,6 +898,9 @@ impl Gateway {
         Ok(client_resp)
     }
 }
+
+/// How long a HEAD response's (empty) body may take to end; then it is dropped.
+const HEAD_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Requests that may upgrade the connection: exec, attach and port-forward (whose tunnels are
 /// parsed, masked and recorded) and proxy to a pod, service or node (a raw tunnel to an

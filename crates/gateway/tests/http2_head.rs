@@ -49,6 +49,7 @@ async fn head_over_http2_answers_with_headers_only() {
         .unwrap();
     tokio::spawn(conn);
 
+    let mut forwarded_id = None;
     // A forwarded call (answered as the simulator answers HEAD), an error from the gateway
     // (no token), and a refused path.
     for (path, token, want) in [
@@ -69,11 +70,28 @@ async fn head_over_http2_answers_with_headers_only() {
         let resp = send.send_request(req).await.unwrap();
         if let Some(want) = want {
             assert_eq!(resp.status().as_u16(), want, "{path}");
+        } else {
+            forwarded_id = resp
+                .headers()
+                .get("audit-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
         }
         // The stream ends cleanly, with no body.
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert!(body.is_empty(), "{path}: {} body bytes", body.len());
     }
+    // The forwarded HEAD has a complete outcome record, written before the answer went out.
+    let id = uuid::Uuid::parse_str(&forwarded_id.expect("audit-id")).unwrap();
+    let store = store::Store::open(&gateway::config::default_store_url(&dir))
+        .await
+        .unwrap();
+    let records = store.get(id).await.unwrap();
+    let outcome = records
+        .iter()
+        .find_map(|r| r.outcome.as_ref())
+        .expect("an outcome record");
+    assert_eq!(outcome.error, None, "{outcome:?}");
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

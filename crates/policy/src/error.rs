@@ -47,4 +47,9 @@ pub enum PolicyError {
     /// type claims (see [`crate::parse_object`]).
     #[error("request body: {0}")]
     Body(String),
+    /// A request body that parses, but whose meaning to the cluster policy cannot see from
+    /// the body alone (JSON patch `move`/`copy`; YAML merge keys, tags or YAML 1.1 booleans).
+    /// Refused for every resource, whatever the conditions look at.
+    #[error("request body: {0}")]
+    Ambiguous(String),
 }

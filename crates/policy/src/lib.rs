@@ -41,6 +41,32 @@ pub use policy::{
 pub use presets::NAMES as PRESETS;
 pub use whatif::{what_if, WhatIfChange, WhatIfReport};
 
+const BOOL_WORDS: &str = "yes/no/on/off values";
+
+/// What in a YAML value go-yaml v2 (kube-apiserver) reads differently from serde_yaml.
+fn yaml_1_1_only(v: &serde_yaml::Value) -> Option<&'static str> {
+    use serde_yaml::Value;
+    const BOOLS: &[&str] = &[
+        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
+        "OFF",
+    ];
+    match v {
+        Value::Tagged(_) => Some("tags"),
+        // A quoted "yes" is a string to both; serde_yaml does not say which this was, so
+        // both are refused.
+        Value::String(s) if BOOLS.contains(&s.as_str()) => Some(BOOL_WORDS),
+        Value::Sequence(items) => items.iter().find_map(yaml_1_1_only),
+        Value::Mapping(m) => m.iter().find_map(|(k, v)| {
+            if k.as_str() == Some("<<") {
+                Some("merge keys (<<)")
+            } else {
+                yaml_1_1_only(k).or_else(|| yaml_1_1_only(v))
+            }
+        }),
+        _ => None,
+    }
+}
+
 /// Parses a request body into the object policy conditions see, by its
 /// `Content-Type`: JSON (`application/json`, `application/merge-patch+json`,
 /// `application/strategic-merge-patch+json`, `application/json-patch+json`)
@@ -73,7 +99,7 @@ pub fn parse_object(
             // The value `move`/`copy` writes comes from the stored object or from earlier
             // operations, so the patch alone does not show what the object will hold (a
             // `true` copied into `securityContext.privileged`).
-            return Err(PolicyError::Body(
+            return Err(PolicyError::Ambiguous(
                 "a JSON patch with move or copy operations cannot be inspected by policy; \
                  write the values with add or replace"
                     .into(),
@@ -82,14 +108,30 @@ pub fn parse_object(
         return Ok(Some(value));
     }
     if media == "application/yaml" || media.ends_with("+yaml") {
-        // kube-apiserver's YAML decoder (go-yaml) resolves `<<` merge keys; serde_yaml only
-        // does when asked. Unresolved, `securityContext: {<<: *privileged}` would hide the
-        // merged fields from the guardrails.
-        let mut value: serde_yaml::Value = serde_yaml::from_slice(body)
+        // JSON is YAML, and what kubectl sends (server-side apply included): read it as JSON.
+        if let Ok(value) = serde_json::from_slice(body) {
+            return Ok(Some(value));
+        }
+        let value: serde_yaml::Value = serde_yaml::from_slice(body)
             .map_err(|e| PolicyError::Body(format!("not valid YAML: {e}")))?;
-        value
-            .apply_merge()
-            .map_err(|e| PolicyError::Body(format!("YAML merge keys: {e}")))?;
+        // kube-apiserver decodes YAML with go-yaml v2 (YAML 1.1): `<<` merge keys are merged
+        // in order and recursively, tags on mappings are ignored, and `yes`/`on`/`y` are
+        // `true`. serde_yaml (YAML 1.2) reads all three differently, so a body using them
+        // would mean one thing to the guardrails and another to the cluster.
+        if let Some(why) = yaml_1_1_only(&value) {
+            let message = format!(
+                "{why} in a YAML body are read differently by the cluster; \
+                 send JSON, or YAML without them"
+            );
+            // `yes` is also an ordinary string (a ConfigMap value): refused where the
+            // guardrails read the object, like an unreadable body. Merge keys and tags change
+            // the object's shape: refused everywhere.
+            return Err(if why == BOOL_WORDS {
+                PolicyError::Body(message)
+            } else {
+                PolicyError::Ambiguous(message)
+            });
+        }
         return serde_json::to_value(value)
             .map(Some)
             .map_err(|e| PolicyError::Body(format!("YAML that is not JSON: {e}")));

@@ -489,12 +489,40 @@ fn parse_object_by_content_type() {
     );
     assert!(policy::parse_object(Some("application/vnd.kubernetes.protobuf"), b"k8s\0").is_err());
     assert!(policy::parse_object(Some("application/json"), b"{").is_err());
-    // YAML merge keys are resolved, as kube-apiserver's decoder does.
-    let yaml = "x: &priv {privileged: true}\nspec:\n  securityContext:\n    <<: *priv\n";
-    let v = policy::parse_object(Some("application/apply-patch+yaml"), yaml.as_bytes())
-        .unwrap()
-        .unwrap();
-    assert_eq!(v["spec"]["securityContext"]["privileged"], true, "{v}");
+    // YAML that go-yaml v2 (kube-apiserver) reads differently from serde_yaml is refused:
+    // merge keys (nested ones too), tags, YAML 1.1 booleans.
+    for yaml in [
+        "x: &priv {privileged: true}\nspec:\n  securityContext:\n    <<: *priv\n",
+        "spec:\n  securityContext: {<<: {<<: {privileged: true}}}\n",
+        "spec:\n  securityContext: !x {privileged: true}\n",
+    ] {
+        let err = policy::parse_object(Some("application/apply-patch+yaml"), yaml.as_bytes())
+            .expect_err(yaml);
+        assert!(
+            matches!(err, policy::PolicyError::Ambiguous(_)),
+            "{yaml}: {err}"
+        );
+    }
+    // `yes` may be a string: refused where the guardrails read the object (pods, workloads,
+    // RBAC), like an unreadable body.
+    for yaml in [
+        "spec:\n  securityContext: {privileged: yes}\n",
+        "spec:\n  hostNetwork: on\n",
+    ] {
+        let err = policy::parse_object(Some("application/apply-patch+yaml"), yaml.as_bytes())
+            .expect_err(yaml);
+        assert!(matches!(err, policy::PolicyError::Body(_)), "{yaml}: {err}");
+    }
+    // JSON sent as apply-patch+yaml (what kubectl does) and plain YAML still parse.
+    for body in [
+        r#"{"spec":{"securityContext":{"privileged":true}},"data":{"a":"yes"}}"#,
+        "spec:\n  securityContext: {privileged: true}\n",
+    ] {
+        let v = policy::parse_object(Some("application/apply-patch+yaml"), body.as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(v["spec"]["securityContext"]["privileged"], true, "{body}");
+    }
     // move and copy write values the patch does not show: an `add` of a harmless value then a
     // `move` into securityContext.privileged, or a `copy` of any true in the stored object.
     for op in ["move", "copy"] {
@@ -502,9 +530,9 @@ fn parse_object_by_content_type() {
             r#"[{{"op":"add","path":"/metadata/labels/x","value":true}},{{"op":"{op}","from":"/metadata/labels/x","path":"/spec/template/spec/hostNetwork"}}]"#
         );
         let err = policy::parse_object(Some("application/json-patch+json"), patch.as_bytes())
-            .expect_err(op)
-            .to_string();
-        assert!(err.contains("move or copy"), "{err}");
+            .expect_err(op);
+        assert!(matches!(err, policy::PolicyError::Ambiguous(_)), "{err}");
+        assert!(err.to_string().contains("move or copy"), "{err}");
     }
     assert!(policy::parse_object(
         Some("application/json-patch+json"),

@@ -149,7 +149,6 @@ pub fn negotiate(accept: Option<&str>) -> Result<Output, ApiError> {
     ))
 }
 
-/// Parsed query string (last value wins, like upstream's single-valued options).
 /// Query parameters; a repeated one keeps its first value, as kube-apiserver's conversion of
 /// `url.Values` into options (`Convert_Slice_string_To_*` reads `in[0]`) and Airlock's
 /// `kube_request::Query` do. Taking another value than the gateway would let a request be

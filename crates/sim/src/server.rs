@@ -231,12 +231,19 @@ async fn handle(state: Arc<State>, cert_admin: bool, req: Request<Incoming>) -> 
         audit_id: audit_id.clone(),
         protocol: protocol.to_string(),
     });
+    let head = req.method() == hyper::Method::HEAD;
     let mut resp = match ident {
         Ok(ident) => route(state, ident, req).await,
         Err(e) => http::error(&e),
     };
     if let Ok(h) = audit_id.parse() {
         resp.headers_mut().insert("audit-id", h);
+    }
+    if head {
+        // Go's HTTP servers send no body to HEAD; hyper's HTTP/2 server would, and the
+        // client would reset the stream.
+        let (parts, _) = resp.into_parts();
+        return Response::from_parts(parts, http::full(bytes::Bytes::new()));
     }
     resp
 }
