@@ -559,14 +559,13 @@ impl<'s, 'e> Walker<'s, 'e> {
                 self.restart = true;
                 return Err(self.err("unexpected kind member"));
             }
-            if matches!(obj.kind, Kind::WatchEvent)
-                && self.path.len() == obj.base
-                && !matches!(key.as_ref(), b"type" | b"object")
-            {
+            let event_member = matches!(obj.kind, Kind::WatchEvent) && self.path.len() == obj.base;
+            if event_member && !matches!(key.as_ref(), b"type" | b"object") {
                 // Only `object` is interpreted in an event: a document with more is not one,
                 // and its other members would pass unmasked.
                 return Err(self.err("a watch event holds only type and object"));
             }
+            let event_type = event_member && key.as_ref() == b"type";
             self.path.push(Seg::Key(key));
             self.ws();
             if self.peek() != Some(b':') {
@@ -577,6 +576,14 @@ impl<'s, 'e> Walker<'s, 'e> {
             }
             self.pos += 1;
             self.ws();
+            if event_type && self.peek().is_none() {
+                return Err(MaskError::Truncated);
+            }
+            if event_type && self.peek() != Some(b'"') {
+                // An event's `type` is a string (ADDED, ERROR...); anything else would be
+                // copied unread.
+                return Err(self.err("a watch event's type is a string"));
+            }
             self.value(obj, out)?;
             self.path.pop();
             self.ws();

@@ -415,6 +415,11 @@ fn refused_bodies() {
             r#"{"kind":"SecretList","items":[{"data":{"a":"aHVudGVyMg=="}}]}"#,
         ),
         (
+            "event whose type is not a string",
+            BodyKind::JsonWatch,
+            r#"{"type":{"kind":"Secret","data":{"a":"aHVudGVyMg=="}},"object":{}}"#,
+        ),
+        (
             "event with more members",
             BodyKind::Json,
             r#"{"type":"ADDED","object":{},"items":[{"kind":"Secret","data":{"a":"aHVudGVyMg=="}}]}"#,
