@@ -288,6 +288,16 @@ impl Tree {
             (_, None) => *self = Tree::Obj(BTreeMap::new()),
         }
         let child = match (self, index) {
+            // `add` at a list index *inserts* and shifts what was there: an element this
+            // patch wrote at the same index moves on, it is not overwritten. Keep both
+            // (conditions see a superset of what the patch writes), or a later
+            // `add /containers/0` would hide a privileged container written before it.
+            (Tree::List(items), Some((i, _))) if rest.is_empty() && items.contains_key(&(i, 0)) => {
+                *appended += 1;
+                items
+                    .entry((i, *appended))
+                    .or_insert(Tree::Leaf(Json::Null))
+            }
             (Tree::List(items), Some(i)) => items.entry(i).or_insert(Tree::Leaf(Json::Null)),
             (Tree::Obj(map), None) => map.entry(first.clone()).or_insert(Tree::Leaf(Json::Null)),
             // Unreachable after the conversion above; dropping the operation
@@ -408,6 +418,22 @@ mod tests {
             (
                 json!([{"op":"add","path":"/metadata/annotations/a~1b","value":"x"}]),
                 Some(json!({"metadata":{"annotations":{"a/b":"x"}}})),
+            ),
+            // `add` at an index inserts: what an earlier op wrote there is shifted, not lost.
+            (
+                json!([
+                    {"op":"add","path":"/spec/containers/0/securityContext","value":{"privileged":true}},
+                    {"op":"add","path":"/spec/containers/0","value":{"name":"pad"}}
+                ]),
+                Some(json!({"spec":{"containers":[
+                    {"securityContext":{"privileged":true}},{"name":"pad"}]}})),
+            ),
+            (
+                json!([
+                    {"op":"add","path":"/rules/0/verbs/0","value":"escalate"},
+                    {"op":"add","path":"/rules/0/verbs/0","value":"get"}
+                ]),
+                Some(json!({"rules":[{"verbs":["escalate","get"]}]})),
             ),
             (json!({"spec":{}}), None),
             (json!([1, 2]), None),
