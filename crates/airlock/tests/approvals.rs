@@ -444,3 +444,48 @@ fn held_exec_is_not_previewed_upstream() {
         .collect();
     assert!(reached.is_empty(), "{reached:?}");
 }
+
+/// A client that gives up while its call is held still leaves a complete record: the outcome
+/// says it went away (found by a black-box probe: only the request record was written).
+#[test]
+fn a_client_leaving_during_the_hold_gets_an_outcome_record() {
+    let demo = Demo::start_with(held("40s"));
+    let out = demo.kubectl(
+        "1.33",
+        &["delete", "namespace", "payments", "--request-timeout=2s"],
+    );
+    assert!(!out.status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let export = ok(&demo.airlock(&["audit", "export"]));
+        let records: Vec<serde_json::Value> = export
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let call = records
+            .iter()
+            .find(|r| r["kind"] == "request" && r["verb"] == "delete" && r["name"] == "payments")
+            .expect("the held call is recorded");
+        let outcome = records
+            .iter()
+            .find(|r| r["id"] == call["id"] && r["kind"] == "outcome");
+        if let Some(o) = outcome {
+            assert_eq!(o["outcome"]["status"], 499, "{o}");
+            assert!(
+                o["outcome"]["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("went away"),
+                "{o}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no outcome record for the abandoned call"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Nothing was forwarded: the namespace is still there.
+    ok(&demo.kubectl_direct("1.33", &["get", "namespace", "payments"]));
+}

@@ -79,6 +79,30 @@ struct Outcome {
     audit: Option<OutcomeRecord>,
 }
 
+impl Drop for Outcome {
+    /// Every path that ends a request takes `audit` and writes the outcome record. One that
+    /// is still here means the request was dropped mid-way: the client went away while its
+    /// call was held for approval, or before the cluster answered. Record that too.
+    fn drop(&mut self) {
+        if let Some(o) = self.audit.take() {
+            let record = o.record(
+                CLIENT_CLOSED,
+                None,
+                0,
+                None,
+                Some("the client went away before the answer (held for approval, or waiting for the cluster)".into()),
+            );
+            if tokio::runtime::Handle::try_current().is_ok() {
+                o.audit.append_detached(record);
+            }
+        }
+    }
+}
+
+/// The status recorded for a request whose client left before it was answered (nginx's 499:
+/// no HTTP status was sent).
+const CLIENT_CLOSED: u16 = 499;
+
 /// What the audit record needs from the request besides the `Call`.
 struct Received<'a> {
     at: store::Timestamp,
@@ -181,12 +205,12 @@ impl Gateway {
         let resource = if code == 404 {
             "other".to_owned()
         } else {
-            outcome.resource
+            std::mem::take(&mut outcome.resource)
         };
         self.metrics
             .requests
             .get_or_create(&RequestLabels {
-                cluster: outcome.cluster,
+                cluster: std::mem::take(&mut outcome.cluster),
                 verb: outcome.verb.clone(),
                 resource,
                 code,
@@ -194,7 +218,9 @@ impl Gateway {
             .inc();
         self.metrics
             .duration
-            .get_or_create(&VerbLabels { verb: outcome.verb })
+            .get_or_create(&VerbLabels {
+                verb: std::mem::take(&mut outcome.verb),
+            })
             .observe(started.elapsed().as_secs_f64());
         if head {
             // A HEAD response has no body. hyper drops it over HTTP/1.1, but over HTTP/2 it
