@@ -79,6 +79,8 @@ const POD: &[&[u8]] = &[b"spec"];
 const POD_TEMPLATE: &[&[u8]] = &[b"template", b"spec"];
 const WORKLOAD: &[&[u8]] = &[b"spec", b"template", b"spec"];
 const CRONJOB: &[&[u8]] = &[b"spec", b"jobTemplate", b"spec", b"template", b"spec"];
+/// A StatefulSet's or DaemonSet's revision holds its pod template as a patch.
+const CONTROLLER_REVISION: &[&[u8]] = &[b"data", b"spec", b"template", b"spec"];
 const CONTAINER_LISTS: &[&[u8]] = &[b"containers", b"initContainers", b"ephemeralContainers"];
 
 fn kind_of(name: &str) -> Kind {
@@ -95,6 +97,7 @@ fn kind_of(name: &str) -> Kind {
         | "Job"
         | "ReplicationController" => Kind::PodSpecAt(WORKLOAD),
         "CronJob" => Kind::PodSpecAt(CRONJOB),
+        "ControllerRevision" => Kind::PodSpecAt(CONTROLLER_REVISION),
         "Table" => Kind::Table,
         "Status" => Kind::Status,
         "Event" => Kind::Event,
@@ -123,6 +126,7 @@ pub(crate) fn kind_for_resource(resource: &str, subresource: Option<&str>) -> Op
         ("replicationcontrollers", _) => Some("ReplicationController"),
         ("jobs", _) => Some("Job"),
         ("cronjobs", _) => Some("CronJob"),
+        ("controllerrevisions", _) => Some("ControllerRevision"),
         _ => None,
     }
 }
@@ -905,18 +909,17 @@ fn descend(kind: &Kind, rel: &[Seg<'_>]) -> bool {
         Kind::TokenRequest => is_path(rel, &[b"status"]),
         Kind::PodSpecAt(prefix) => {
             let n = prefix.len();
-            rel.len() <= n + 3
-                && rel.iter().enumerate().all(|(i, s)| {
-                    if i < n {
-                        s.is(prefix[i])
-                    } else if i == n {
-                        s.is_any_of(CONTAINER_LISTS)
-                    } else if i == n + 1 {
-                        s.is_index()
-                    } else {
-                        s.is_any_of(&[b"env", b"args", b"command"])
-                    }
-                })
+            rel.iter().enumerate().all(|(i, s)| {
+                if i < n {
+                    s.is(prefix[i])
+                } else if i == n {
+                    s.is_any_of(CONTAINER_LISTS)
+                } else if i == n + 1 {
+                    s.is_index()
+                } else {
+                    true
+                }
+            })
         }
         Kind::List(_) => is_path(rel, &[b"items"]),
         Kind::Table => is_path(rel, &[b"rows"]),
@@ -952,12 +955,14 @@ fn builtin_string_action(obj: &ObjCtx, rel: &[Seg<'_>]) -> Act {
             name: NameFrom::LastKey,
             selection: None,
         },
+        // Every string of a container (args, command, probes' commands and headers, lifecycle
+        // hooks...) runs the detectors; env values are EnvVar objects of their own.
         Kind::PodSpecAt(prefix) => {
             let n = prefix.len();
-            if rel.len() == n + 4
+            if rel.len() >= n + 3
                 && rel.iter().zip(prefix.iter()).all(|(s, k)| s.is(k))
                 && rel[n].is_any_of(CONTAINER_LISTS)
-                && rel[n + 2].is_any_of(&[b"args", b"command"])
+                && rel[n + 1].is_index()
             {
                 detect
             } else {

@@ -189,6 +189,20 @@ fn cases() -> Vec<Case> {
             expected: r#"{"type":"ADDED","object":{"data":{"a":"<S:aHVudGVyMg==>"},"metadata":{"name":"s"}}}"#,
         },
         Case {
+            name: "every string of a container: probes' headers and commands, lifecycle hooks",
+            ctx: ctx("pods", None),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"Pod","spec":{"containers":[{"name":"app","image":"busybox","livenessProbe":{"httpGet":{"path":"/","httpHeaders":[{"name":"Authorization","value":"password=hunter22"}]}},"readinessProbe":{"exec":{"command":["check","--password=hunter23"]}},"lifecycle":{"postStart":{"exec":{"command":["sh","-c","token=abc12345"]}}}}]}}"#,
+            expected: r#"{"kind":"Pod","spec":{"containers":[{"name":"app","image":"busybox","livenessProbe":{"httpGet":{"path":"/","httpHeaders":[{"name":"Authorization","value":"password=<T:generic-assignment:hunter22>"}]}},"readinessProbe":{"exec":{"command":["check","--password=<T:generic-assignment:hunter23>"]}},"lifecycle":{"postStart":{"exec":{"command":["sh","-c","token=<T:generic-assignment:abc12345>"]}}}}]}}"#,
+        },
+        Case {
+            name: "ControllerRevision: the pod template it keeps",
+            ctx: ctx("controllerrevisions", None),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"ControllerRevision","data":{"spec":{"template":{"spec":{"containers":[{"name":"w","env":[{"name":"DB_PASSWORD","value":"hunter2"}],"args":["--token=abc12345"]}]}}}}}"#,
+            expected: r#"{"kind":"ControllerRevision","data":{"spec":{"template":{"spec":{"containers":[{"name":"w","env":[{"name":"DB_PASSWORD","value":"<T:sensitive-name:hunter2>"}],"args":["--token=<T:generic-assignment:abc12345>"]}]}}}}}"#,
+        },
+        Case {
             name: "Table rows with includeObject=Object",
             ctx: ctx("secrets", None),
             kind: BodyKind::Json,
