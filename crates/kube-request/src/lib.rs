@@ -39,6 +39,7 @@
 
 mod error;
 mod info;
+mod json;
 mod kubectl;
 mod path;
 mod query;
@@ -48,6 +49,7 @@ mod tests;
 
 pub use error::Error;
 pub use info::{parse, RequestInfo, RequestParts, StreamKind};
+pub use json::unique_keys;
 pub use kubectl::{kubectl_command, shell_quote};
 pub use path::check_path;
 pub use query::{query_params, Query};

@@ -42,6 +42,16 @@ pub use presets::NAMES as PRESETS;
 pub use whatif::{what_if, WhatIfChange, WhatIfReport};
 
 const BOOL_WORDS: &str = "yes/no/on/off values";
+const NUMBER_FORMS: &str = "numbers written 00 or 0_0";
+
+/// A YAML 1.1 integer that YAML 1.2 (serde_yaml) reads as a string: leading zeros (octal)
+/// or underscores. `replicas: 00` is 0 to the cluster.
+fn yaml_1_1_number(s: &str) -> bool {
+    let t = s.strip_prefix(['-', '+']).unwrap_or(s);
+    t.chars().any(|c| c.is_ascii_digit())
+        && t.chars().all(|c| c.is_ascii_digit() || c == '_')
+        && (t.contains('_') || (t.len() > 1 && t.starts_with('0')))
+}
 
 /// What in a YAML value go-yaml v2 (kube-apiserver) reads differently from serde_yaml.
 fn yaml_1_1_only(v: &serde_yaml::Value) -> Option<&'static str> {
@@ -55,6 +65,7 @@ fn yaml_1_1_only(v: &serde_yaml::Value) -> Option<&'static str> {
         // A quoted "yes" is a string to both; serde_yaml does not say which this was, so
         // both are refused.
         Value::String(s) if BOOLS.contains(&s.as_str()) => Some(BOOL_WORDS),
+        Value::String(s) if yaml_1_1_number(s) => Some(NUMBER_FORMS),
         Value::Sequence(items) => items.iter().find_map(yaml_1_1_only),
         Value::Mapping(m) => m.iter().find_map(|(k, v)| {
             if k.as_str() == Some("<<") {
@@ -95,6 +106,13 @@ pub fn parse_object(
     {
         let value: serde_json::Value = serde_json::from_slice(body)
             .map_err(|e| PolicyError::Body(format!("not valid JSON: {e}")))?;
+        // serde_json keeps the last of a repeated key; kube-apiserver's decoder merges both
+        // into the same struct, so `securityContext` twice would hide `privileged`.
+        kube_request::unique_keys(body).map_err(|e| {
+            PolicyError::Ambiguous(format!(
+                "a JSON body with a repeated key cannot be inspected by policy: {e}"
+            ))
+        })?;
         if media == "application/json-patch+json" && k8s::patch_moves_values(&value) {
             // The value `move`/`copy` writes comes from the stored object or from earlier
             // operations, so the patch alone does not show what the object will hold (a
@@ -126,7 +144,7 @@ pub fn parse_object(
             // `yes` is also an ordinary string (a ConfigMap value): refused where the
             // guardrails read the object, like an unreadable body. Merge keys and tags change
             // the object's shape: refused everywhere.
-            return Err(if why == BOOL_WORDS {
+            return Err(if why == BOOL_WORDS || why == NUMBER_FORMS {
                 PolicyError::Body(message)
             } else {
                 PolicyError::Ambiguous(message)

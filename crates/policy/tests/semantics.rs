@@ -508,10 +508,20 @@ fn parse_object_by_content_type() {
     for yaml in [
         "spec:\n  securityContext: {privileged: yes}\n",
         "spec:\n  hostNetwork: on\n",
+        "spec:\n  replicas: 00\n",
+        "spec:\n  replicas: 0_0\n",
     ] {
         let err = policy::parse_object(Some("application/apply-patch+yaml"), yaml.as_bytes())
             .expect_err(yaml);
         assert!(matches!(err, policy::PolicyError::Body(_)), "{yaml}: {err}");
+    }
+    // Ordinary numbers and numeric-looking strings YAML 1.1 reads the same way still parse.
+    for yaml in [
+        "spec: {replicas: 0, port: \"8080\", v: \"1.5\"}\n",
+        "a: \"0\"\n",
+    ] {
+        policy::parse_object(Some("application/apply-patch+yaml"), yaml.as_bytes())
+            .unwrap_or_else(|e| panic!("{yaml}: {e}"));
     }
     // JSON sent as apply-patch+yaml (what kubectl does) and plain YAML still parse.
     for body in [
@@ -523,6 +533,14 @@ fn parse_object_by_content_type() {
             .unwrap();
         assert_eq!(v["spec"]["securityContext"]["privileged"], true, "{body}");
     }
+    // A repeated key: serde_json keeps the last, kube-apiserver merges both.
+    let err = policy::parse_object(
+        Some("application/json"),
+        br#"{"spec":{"securityContext":{"privileged":true},"securityContext":{"runAsUser":0}}}"#,
+    )
+    .expect_err("duplicate key");
+    assert!(matches!(err, policy::PolicyError::Ambiguous(_)), "{err}");
+    assert!(err.to_string().contains("securityContext"), "{err}");
     // move and copy write values the patch does not show: an `add` of a harmless value then a
     // `move` into securityContext.privileged, or a `copy` of any true in the stored object.
     for op in ["move", "copy"] {
