@@ -907,6 +907,7 @@ fn descend(kind: &Kind, rel: &[Seg<'_>]) -> bool {
         Kind::Secret => first.is(b"data") || first.is(b"stringData"),
         Kind::ConfigMap => is_path(rel, &[b"data"]),
         Kind::TokenRequest => is_path(rel, &[b"status"]),
+        Kind::PodSpecAt(prefix) if *prefix == POD && first.is(b"status") => true,
         Kind::PodSpecAt(prefix) => {
             let n = prefix.len();
             rel.iter().enumerate().all(|(i, s)| {
@@ -955,6 +956,15 @@ fn builtin_string_action(obj: &ObjCtx, rel: &[Seg<'_>]) -> Act {
             name: NameFrom::LastKey,
             selection: None,
         },
+        // A pod's status messages (a container's termination message is whatever it wrote
+        // last) run the detectors.
+        Kind::PodSpecAt(prefix)
+            if *prefix == POD
+                && rel.first().is_some_and(|s| s.is(b"status"))
+                && rel.last().is_some_and(|s| s.is(b"message")) =>
+        {
+            detect
+        }
         // Every string of a container (args, command, probes' commands and headers, lifecycle
         // hooks...) runs the detectors; env values are EnvVar objects of their own.
         Kind::PodSpecAt(prefix) => {

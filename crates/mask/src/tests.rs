@@ -196,6 +196,13 @@ fn cases() -> Vec<Case> {
             expected: r#"{"kind":"Pod","spec":{"containers":[{"name":"app","image":"busybox","livenessProbe":{"httpGet":{"path":"/","httpHeaders":[{"name":"Authorization","value":"password=<T:generic-assignment:hunter22>"}]}},"readinessProbe":{"exec":{"command":["check","--password=<T:generic-assignment:hunter23>"]}},"lifecycle":{"postStart":{"exec":{"command":["sh","-c","token=<T:generic-assignment:abc12345>"]}}}}]}}"#,
         },
         Case {
+            name: "a pod's status messages: a container's termination message",
+            ctx: ctx("pods", None),
+            kind: BodyKind::Json,
+            input: r#"{"kind":"Pod","spec":{"containers":[]},"status":{"phase":"Failed","containerStatuses":[{"name":"app","state":{"terminated":{"exitCode":1,"message":"login failed password=hunter22"}}}]}}"#,
+            expected: r#"{"kind":"Pod","spec":{"containers":[]},"status":{"phase":"Failed","containerStatuses":[{"name":"app","state":{"terminated":{"exitCode":1,"message":"login failed password=<T:generic-assignment:hunter22>"}}}]}}"#,
+        },
+        Case {
             name: "ControllerRevision: the pod template it keeps",
             ctx: ctx("controllerrevisions", None),
             kind: BodyKind::Json,
