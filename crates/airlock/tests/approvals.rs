@@ -64,6 +64,14 @@ fn list(demo: &Demo, state: &str) -> Vec<serde_json::Value> {
     v["items"].as_array().cloned().unwrap_or_default()
 }
 
+/// Every audit record of the demo, as `airlock audit export` writes them.
+fn audit_records(demo: &Demo) -> Vec<serde_json::Value> {
+    ok(&demo.airlock(&["audit", "export"]))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Waits until a pending approval whose command contains `needle` exists; returns its id.
 fn wait_pending(demo: &Demo, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -159,11 +167,7 @@ fn approve_while_held_forwards_the_original_call() {
     assert_eq!(list(&demo, "used").len(), 1);
 
     // The audit log holds the call, who approved it and why, and the call's outcome.
-    let export = ok(&demo.airlock(&["audit", "export"]));
-    let records: Vec<serde_json::Value> = export
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = audit_records(&demo);
     let call = records
         .iter()
         .find(|r| r["kind"] == "request" && r["verb"] == "delete" && r["name"] == "doomed")
@@ -457,11 +461,7 @@ fn a_client_leaving_during_the_hold_gets_an_outcome_record() {
     assert!(!out.status.success());
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let export = ok(&demo.airlock(&["audit", "export"]));
-        let records: Vec<serde_json::Value> = export
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let records = audit_records(&demo);
         let call = records
             .iter()
             .find(|r| r["kind"] == "request" && r["verb"] == "delete" && r["name"] == "payments")

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use common::{airlock_in, ok, raw_https, stderr, tempdir, Demo};
+use common::{airlock_in, ok, psql, raw_https, stderr, tempdir, Demo};
 
 fn export(dir: &std::path::Path) -> Vec<serde_json::Value> {
     let out = airlock_in(dir, &["audit", "export", "--format", "jsonl"]);
@@ -416,29 +416,6 @@ fn crash_under_load_loses_no_answered_request() {
     }
     let verify = demo.airlock(&["audit", "verify"]);
     assert!(verify.status.success(), "{}", ok_or(&verify));
-}
-
-fn psql(sql: &str) {
-    let out = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qc",
-            sql,
-        ])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// With the audit log on PostgreSQL made read-only, calls get a 503 and nothing reaches the

@@ -10,23 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{kubectl_bin, ok, spawn_until, stderr, tempdir, wait_with_timeout, Killed};
+use common::{kubectl_bin, ok, psql, spawn_until, stderr, tempdir, wait_with_timeout, Killed};
 
 const AGENT_TOKEN: &str = "replicas-agent-token";
 const APPROVER_TOKEN: &str = "replicas-approver-token";
-
-fn psql(sql: &str) {
-    let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test"])
-        .args(["-v", "ON_ERROR_STOP=1", "-qc", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 struct Schema(String);
 impl Drop for Schema {

@@ -595,3 +595,27 @@ pub fn port_forward_round_trip(demo: &Demo, v: &str, env: &[(&str, &str)], data:
     let _ = child.wait();
     back
 }
+
+/// Runs SQL as the machine's PostgreSQL superuser in database `test`; fails the test on error.
+pub fn psql(sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            sql,
+        ])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
