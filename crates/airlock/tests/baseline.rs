@@ -117,6 +117,18 @@ fn every_baseline_rule_is_hit_by_real_kubectl() {
             vec![
                 "debug",
                 "-n",
+                "payments",
+                "payments-worker-0",
+                "--image=busybox",
+                "--",
+                "true",
+            ],
+            "approve-debug-protected-namespaces",
+        ),
+        (
+            vec![
+                "debug",
+                "-n",
                 "shop",
                 POD,
                 "--image=busybox",
