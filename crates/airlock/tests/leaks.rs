@@ -310,3 +310,121 @@ fn create_token_is_denied_by_the_baseline_and_masked_where_allowed() {
     let direct = ok(&demo.kubectl_direct("1.33", &["create", "token", "default", "-n", "shop"]));
     assert!(direct.starts_with("eyJ"), "{direct}");
 }
+
+/// The fingerprint in a masked Secret `data` value (base64 of `airlock:masked:<fp>***`).
+fn data_fp(b64_value: &str) -> String {
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(b64_value.trim())
+        .unwrap();
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let fp = text
+        .strip_prefix("airlock:masked:")
+        .unwrap_or_else(|| panic!("not a marker: {text}"));
+    fp[..12].to_owned()
+}
+
+/// The fingerprint in the first `[airlock:masked:<detector>:<fp>]` of `text`.
+fn text_fp(text: &str) -> String {
+    let at = text
+        .find("[airlock:masked:")
+        .unwrap_or_else(|| panic!("no marker in {text}"));
+    let marker = &text[at + 1..];
+    let end = marker.find(']').unwrap();
+    marker[..end].rsplit(':').next().unwrap().to_owned()
+}
+
+/// A fingerprint cannot confirm a guess: an agent that has the gateway fingerprint the right
+/// password elsewhere (a ConfigMap of its own, created for real or as a dry run, a Secret of
+/// its own) gets fingerprints unrelated to the real Secret's, while the Secret's own field
+/// shows the same fingerprint on every read (get, list), so a rotation still shows.
+#[test]
+fn fingerprints_cannot_confirm_a_guess() {
+    let demo = Demo::start();
+    let read = |args: &[&str]| ok(&demo.kubectl("1.33", args));
+    let get = read(&[
+        "get",
+        "secret",
+        "db-credentials",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data.password}",
+    ]);
+    let secret = data_fp(&get);
+    let again = read(&[
+        "get",
+        "secret",
+        "db-credentials",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data.password}",
+    ]);
+    assert_eq!(data_fp(&again), secret, "the same field, read twice");
+    let listed = read(&[
+        "get",
+        "secrets",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.items[?(@.metadata.name==\"db-credentials\")].data.password}",
+    ]);
+    assert_eq!(data_fp(&listed), secret, "the same field, listed");
+
+    // The right guess, placed where the agent can: every fingerprint differs. A Secret's
+    // `data` value is fingerprinted over its base64 text and a whole value under a sensitive
+    // name over its text, so the guess is written in base64 (before fingerprints were bound,
+    // this showed the Secret's fingerprint).
+    let guess = format!(
+        "db_password={}",
+        base64::engine::general_purpose::STANDARD.encode("S3cr3t-Pa55w0rd")
+    );
+    let dry = read(&[
+        "create",
+        "configmap",
+        "guess",
+        "-n",
+        "shop",
+        &format!("--from-literal={guess}"),
+        "--dry-run=server",
+        "-o",
+        "jsonpath={.data.db_password}",
+    ]);
+    assert!(dry.contains("[airlock:masked:sensitive-name:"), "{dry}");
+    assert_ne!(text_fp(&dry), secret, "dry-run ConfigMap");
+    let created = read(&[
+        "create",
+        "configmap",
+        "guess",
+        "-n",
+        "shop",
+        &format!("--from-literal={guess}"),
+    ]);
+    assert!(created.contains("created"), "{created}");
+    let stored = read(&[
+        "get",
+        "configmap",
+        "guess",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data.db_password}",
+    ]);
+    assert_ne!(text_fp(&stored), secret, "stored ConfigMap");
+    assert_ne!(
+        text_fp(&stored),
+        text_fp(&dry),
+        "a read is not linked to a write's echo"
+    );
+    // Reading it twice shows the same fingerprint (bound to the ConfigMap's field).
+    let stored_again = read(&[
+        "get",
+        "configmap",
+        "guess",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data.db_password}",
+    ]);
+    assert_eq!(text_fp(&stored_again), text_fp(&stored));
+}

@@ -219,7 +219,7 @@ fn approval_request(masker: &Masker, call: &HeldCall<'_>, decision: &Decision) -
     NewApproval {
         hash: approvals::binding_hash(&target, raw, &requester),
         body_sha256: approvals::sha256_hex(raw),
-        masked_body: masked_body(masker, info, call.content_type, raw),
+        masked_body: masked_body(masker, call.cluster, info, call.content_type, raw),
         requester,
         target,
         command,
@@ -248,6 +248,7 @@ fn approval_request(masker: &Masker, call: &HeldCall<'_>, decision: &Decision) -
 /// and digest, never the body.
 fn masked_body(
     masker: &Masker,
+    cluster: &str,
     info: &RequestInfo,
     content_type: Option<&str>,
     raw: &[u8],
@@ -256,7 +257,7 @@ fn masked_body(
         return None;
     }
     Some(
-        match crate::filter::masked_request_body(masker, info, content_type, raw) {
+        match crate::filter::masked_request_body(masker, cluster, info, content_type, raw) {
             Some(b) => String::from_utf8_lossy(&b).into_owned(),
             None => format!(
                 "({} bytes, sha256 {}: not shown, Airlock cannot mask this body)",
@@ -292,7 +293,7 @@ async fn make_preview(
     {
         return None;
     }
-    let ctx = crate::filter::mask_context(info);
+    let ctx = crate::filter::mask_context(call.cluster, info);
     let mut out = serde_json::Map::new();
     let sep = if call.path_and_query.contains('?') {
         '&'

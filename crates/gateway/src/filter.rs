@@ -16,7 +16,7 @@ use std::{
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue};
 use http_body::{Body as HttpBody, Frame};
-use mask::{BodyKind, MaskContext, Masker, StreamMasker};
+use mask::{BodyKind, Fingerprints, MaskContext, Masker, StreamMasker};
 
 use crate::{
     body::{Body, BodyError},
@@ -44,13 +44,37 @@ pub fn masker(state_dir: &Path) -> Result<Masker, String> {
 }
 
 /// The masking context of a request: its resource, subresource and namespace.
-pub fn mask_context(info: &kube_request::RequestInfo) -> MaskContext {
+///
+/// Fingerprints are bound to where each value sits ([`Fingerprints::Bound`]); the response
+/// path switches to [`response_fingerprints`] where the client could choose the values.
+pub fn mask_context(cluster: &str, info: &kube_request::RequestInfo) -> MaskContext {
     let opt = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
     MaskContext {
         resource: opt(&info.resource),
         subresource: opt(&info.subresource),
         namespace: opt(&info.namespace),
         profiles: Vec::new(),
+        cluster: Some(cluster.to_owned()),
+        name: opt(&info.name),
+        fingerprints: Fingerprints::Bound,
+    }
+}
+
+/// How the fingerprints of a response to `info` are keyed.
+///
+/// A response that echoes what the client sent (create, update and patch, dry run included)
+/// and the output of a command the client runs (exec, attach) get a key of their own: the
+/// client chose those values, and under the usual binding it could have the gateway
+/// fingerprint guesses next to a real secret and compare (a dry-run update of a Secret
+/// echoes the guess under the Secret's own binding). Everything else is bound, so that
+/// repeated reads of a field show the same fingerprint.
+pub fn response_fingerprints(info: &kube_request::RequestInfo) -> Fingerprints {
+    let echo = matches!(info.verb.as_str(), "create" | "update" | "patch");
+    let interactive = matches!(info.subresource.as_str(), "exec" | "attach");
+    if echo || interactive {
+        Fingerprints::Own
+    } else {
+        Fingerprints::Bound
     }
 }
 
@@ -58,6 +82,7 @@ pub fn mask_context(info: &kube_request::RequestInfo) -> MaskContext {
 /// cannot read it (protobuf); callers then show only its size and digest, never the body.
 pub fn masked_request_body(
     masker: &Masker,
+    cluster: &str,
     info: &kube_request::RequestInfo,
     content_type: Option<&str>,
     body: &[u8],
@@ -65,7 +90,7 @@ pub fn masked_request_body(
     let kind =
         BodyKind::from_content_type(content_type.unwrap_or("application/json"), false).ok()?;
     masker
-        .mask_request_body(kind, &mask_context(info), body)
+        .mask_request_body(kind, &mask_context(cluster, info), body)
         .ok()
 }
 

@@ -653,7 +653,13 @@ impl Gateway {
         content_type: Option<&str>,
         body: &[u8],
     ) -> store::Body {
-        match filter::masked_request_body(&self.masker, &call.info, content_type, body) {
+        match filter::masked_request_body(
+            &self.masker,
+            &call.cluster.name,
+            &call.info,
+            content_type,
+            body,
+        ) {
             Some(m) => audit.capture(&m),
             None => {
                 let mut b = audit.capture(body);
@@ -784,7 +790,8 @@ impl Gateway {
         let watch = call.info.verb == "watch";
         let mut body: Body = incoming.map_err(Into::into).boxed();
         if masked {
-            let ctx = filter::mask_context(&call.info);
+            let mut ctx = filter::mask_context(&call.cluster.name, &call.info);
+            ctx.fingerprints = filter::response_fingerprints(&call.info);
             body = filter::mask_response(&self.masker, &mut parts.headers, body, &ctx, watch)?;
         }
         if watch && parts.status.is_success() {
@@ -845,7 +852,8 @@ impl Gateway {
             ensure_audit_id(&mut parts.headers, &call.id);
             let mut body: Body = incoming.map_err(Into::into).boxed();
             // Stage: response filter, as for every response to a resource request.
-            let ctx = filter::mask_context(&call.info);
+            let mut ctx = filter::mask_context(&call.cluster.name, &call.info);
+            ctx.fingerprints = filter::response_fingerprints(&call.info);
             body = filter::mask_response(&self.masker, &mut parts.headers, body, &ctx, false)?;
             if let Some(o) = outcome.audit.take() {
                 parts.headers.remove(header::CONTENT_LENGTH);
@@ -877,7 +885,10 @@ impl Gateway {
             protocol: tunnel::Protocol::from_response(resp.headers()),
             tty: tunnel::query_flag(&call.path_and_query, "tty"),
             masker: self.masker.clone(),
-            mask_ctx: filter::mask_context(&call.info),
+            mask_ctx: mask::MaskContext {
+                fingerprints: filter::response_fingerprints(&call.info),
+                ..filter::mask_context(&call.cluster.name, &call.info)
+            },
             recorder: crate::audit::tunnel_recorder(
                 outcome.audit.as_ref(),
                 &self.masker,

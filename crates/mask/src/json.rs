@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use crate::config::{glob_match, plural, PathSeg};
 use crate::detect::{sensitive_name, Selection, SENSITIVE_NAME};
-use crate::marker::{MARKER_PREFIX, MARKER_PREFIX_BASE64};
-use crate::{Engine, MaskError, Scope};
+use crate::marker::{push_part, Fingerprinter, MARKER_PREFIX, MARKER_PREFIX_BASE64};
+use crate::{Engine, Fingerprints, MaskError, Scope};
 
 /// Deepest nesting followed (Kubernetes objects stay far below this).
 pub(crate) const MAX_DEPTH: usize = 128;
@@ -311,6 +311,22 @@ fn walk<'s, T>(
     }
 }
 
+/// A Kubernetes object being walked: fingerprints of the values inside it are bound to it.
+struct Frame<'s> {
+    /// Where the object starts (its `{`) in the walked text.
+    start: usize,
+    /// The walker's path length at its members.
+    base: usize,
+    kind: Option<KindName<'s>>,
+    /// `metadata.namespace` and `.name`, read when the walk passes `metadata` (the cluster
+    /// writes it before the object's data).
+    identity: Option<Identity<'s>>,
+    /// Bound to the object's identity; made when first needed.
+    fp: Option<Fingerprinter>,
+}
+
+type Identity<'s> = Option<(Option<Cow<'s, str>>, Cow<'s, str>)>;
+
 /// Allocation for a walker's path, kept between units (a unit's keys borrow from the unit, so
 /// the buffer is handed over empty).
 #[derive(Default)]
@@ -329,6 +345,13 @@ struct Walker<'s, 'e> {
     full: bool,
     /// Set with the error that asks for the unit to be masked again with `full`.
     restart: bool,
+    /// The Kubernetes objects the walk is inside, innermost last.
+    frames: Vec<Frame<'s>>,
+    /// The identity the outermost object takes instead of reading its own (the object a
+    /// last-applied annotation belongs to).
+    inherit: Option<Fingerprinter>,
+    /// Scratch space for fingerprint bindings.
+    binding: Vec<u8>,
 }
 
 impl<'s, 'e> Walker<'s, 'e> {
@@ -356,6 +379,9 @@ impl<'s, 'e> Walker<'s, 'e> {
             depth: 0,
             full,
             restart: false,
+            frames: Vec::new(),
+            inherit: None,
+            binding: Vec::new(),
         }
     }
 
@@ -449,9 +475,107 @@ impl<'s, 'e> Walker<'s, 'e> {
         let mut ctx = self.obj_ctx(&info, hint);
         ctx.check_kind = matches!(hint, Hint::Primary(_)) && !full && !self.full;
         ctx.kind_at = info.kind_at;
-        self.members(&ctx, out)
+        let primary = matches!(hint, Hint::Primary(_)) && !matches!(ctx.kind, Kind::WatchEvent);
+        if primary {
+            let fp = if self.frames.is_empty() {
+                self.inherit.take()
+            } else {
+                None
+            };
+            self.frames.push(Frame {
+                start: self.pos,
+                base: self.path.len(),
+                kind: ctx.kind_name.clone(),
+                identity: None,
+                fp,
+            });
+        }
+        self.members(&ctx, out)?;
+        if primary {
+            self.frames.pop();
+        }
+        Ok(())
     }
 
+    /// The fingerprinter for the string value at the current path: bound to the innermost
+    /// object (cluster, kind, namespace, name) and to the path inside it; the body's own key
+    /// when the context asks for it.
+    ///
+    /// An object without a readable name (a list's own members, a `Status`, a unit's
+    /// prefix) is bound to its kind and "no name", and a value outside any object (a JSON
+    /// Patch) to "no object": the cluster returns every stored object with its name, so no
+    /// real secret shares those bindings with anything a client can place there.
+    fn value_fp(&mut self) -> Fingerprinter {
+        let scope = self.scope;
+        if scope.ctx.fingerprints == Fingerprints::Own {
+            return scope.own(self.eng).clone();
+        }
+        let Some(object) = self.object_fp() else {
+            let b = &mut self.binding;
+            b.clear();
+            push_part(b, b"no object");
+            push_field(b, &self.path);
+            return scope.fp.bound(b);
+        };
+        let base = self.frames.last().map_or(0, |f| f.base);
+        let b = &mut self.binding;
+        b.clear();
+        push_field(b, &self.path[base..]);
+        object.bound(b)
+    }
+
+    /// The innermost object's fingerprinter (bound to its identity, made when first needed),
+    /// or `None` outside any object.
+    fn object_fp(&mut self) -> Option<Fingerprinter> {
+        let scope = self.scope;
+        let frame = self.frames.last_mut()?;
+        if let Some(fp) = &frame.fp {
+            return Some(fp.clone());
+        }
+        let b = &mut self.binding;
+        b.clear();
+        let kind = frame.kind.as_ref().map_or("", KindName::as_str);
+        let identity = match frame.identity.take() {
+            Some(id) => id,
+            // A value before `metadata` (not the cluster's order): look ahead for it.
+            None => metadata_identity(self.s, frame.start, self.base_offset),
+        };
+        match identity {
+            Some((namespace, name)) => {
+                push_part(b, b"object");
+                push_part(b, kind.as_bytes());
+                push_part(b, namespace.as_deref().unwrap_or("").as_bytes());
+                push_part(b, name.as_bytes());
+            }
+            None => {
+                push_part(b, b"no name");
+                push_part(b, kind.as_bytes());
+            }
+        }
+        let fp = scope.fp.bound_shared(b);
+        frame.fp = Some(fp.clone());
+        Some(fp)
+    }
+}
+
+/// Appends a field path to a fingerprint binding.
+fn push_field(b: &mut Vec<u8>, path: &[Seg<'_>]) {
+    push_part(b, b"field");
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                b.push(b'k');
+                push_part(b, k);
+            }
+            Seg::Index(i) => {
+                b.push(b'i');
+                crate::marker::push_len(b, *i);
+            }
+        }
+    }
+}
+
+impl<'s> Walker<'s, '_> {
     fn obj_ctx(&self, info: &ObjInfo<'s>, hint: &Hint) -> ObjCtx<'s> {
         let base = self.path.len();
         let mut ctx = ObjCtx::plain(Kind::Other, base);
@@ -570,6 +694,7 @@ impl<'s, 'e> Walker<'s, 'e> {
                 return Err(self.err("a watch event holds only type and object"));
             }
             let event_type = event_member && key.as_ref() == b"type";
+            let metadata = key.as_ref() == b"metadata";
             self.path.push(Seg::Key(key));
             self.ws();
             if self.peek() != Some(b':') {
@@ -587,6 +712,18 @@ impl<'s, 'e> Walker<'s, 'e> {
                 // An event's `type` is a string (ADDED, ERROR...); anything else would be
                 // copied unread.
                 return Err(self.err("a watch event's type is a string"));
+            }
+            if metadata && self.peek() == Some(b'{') {
+                // An object's own metadata: note who it is, for its fingerprints (the first
+                // `metadata` counts, as in `metadata_identity`).
+                let (s, at, off) = (self.s, self.pos, self.base_offset);
+                if let Some(frame) = self
+                    .frames
+                    .last_mut()
+                    .filter(|f| f.base == obj.base && f.identity.is_none() && f.fp.is_none())
+                {
+                    frame.identity = Some(metadata_fields(s, at, off));
+                }
             }
             self.value(obj, out)?;
             self.path.pop();
@@ -759,7 +896,6 @@ impl<'s, 'e> Walker<'s, 'e> {
         if content.is_empty() {
             return Ok(());
         }
-        let fp = &eng.fp;
         let already_marker = content.starts_with(b"[airlock:masked:") && content.ends_with(b"]");
         if already_marker && !matches!(act, Act::SecretValue { .. } | Act::LastApplied) {
             return Ok(());
@@ -771,6 +907,7 @@ impl<'s, 'e> Walker<'s, 'e> {
             {
                 return Ok(());
             }
+            let fp = &self.value_fp();
             out.extend_from_slice(&src[self.mark..quote]);
             out.push(b'"');
             if base64 {
@@ -791,18 +928,19 @@ impl<'s, 'e> Walker<'s, 'e> {
             Act::Keep | Act::SecretValue { .. } => return Ok(()),
             Act::Whole(id) => {
                 let mut marker = Vec::new();
-                fp.text_marker(id, &content, &mut marker);
+                self.value_fp().text_marker(id, &content, &mut marker);
                 write_json_string(&marker, &mut new);
             }
             Act::UserWhole => {
                 let mut marker = Vec::new();
-                fp.text_marker("rule", &content, &mut marker);
+                self.value_fp().text_marker("rule", &content, &mut marker);
                 write_json_string(&marker, &mut new);
             }
             Act::Detect { selection, .. } => {
                 if named {
                     let mut marker = Vec::new();
-                    fp.text_marker(SENSITIVE_NAME, &content, &mut marker);
+                    self.value_fp()
+                        .text_marker(SENSITIVE_NAME, &content, &mut marker);
                     write_json_string(&marker, &mut new);
                 } else {
                     let selection = match selection {
@@ -812,10 +950,16 @@ impl<'s, 'e> Walker<'s, 'e> {
                             None => &Selection::All,
                         },
                     };
-                    match eng.detectors.mask(&content, selection, fp) {
-                        Some(masked) => write_json_string(&masked, &mut new),
-                        None => return Ok(()),
+                    // The fingerprinter (a metadata scan and a key per object) only once
+                    // something matched: most values with a keyword hold no secret.
+                    let scan = eng.detectors.scan(&content, selection);
+                    if scan.hits.is_empty() {
+                        return Ok(());
                     }
+                    let mut masked = Vec::with_capacity(content.len());
+                    eng.detectors
+                        .apply(&content, &scan.hits, &self.value_fp(), &mut masked);
+                    write_json_string(&masked, &mut new);
                 }
             }
             Act::LastApplied => {
@@ -827,13 +971,19 @@ impl<'s, 'e> Walker<'s, 'e> {
                     base_offset: 0,
                     depth: self.depth,
                 };
+                // The annotation's fields are bound to the object it belongs to, so a value shows
+                // the same fingerprint in both (its own metadata may lack the namespace).
+                let object = self.object_fp();
                 let run = walk(
                     eng,
                     self.scope,
                     at,
                     &mut PathBuf::default(),
                     &mut inner,
-                    |w, out| w.run(&hint, out),
+                    |w, out| {
+                        w.inherit = object.clone();
+                        w.run(&hint, out)
+                    },
                 );
                 match run {
                     Ok(()) if inner == content.as_ref() => return Ok(()),
@@ -842,7 +992,11 @@ impl<'s, 'e> Walker<'s, 'e> {
                     Err(_) => {
                         // Not JSON: it may hold anything, so hide all of it.
                         let mut marker = Vec::new();
-                        fp.text_marker("last-applied-configuration", &content, &mut marker);
+                        self.value_fp().text_marker(
+                            "last-applied-configuration",
+                            &content,
+                            &mut marker,
+                        );
                         write_json_string(&marker, &mut new);
                     }
                 }
@@ -1199,6 +1353,99 @@ pub(crate) fn prescan(
             Some(b'}') => return Ok(info),
             Some(_) => return Err(MaskError::json(off + i as u64, "expected ',' or '}'")),
             None => return Err(MaskError::Truncated),
+        }
+    }
+}
+
+/// The `metadata.namespace` and `metadata.name` of the object at `start`, if it has a name;
+/// `None` for an object without one, or one that cannot be read here (a unit's prefix).
+/// The first `metadata` member counts (the cluster writes one, before the object's data, so
+/// the scan stops early), and within it the first `name` and `namespace`; a cluster-scoped
+/// object's metadata is read to its end for a namespace it does not have.
+fn metadata_identity(
+    s: &[u8],
+    start: usize,
+    off: u64,
+) -> Option<(Option<Cow<'_, str>>, Cow<'_, str>)> {
+    let mut metadata = None;
+    each_member(s, start, off, |key, vstart, _| {
+        if key == b"metadata" && s.get(vstart) == Some(&b'{') {
+            metadata = Some(vstart);
+            return false;
+        }
+        true
+    })
+    .ok()?;
+    metadata_fields(s, metadata?, off)
+}
+
+/// The `namespace` and `name` of the metadata object at `start`: see [`metadata_identity`].
+fn metadata_fields(
+    s: &[u8],
+    start: usize,
+    off: u64,
+) -> Option<(Option<Cow<'_, str>>, Cow<'_, str>)> {
+    let (mut namespace, mut name) = (None, None);
+    each_member(s, start, off, |key, vstart, vend| {
+        if s.get(vstart) == Some(&b'"') {
+            match key {
+                b"namespace" => namespace = string_cow(&s[vstart + 1..vend - 1]),
+                b"name" => name = string_cow(&s[vstart + 1..vend - 1]),
+                _ => {}
+            }
+        }
+        // The cluster writes both first: the rest (managedFields, annotations) is not read.
+        namespace.is_none() || name.is_none()
+    })
+    .ok()?;
+    Some((namespace, name.filter(|n| !n.is_empty())?))
+}
+
+/// Calls `f(key, value start, value end)` for each member of the object at `start` (keys
+/// unescaped), until `f` returns `false`.
+fn each_member(
+    s: &[u8],
+    start: usize,
+    off: u64,
+    mut f: impl FnMut(&[u8], usize, usize) -> bool,
+) -> Result<(), MaskError> {
+    let mut i = skip_ws(s, start + 1);
+    if s.get(i) == Some(&b'}') {
+        return Ok(());
+    }
+    loop {
+        i = skip_ws(s, i);
+        if s.get(i) != Some(&b'"') {
+            return Err(MaskError::json(off + i as u64, "expected an object key"));
+        }
+        let kend = skip_string(s, i, off)?;
+        let raw = &s[i + 1..kend - 1];
+        let key = match memchr::memchr(b'\\', raw) {
+            None => Cow::Borrowed(raw),
+            Some(_) => Cow::Owned(
+                unescape(raw).ok_or_else(|| MaskError::json(off + i as u64, "bad escape"))?,
+            ),
+        };
+        i = skip_ws(s, kend);
+        if s.get(i) != Some(&b':') {
+            return Err(MaskError::json(off + i as u64, "expected ':'"));
+        }
+        i = skip_ws(s, i + 1);
+        let vstart = i;
+        i = match s.get(i) {
+            Some(b'"') => skip_string(s, i, off)?,
+            Some(b'{' | b'[') => skip_value(s, i, off)?,
+            Some(_) => skip_scalar(s, i, off)?,
+            None => return Err(MaskError::Truncated),
+        };
+        if !f(&key, vstart, i) {
+            return Ok(());
+        }
+        i = skip_ws(s, i);
+        match s.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => return Ok(()),
+            _ => return Err(MaskError::json(off + i as u64, "expected ',' or '}'")),
         }
     }
 }

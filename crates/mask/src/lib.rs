@@ -97,6 +97,27 @@ pub struct MaskContext {
     pub namespace: Option<String>,
     /// Masking profiles chosen for this request (by policy), on top of the defaults.
     pub profiles: Vec<String>,
+    /// The cluster (its name in Airlock's config): fingerprints are bound to it.
+    pub cluster: Option<String>,
+    /// The object the request names (a pod for its logs): text fingerprints are bound to it.
+    pub name: Option<String>,
+    /// How this body's fingerprints are keyed.
+    pub fingerprints: Fingerprints,
+}
+
+/// How the fingerprints in one body are keyed (see `marker`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fingerprints {
+    /// Bound to where each value sits: cluster, object (kind, namespace, name) and field path;
+    /// for text, the request's resource and object. Stable across reads of the same field.
+    #[default]
+    Bound,
+    /// A key of this body's own, used once: for bodies that echo what the client sent (the
+    /// response to a create, update or patch, dry run included) and for interactive streams
+    /// (exec, attach), where a client could otherwise have the gateway fingerprint values of
+    /// its choosing under a binding it shares with a real secret. Equal values in the same
+    /// body still show equal fingerprints.
+    Own,
 }
 
 impl MaskContext {
@@ -147,6 +168,9 @@ pub struct Masker {
 pub(crate) struct Engine {
     pub(crate) detectors: DetectorSet,
     pub(crate) fp: Fingerprinter,
+    /// Random per process: with `owned`, makes every [`Fingerprints::Own`] key unique.
+    nonce: [u8; 16],
+    owned: std::sync::atomic::AtomicU64,
     pub(crate) rules: Vec<CompiledRule>,
     profiles: HashMap<String, Vec<usize>>,
     default_rules: Vec<usize>,
@@ -163,12 +187,51 @@ pub(crate) struct Scope {
     pub(crate) rules: Vec<usize>,
     /// Kind of the objects the request's resource returns, for objects without `kind`.
     pub(crate) resource_kind: Option<&'static str>,
+    /// The engine's fingerprinter bound to the cluster; objects and fields bind it further.
+    pub(crate) fp: Fingerprinter,
+    /// This body's own key ([`Fingerprints::Own`], and objects whose name cannot be read),
+    /// made when first needed.
+    own: std::sync::OnceLock<Fingerprinter>,
+}
+
+impl Scope {
+    /// This body's own fingerprinter: a key derived from the engine's for this body alone.
+    pub(crate) fn own(&self, eng: &Engine) -> &Fingerprinter {
+        self.own.get_or_init(|| {
+            let n = eng.owned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut b = Vec::with_capacity(48);
+            marker::push_part(&mut b, b"own");
+            marker::push_part(&mut b, &eng.nonce);
+            marker::push_part(&mut b, &n.to_be_bytes());
+            eng.fp.bound_shared(&b)
+        })
+    }
+
+    /// The fingerprinter for a text body (logs, exec output): bound to the request's resource
+    /// and object, or this body's own.
+    pub(crate) fn text_fp(&self, eng: &Engine) -> Fingerprinter {
+        if self.ctx.fingerprints == Fingerprints::Own {
+            return self.own(eng).clone();
+        }
+        let mut b = Vec::with_capacity(64);
+        marker::push_part(&mut b, b"text");
+        for part in [
+            &self.ctx.resource,
+            &self.ctx.subresource,
+            &self.ctx.namespace,
+            &self.ctx.name,
+        ] {
+            marker::push_part(&mut b, part.as_deref().unwrap_or("").as_bytes());
+        }
+        self.fp.bound_shared(&b)
+    }
 }
 
 impl Masker {
     /// Compiles the configuration: detectors (built-in and gitleaks), rules, profiles.
     pub fn new(config: MaskConfig) -> Result<Self, MaskError> {
         let fp = Fingerprinter::new(&config.fingerprint_key)?;
+        let nonce: [u8; 16] = rand::random();
         let (detectors, notes) = DetectorSet::new(&config.gitleaks_rules)?;
         let mut rules = Vec::new();
         let mut profiles: HashMap<String, Vec<usize>> = HashMap::new();
@@ -204,6 +267,8 @@ impl Masker {
             eng: Arc::new(Engine {
                 detectors,
                 fp,
+                nonce,
+                owned: std::sync::atomic::AtomicU64::new(0),
                 rules,
                 profiles,
                 default_rules,
@@ -242,10 +307,18 @@ impl Masker {
             .resource
             .as_deref()
             .and_then(|r| json::kind_for_resource(r, ctx.subresource.as_deref()));
+        let mut cluster = Vec::with_capacity(32);
+        marker::push_part(&mut cluster, b"cluster");
+        marker::push_part(
+            &mut cluster,
+            ctx.cluster.as_deref().unwrap_or("").as_bytes(),
+        );
         Ok(Scope {
             ctx: ctx.clone(),
             rules,
             resource_kind,
+            fp: self.eng.fp.bound_shared(&cluster),
+            own: std::sync::OnceLock::new(),
         })
     }
 
@@ -263,7 +336,8 @@ impl Masker {
             BodyKind::Yaml => Box::new(yaml::YamlStream::new(eng, scope)),
             BodyKind::Text => {
                 let pem_end = self.eng.pem_end.clone();
-                Box::new(text::TextStream::new(eng, pem_end))
+                let fp = scope.text_fp(&self.eng);
+                Box::new(text::TextStream::new(eng, fp, pem_end))
             }
         })
     }
@@ -328,11 +402,14 @@ impl Masker {
         }
     }
 
-    /// Runs every detector over a text (e.g. a command line for the audit log).
+    /// Runs every detector over a text (e.g. a command line for the audit log). Its
+    /// fingerprints are bound to "a command line", not to any object.
     pub fn mask_text(&self, text: &[u8]) -> Vec<u8> {
+        let mut b = Vec::with_capacity(24);
+        marker::push_part(&mut b, b"command-line");
         self.eng
             .detectors
-            .mask(text, &Selection::All, &self.eng.fp)
+            .mask(text, &Selection::All, &self.eng.fp.bound(&b))
             .unwrap_or_else(|| text.to_vec())
     }
 }

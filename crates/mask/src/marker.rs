@@ -8,9 +8,14 @@
 //!   it and `kubectl describe secret` still prints the real byte count.
 //! * **Detector hits** in free text: `[airlock:masked:<detector>:<fp>]`, keeping the text around.
 //!
-//! `<fp>` is the first [`FINGERPRINT_LEN`] hex characters of HMAC-SHA256(key, value): equal
-//! values get equal fingerprints, so a human can tell two values apart, and without the key
-//! nobody can confirm a guess of a value from its fingerprint.
+//! `<fp>` is the first [`FINGERPRINT_LEN`] hex characters of HMAC-SHA256(key, binding ‖ value),
+//! where the binding names *where* the value sits: the cluster, the object (kind, namespace,
+//! name) and the field path inside it (see [`Fingerprinter::bound`]). The same value in the
+//! same field shows the same fingerprint on every read, so a human can tell that it changed,
+//! but a value anywhere else (the agent's own guesses in a ConfigMap of its own, say) is
+//! fingerprinted under another binding, so fingerprints cannot confirm a guess. Responses that
+//! echo what the client sent (writes) and interactive streams use a key of their own (see
+//! `crate::Fingerprints`).
 
 use std::sync::OnceLock;
 
@@ -74,6 +79,8 @@ fn base64_alignments() -> Vec<Vec<u8>> {
 #[derive(Clone)]
 pub(crate) struct Fingerprinter {
     mac: Hmac<Sha256>,
+    /// Bytes of the MAC input absorbed so far, after the key (for block alignment).
+    absorbed: usize,
 }
 
 impl Fingerprinter {
@@ -83,12 +90,52 @@ impl Fingerprinter {
         }
         let mac =
             <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| crate::MaskError::EmptyKey)?;
-        Ok(Fingerprinter { mac })
+        Ok(Fingerprinter { mac, absorbed: 0 })
     }
 
-    /// First [`FINGERPRINT_LEN`] hex characters of HMAC-SHA256(key, value).
+    /// A fingerprinter whose fingerprints are bound to `binding` as well: its fingerprint of a
+    /// value differs from this one's (and from any other binding's). Build `binding` with
+    /// [`push_part`]; bindings nest (cluster, then object, then field path).
+    ///
+    /// The MAC input is a sequence of tagged records, each of known length: `0x01`, the
+    /// binding's length (LEB128) and the binding for every binding, then `0x00` and the
+    /// value. No two different (bindings, value) sequences give the same input.
+    pub(crate) fn bound(&self, binding: &[u8]) -> Fingerprinter {
+        self.record(1, binding, false)
+    }
+
+    /// [`bound`](Self::bound) for a binding many values share (a cluster, an object): the
+    /// record is zero-padded to the end of a SHA-256 block, so the state it leaves holds no
+    /// partial block and each value hashes only its own bytes after it. One block per object
+    /// (deriving a key of its own would cost four).
+    pub(crate) fn bound_shared(&self, binding: &[u8]) -> Fingerprinter {
+        self.record(3, binding, true)
+    }
+
+    /// Absorbs one record: tag, LEB128 length, bytes, and (`pad`) zeros up to the next
+    /// 64-byte boundary of the MAC input (the key's block included, so the input so far
+    /// decides the padding's length: the encoding stays unambiguous).
+    fn record(&self, tag: u8, binding: &[u8], pad: bool) -> Fingerprinter {
+        let mut mac = self.mac.clone();
+        let mut head = Vec::with_capacity(11);
+        head.push(tag);
+        push_len(&mut head, binding.len());
+        mac.update(&head);
+        mac.update(binding);
+        let mut absorbed = self.absorbed + head.len() + binding.len();
+        if pad {
+            const ZEROS: [u8; 64] = [0; 64];
+            let fill = (64 - absorbed % 64) % 64;
+            mac.update(&ZEROS[..fill]);
+            absorbed += fill;
+        }
+        Fingerprinter { mac, absorbed }
+    }
+
+    /// First [`FINGERPRINT_LEN`] hex characters of HMAC-SHA256(key, bindings ‖ 0x00 ‖ value).
     pub(crate) fn fp(&self, value: &[u8]) -> [u8; FINGERPRINT_LEN] {
         let mut mac = self.mac.clone();
+        mac.update(&[0]);
         mac.update(value);
         let digest = mac.finalize().into_bytes();
         let mut out = [0u8; FINGERPRINT_LEN];
@@ -151,6 +198,25 @@ impl Fingerprinter {
         out.push(b':');
         out.extend_from_slice(&self.fp(real));
         out.push(b']');
+    }
+}
+
+/// Appends one length-prefixed part to a binding (so that parts never run together).
+pub(crate) fn push_part(binding: &mut Vec<u8>, part: &[u8]) {
+    push_len(binding, part.len());
+    binding.extend_from_slice(part);
+}
+
+/// Appends `n` as LEB128 (a prefix-free encoding: short parts cost one byte).
+pub(crate) fn push_len(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
     }
 }
 

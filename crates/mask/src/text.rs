@@ -21,7 +21,7 @@ use std::sync::Arc;
 use regex::bytes::Regex;
 
 use crate::detect::Selection;
-use crate::{Engine, MaskError, StreamMasker};
+use crate::{marker::Fingerprinter, Engine, MaskError, StreamMasker};
 
 /// Longest tail held back after a keyword.
 pub const MAX_HOLD: usize = 4096;
@@ -47,6 +47,8 @@ fn is_token_byte(c: u8) -> bool {
 /// Streaming masker for plain text.
 pub(crate) struct TextStream {
     eng: Arc<Engine>,
+    /// Fingerprints of this stream (bound to its request's object, or its own).
+    fp: Fingerprinter,
     pending: Vec<u8>,
     in_pem: bool,
     /// Bytes dropped since the BEGIN line.
@@ -57,9 +59,10 @@ pub(crate) struct TextStream {
 }
 
 impl TextStream {
-    pub(crate) fn new(eng: Arc<Engine>, pem_end: Regex) -> Self {
+    pub(crate) fn new(eng: Arc<Engine>, fp: Fingerprinter, pem_end: Regex) -> Self {
         TextStream {
             eng,
+            fp,
             pending: Vec::new(),
             in_pem: false,
             pem_dropped: 0,
@@ -97,7 +100,7 @@ impl TextStream {
             if self.pending.is_empty() {
                 return;
             }
-            let (cut, open) = step(&self.eng, &self.pending, fin, out);
+            let (cut, open) = step(&self.eng, &self.fp, &self.pending, fin, out);
             self.pending.drain(..cut);
             if !open {
                 return;
@@ -111,7 +114,13 @@ impl TextStream {
 /// Masks and writes the prefix of `text` that is safe to emit (all of it when `fin`).
 /// Returns how many bytes of `text` that was, and whether it ends in an unterminated PEM key
 /// (whose body must then be dropped as it arrives).
-fn step(eng: &Engine, text: &[u8], fin: bool, out: &mut Vec<u8>) -> (usize, bool) {
+fn step(
+    eng: &Engine,
+    fp: &Fingerprinter,
+    text: &[u8],
+    fin: bool,
+    out: &mut Vec<u8>,
+) -> (usize, bool) {
     let scan = eng.detectors.scan(text, &Selection::All);
     let cut = if fin {
         text.len()
@@ -125,8 +134,7 @@ fn step(eng: &Engine, text: &[u8], fin: bool, out: &mut Vec<u8>) -> (usize, bool
     let mut at = 0;
     for h in scan.hits.iter().filter(|h| h.end <= cut) {
         out.extend_from_slice(&text[at..h.start]);
-        eng.fp
-            .text_marker(eng.detectors.id(h.detector), &text[h.start..h.end], out);
+        fp.text_marker(eng.detectors.id(h.detector), &text[h.start..h.end], out);
         at = h.end;
         open |= scan.pem_open && h.end == text.len();
     }
@@ -216,7 +224,7 @@ impl StreamMasker for TextStream {
         }
         if self.pending.is_empty() && !self.in_pem {
             // Nothing held: mask straight from the chunk and keep only what must wait.
-            let (cut, open) = step(&self.eng, chunk, false, out);
+            let (cut, open) = step(&self.eng, &self.fp, chunk, false, out);
             self.pending.extend_from_slice(&chunk[cut..]);
             self.peak = self.peak.max(self.pending.len());
             if open {
