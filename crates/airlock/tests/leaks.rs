@@ -427,4 +427,49 @@ fn fingerprints_cannot_confirm_a_guess() {
         "jsonpath={.data.db_password}",
     ]);
     assert_eq!(text_fp(&stored_again), text_fp(&stored));
+
+    // Overwriting a value and writing candidates into its place, one after another: every
+    // write is a new version of the object, so a candidate is never compared with the
+    // fingerprint read before (here the last candidate is the real value).
+    let url_of = |via_airlock: bool| {
+        let args = [
+            "get",
+            "configmap",
+            "web-config",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.data.DATABASE_URL}",
+        ];
+        if via_airlock {
+            read(&args)
+        } else {
+            ok(&demo.kubectl_direct("1.33", &args))
+        }
+    };
+    let real = url_of(false);
+    assert!(real.contains("S3cr3t-Pa55w0rd"), "{real}");
+    let before = text_fp(&url_of(true));
+    for candidate in [
+        real.replace("S3cr3t-Pa55w0rd", "wrong-guess-1"),
+        real.clone(),
+    ] {
+        let patch = serde_json::json!({"data": {"DATABASE_URL": candidate}}).to_string();
+        let out = read(&[
+            "patch",
+            "configmap",
+            "web-config",
+            "-n",
+            "shop",
+            "-p",
+            &patch,
+        ]);
+        assert!(out.contains("patched"), "{out}");
+    }
+    assert_eq!(url_of(false), real);
+    assert_ne!(
+        text_fp(&url_of(true)),
+        before,
+        "the same value, a new version"
+    );
 }

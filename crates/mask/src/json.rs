@@ -318,14 +318,23 @@ struct Frame<'s> {
     /// The walker's path length at its members.
     base: usize,
     kind: Option<KindName<'s>>,
-    /// `metadata.namespace` and `.name`, read when the walk passes `metadata` (the cluster
-    /// writes it before the object's data).
-    identity: Option<Identity<'s>>,
+    /// `metadata.namespace`, `.name` and `.resourceVersion`, read when the walk passes
+    /// `metadata` (the cluster writes it before the object's data).
+    identity: Option<Option<Identity<'s>>>,
     /// Bound to the object's identity; made when first needed.
     fp: Option<Fingerprinter>,
+    /// Bound to the object's identity and version; made when first needed.
+    versioned: Option<Fingerprinter>,
+    /// Every value binds to the version (a last-applied annotation's copy of the object).
+    versioned_only: bool,
 }
 
-type Identity<'s> = Option<(Option<Cow<'s, str>>, Cow<'s, str>)>;
+/// What a fingerprint binds an object to: namespace, name and resourceVersion.
+struct Identity<'s> {
+    namespace: Option<Cow<'s, [u8]>>,
+    name: Cow<'s, [u8]>,
+    version: Option<Cow<'s, [u8]>>,
+}
 
 /// Allocation for a walker's path, kept between units (a unit's keys borrow from the unit, so
 /// the buffer is handed over empty).
@@ -477,7 +486,7 @@ impl<'s, 'e> Walker<'s, 'e> {
         ctx.kind_at = info.kind_at;
         let primary = matches!(hint, Hint::Primary(_)) && !matches!(ctx.kind, Kind::WatchEvent);
         if primary {
-            let fp = if self.frames.is_empty() {
+            let versioned = if self.frames.is_empty() {
                 self.inherit.take()
             } else {
                 None
@@ -487,7 +496,9 @@ impl<'s, 'e> Walker<'s, 'e> {
                 base: self.path.len(),
                 kind: ctx.kind_name.clone(),
                 identity: None,
-                fp,
+                fp: None,
+                versioned_only: versioned.is_some(),
+                versioned,
             });
         }
         self.members(&ctx, out)?;
@@ -497,64 +508,94 @@ impl<'s, 'e> Walker<'s, 'e> {
         Ok(())
     }
 
-    /// The fingerprinter for the string value at the current path: bound to the innermost
-    /// object (cluster, kind, namespace, name) and to the path inside it; the body's own key
-    /// when the context asks for it.
+    /// The fingerprinter for the string value at the current path: the body's key (the
+    /// cluster's, or the body's own for [`Fingerprints::Own`]) bound to the innermost object
+    /// and to the path inside it.
     ///
-    /// An object without a readable name (a list's own members, a `Status`, a unit's
-    /// prefix) is bound to its kind and "no name", and a value outside any object (a JSON
-    /// Patch) to "no object": the cluster returns every stored object with its name, so no
-    /// real secret shares those bindings with anything a client can place there.
+    /// * A Secret's `data` and `stringData` values bind to the Secret (kind, namespace, name)
+    ///   and key: the same key shows the same fingerprint on every read until its value
+    ///   changes. Placing a guess there means overwriting the Secret (which the baseline
+    ///   policy holds for approval).
+    /// * Every other value binds to the object's `resourceVersion` as well: anything a
+    ///   client could rewrite in place without touching the secret (a list it can reorder so
+    ///   that its guess takes the secret's index, an annotation, a ConfigMap value it can
+    ///   overwrite again and again) gets a new binding with every write, so a guess can
+    ///   never be compared with a fingerprint read before.
+    /// * An object without a readable name (a list's own metadata, a `Status`; the cluster
+    ///   returns every stored object with its name) binds to its kind and "no name", and a
+    ///   value outside any object (a JSON Patch operation in a request body) to "no object".
     fn value_fp(&mut self) -> Fingerprinter {
         let scope = self.scope;
-        if scope.ctx.fingerprints == Fingerprints::Own {
-            return scope.own(self.eng).clone();
-        }
-        let Some(object) = self.object_fp() else {
+        let root = match scope.ctx.fingerprints {
+            Fingerprints::Own => scope.own(self.eng),
+            Fingerprints::Bound => &scope.fp,
+        };
+        let Some(frame) = self.frames.last_mut() else {
             let b = &mut self.binding;
             b.clear();
             push_part(b, b"no object");
             push_field(b, &self.path);
-            return scope.fp.bound(b);
+            return root.bound(b);
         };
-        let base = self.frames.last().map_or(0, |f| f.base);
+        let rel = &self.path[frame.base..];
+        let secret_value = !frame.versioned_only
+            && frame.kind.as_ref().map(KindName::as_str) == Some("Secret")
+            && rel.len() == 2
+            && rel[0].is_any_of(&[b"data", b"stringData"]);
         let b = &mut self.binding;
+        if frame.identity.is_none() {
+            // A value before `metadata` (not the cluster's order): look ahead for it.
+            frame.identity = Some(metadata_identity(self.s, frame.start, self.base_offset));
+        }
+        let identity = frame.identity.as_ref().and_then(Option::as_ref);
+        let kind = frame.kind.as_ref().map_or("", KindName::as_str);
+        let object = frame.fp.get_or_insert_with(|| {
+            b.clear();
+            match identity {
+                Some(id) => {
+                    push_part(b, b"object");
+                    push_part(b, kind.as_bytes());
+                    push_part(b, id.namespace.as_deref().unwrap_or(b""));
+                    push_part(b, &id.name);
+                }
+                None => {
+                    push_part(b, b"no name");
+                    push_part(b, kind.as_bytes());
+                }
+            }
+            root.bound_shared(b)
+        });
+        let object = if secret_value {
+            object
+        } else {
+            frame.versioned.get_or_insert_with(|| {
+                b.clear();
+                push_part(b, b"version");
+                let version = identity.and_then(|id| id.version.as_deref());
+                push_part(b, version.unwrap_or(b""));
+                object.bound_shared(b)
+            })
+        };
         b.clear();
-        push_field(b, &self.path[base..]);
+        push_field(b, rel);
         object.bound(b)
     }
 
-    /// The innermost object's fingerprinter (bound to its identity, made when first needed),
-    /// or `None` outside any object.
-    fn object_fp(&mut self) -> Option<Fingerprinter> {
-        let scope = self.scope;
-        let frame = self.frames.last_mut()?;
-        if let Some(fp) = &frame.fp {
-            return Some(fp.clone());
+    /// The fingerprinter for a copy of the innermost object held in one of its annotations:
+    /// bound to the object's identity and version (see [`value_fp`](Self::value_fp)); the
+    /// body's own key outside any object (annotations are only read inside one).
+    fn annotation_fp(&mut self) -> Fingerprinter {
+        if self.frames.is_empty() {
+            return self.scope.own(self.eng).clone();
         }
-        let b = &mut self.binding;
-        b.clear();
-        let kind = frame.kind.as_ref().map_or("", KindName::as_str);
-        let identity = match frame.identity.take() {
-            Some(id) => id,
-            // A value before `metadata` (not the cluster's order): look ahead for it.
-            None => metadata_identity(self.s, frame.start, self.base_offset),
-        };
-        match identity {
-            Some((namespace, name)) => {
-                push_part(b, b"object");
-                push_part(b, kind.as_bytes());
-                push_part(b, namespace.as_deref().unwrap_or("").as_bytes());
-                push_part(b, name.as_bytes());
-            }
-            None => {
-                push_part(b, b"no name");
-                push_part(b, kind.as_bytes());
-            }
-        }
-        let fp = scope.fp.bound_shared(b);
-        frame.fp = Some(fp.clone());
-        Some(fp)
+        // Made by asking for the fingerprinter of a value that is not a Secret's.
+        self.path.push(Seg::Index(0));
+        let any = self.value_fp();
+        self.path.pop();
+        self.frames
+            .last()
+            .and_then(|f| f.versioned.clone())
+            .unwrap_or(any)
     }
 }
 
@@ -973,7 +1014,7 @@ impl<'s> Walker<'s, '_> {
                 };
                 // The annotation's fields are bound to the object it belongs to, so a value shows
                 // the same fingerprint in both (its own metadata may lack the namespace).
-                let object = self.object_fp();
+                let object = Some(self.annotation_fp());
                 let run = walk(
                     eng,
                     self.scope,
@@ -1362,11 +1403,7 @@ pub(crate) fn prescan(
 /// The first `metadata` member counts (the cluster writes one, before the object's data, so
 /// the scan stops early), and within it the first `name` and `namespace`; a cluster-scoped
 /// object's metadata is read to its end for a namespace it does not have.
-fn metadata_identity(
-    s: &[u8],
-    start: usize,
-    off: u64,
-) -> Option<(Option<Cow<'_, str>>, Cow<'_, str>)> {
+fn metadata_identity(s: &[u8], start: usize, off: u64) -> Option<Identity<'_>> {
     let mut metadata = None;
     each_member(s, start, off, |key, vstart, _| {
         if key == b"metadata" && s.get(vstart) == Some(&b'{') {
@@ -1380,25 +1417,27 @@ fn metadata_identity(
 }
 
 /// The `namespace` and `name` of the metadata object at `start`: see [`metadata_identity`].
-fn metadata_fields(
-    s: &[u8],
-    start: usize,
-    off: u64,
-) -> Option<(Option<Cow<'_, str>>, Cow<'_, str>)> {
-    let (mut namespace, mut name) = (None, None);
+fn metadata_fields(s: &[u8], start: usize, off: u64) -> Option<Identity<'_>> {
+    let (mut namespace, mut name, mut version) = (None, None, None);
     each_member(s, start, off, |key, vstart, vend| {
         if s.get(vstart) == Some(&b'"') {
+            let text = || string_bytes(&s[vstart + 1..vend - 1]);
             match key {
-                b"namespace" => namespace = string_cow(&s[vstart + 1..vend - 1]),
-                b"name" => name = string_cow(&s[vstart + 1..vend - 1]),
+                b"namespace" => namespace = text(),
+                b"name" => name = text(),
+                b"resourceVersion" => version = text(),
                 _ => {}
             }
         }
-        // The cluster writes both first: the rest (managedFields, annotations) is not read.
-        namespace.is_none() || name.is_none()
+        // The cluster writes these first: the rest (managedFields, annotations) is not read.
+        namespace.is_none() || name.is_none() || version.is_none()
     })
     .ok()?;
-    Some((namespace, name.filter(|n| !n.is_empty())?))
+    Some(Identity {
+        namespace,
+        name: name.filter(|n| !n.is_empty())?,
+        version,
+    })
 }
 
 /// Calls `f(key, value start, value end)` for each member of the object at `start` (keys
@@ -1491,6 +1530,14 @@ fn metadata_namespace(s: &[u8], start: usize, off: u64) -> Result<Option<String>
             None => return Err(MaskError::Truncated),
         }
     }
+}
+
+/// The bytes of a JSON string's raw content, borrowed when it has no escapes.
+fn string_bytes(raw: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if memchr::memchr(b'\\', raw).is_none() {
+        return Some(Cow::Borrowed(raw));
+    }
+    unescape(raw).map(Cow::Owned)
 }
 
 /// The text of a JSON string's raw content, borrowed when it has no escapes and is UTF-8.

@@ -115,8 +115,8 @@ pub enum Fingerprints {
     /// A key of this body's own, used once: for bodies that echo what the client sent (the
     /// response to a create, update or patch, dry run included) and for interactive streams
     /// (exec, attach), where a client could otherwise have the gateway fingerprint values of
-    /// its choosing under a binding it shares with a real secret. Equal values in the same
-    /// body still show equal fingerprints.
+    /// its choosing under a binding it shares with a real secret. Within the body, values are
+    /// bound to their object and field as in [`Fingerprints::Bound`].
     Own,
 }
 

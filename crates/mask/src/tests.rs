@@ -771,7 +771,7 @@ fn secret_fp(m: &Masker, c: &MaskContext, kind: BodyKind, body: &str) -> String 
 fn secret(ns: &str, name: &str, field: &str, value: &str) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(value);
     format!(
-        r#"{{"kind":"Secret","apiVersion":"v1","metadata":{{"name":"{name}","namespace":"{ns}"}},"data":{{"{field}":"{b64}"}}}}"#
+        r#"{{"kind":"Secret","apiVersion":"v1","metadata":{{"name":"{name}","namespace":"{ns}","resourceVersion":"7"}},"data":{{"{field}":"{b64}"}}}}"#
     )
 }
 
@@ -787,8 +787,8 @@ fn fingerprints_are_bound_to_object_and_field() {
     let get = secret("shop", "db", "password", "hunter2");
     let read = secret_fp(&m, &c, BodyKind::Json, &get);
 
-    // The same field, read again, listed, watched, as a table row, in YAML, and in the
-    // last-applied annotation of an object that does not repeat its namespace.
+    // The same field, read again, listed, watched, as a table row, in YAML, and after the
+    // Secret changed elsewhere (a new resourceVersion).
     assert_eq!(secret_fp(&m, &c, BodyKind::Json, &get), read);
     let item = get.replace(r#""kind":"Secret","apiVersion":"v1","#, "");
     let list = format!(r#"{{"kind":"SecretList","apiVersion":"v1","items":[{item}]}}"#);
@@ -816,10 +816,25 @@ fn fingerprints_are_bound_to_object_and_field() {
     assert!(!String::from_utf8_lossy(&pom).contains("aHVudGVyMg=="));
     let object =
         |annotated: &str| -> String { annotated.replace("PartialObjectMetadata", "Secret") };
+    // The copy in the last-applied annotation is bound to the object's version (a client
+    // can rewrite an annotation without touching the Secret): not the field's fingerprint,
+    // and another one once the object changed.
+    let in_annotation = secret_fp(&m, &c, BodyKind::Json, &object(&annotated));
+    assert_ne!(in_annotation, read, "last-applied");
+    let next = annotated.replace(
+        r#""namespace":"shop","#,
+        r#""namespace":"shop","resourceVersion":"8","#,
+    );
+    assert_ne!(
+        secret_fp(&m, &c, BodyKind::Json, &object(&next)),
+        in_annotation,
+        "last-applied, next version"
+    );
+    let newer = get.replace(r#""resourceVersion":"7""#, r#""resourceVersion":"9""#);
     assert_eq!(
-        secret_fp(&m, &c, BodyKind::Json, &object(&annotated)),
+        secret_fp(&m, &c, BodyKind::Json, &newer),
         read,
-        "last-applied"
+        "a Secret value outlives versions"
     );
 
     // A new value in the same field: another fingerprint (rotation shows).
@@ -844,19 +859,22 @@ fn fingerprints_are_bound_to_object_and_field() {
     assert_ne!(secret_fp(&m, &cm, BodyKind::Json, guess), read, "configmap");
 
     // A body keyed on its own (the echo of a write, a dry-run update of this very Secret
-    // included): unrelated to the bound fingerprint and to every other body's, but equal
-    // values within it still match.
+    // included): unrelated to the bound fingerprint and to every other body's; within it,
+    // fields are bound as everywhere (a patch echo holds the real value beside the guess).
     let mut own = c.clone();
     own.fingerprints = Fingerprints::Own;
     let echo = secret_fp(&m, &own, BodyKind::Json, &get);
     assert_ne!(echo, read);
     assert_ne!(secret_fp(&m, &own, BodyKind::Json, &get), echo);
-    let pair = r#"{"kind":"Secret","metadata":{"name":"db"},"data":{"a":"aHVudGVyMg==","b":"aHVudGVyMg==","c":"aHVudGVyMw=="}}"#;
+    let pair = r#"{"kind":"Secret","metadata":{"name":"db"},"data":{"a":"aHVudGVyMg==","b":"aHVudGVyMg=="}}"#;
     let out = m.mask_body(BodyKind::Json, &own, pair.as_bytes()).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let fp = |k: &str| first_fp(v["data"][k].as_str().unwrap().as_bytes());
-    assert_eq!(fp("a"), fp("b"), "equal values in one body");
-    assert_ne!(fp("a"), fp("c"));
+    assert_ne!(
+        fp("a"),
+        fp("b"),
+        "the real value and a guess beside it in an echo"
+    );
 
     // An object without a name (the cluster never returns a stored one) is bound to "no
     // name": stable, and unrelated to any named object's.
@@ -864,6 +882,34 @@ fn fingerprints_are_bound_to_object_and_field() {
     let a = secret_fp(&m, &c, BodyKind::Json, &nameless);
     assert_ne!(a, read);
     assert_eq!(secret_fp(&m, &c, BodyKind::Json, &nameless), a);
+}
+
+/// Values other than a Secret's `data` are bound to the object's version too: a client that can
+/// write the object can place a guess at the secret's own path (inserting into a list shifts
+/// the secret to the next index; a ConfigMap value can be overwritten again and again), but
+/// every write is a new version, so the guess is never compared with a fingerprint read before.
+#[test]
+fn other_values_are_bound_to_the_version() {
+    let m = masker();
+    let c = ctx("deployments", Some("shop"));
+    let deployment = |version: &str, env: &str| {
+        format!(
+            r#"{{"kind":"Deployment","apiVersion":"apps/v1","metadata":{{"name":"web","namespace":"shop","resourceVersion":"{version}"}},"spec":{{"template":{{"spec":{{"containers":[{{"name":"app","env":[{env}]}}]}}}}}}}}"#
+        )
+    };
+    let real = deployment("10", r#"{"name":"DB_PASSWORD","value":"hunter2"}"#);
+    let fp = secret_fp(&m, &c, BodyKind::Json, &real);
+    assert_eq!(
+        secret_fp(&m, &c, BodyKind::Json, &real),
+        fp,
+        "stable while unchanged"
+    );
+    // The guess inserted at index 0, the secret shifted to index 1: a new version.
+    let guess = deployment(
+        "11",
+        r#"{"name":"DB_PASSWORD","value":"hunter2"},{"name":"DB_PASSWORD","value":"x"}"#,
+    );
+    assert_ne!(secret_fp(&m, &c, BodyKind::Json, &guess), fp);
 }
 
 /// Text: a pod's logs are bound to the pod, so reading them twice shows the same fingerprint
