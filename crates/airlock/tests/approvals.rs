@@ -295,6 +295,15 @@ fn timeout_then_identical_retry_passes_once() {
         "{}",
         stderr(&refused)
     );
+    // Its requester sees the approval without the dry-run preview (it would answer guesses:
+    // docs/approvals.md), while the agent's approval above still shows its masked body to
+    // the approver. The preview is made within moments of the approval.
+    std::thread::sleep(Duration::from_secs(2));
+    let mine = ok(&cli(&demo, &approver(&demo), &["show", &own_id]));
+    assert!(
+        mine.contains("payments") && !mine.contains("contains:"),
+        "{mine}"
+    );
 }
 
 /// A 2-of-3 quorum: one approval is not enough, the same approver twice does not count, a

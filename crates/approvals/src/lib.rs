@@ -40,7 +40,7 @@ use tokio::sync::Notify;
 pub use model::{
     binding_hash, format_duration, json_diff, new_id, parse_duration, parse_scope, rfc3339,
     scope_name, sha256_hex, Action, Approval, Candidate, DecideError, DecisionEntry, Grant,
-    GrantLimit, Person, Requirement, State, Target, Verdict,
+    GrantLimit, Person, Requirement, State, Target, Verdict, REDACTED_FOR_REQUESTER,
 };
 
 /// Errors of the approval store.

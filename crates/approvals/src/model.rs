@@ -161,6 +161,10 @@ pub struct Grant {
     pub used: u32,
 }
 
+/// What a requester sees in place of its own request's body (see [`Approval::view_for`]).
+pub const REDACTED_FOR_REQUESTER: &str =
+    "(not shown to the requester: approvers see the masked body and the dry-run preview)";
+
 /// An approval request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
@@ -271,6 +275,21 @@ impl Approval {
     }
 
     /// Whether `person` may decide at all (is in some requirement's approver groups).
+    /// The approval as `viewer` may see it. Its requester does not get the request body or
+    /// the dry-run preview: both are masked for approvers, whose fingerprints are bound to the
+    /// real objects, so a requester could send a held write of guessed values and read back
+    /// their fingerprints under a Secret's binding; and the preview's diff says outright
+    /// whether a guessed value equals the stored one. Approvers see everything.
+    pub fn view_for(mut self, viewer: &Person) -> Approval {
+        if self.requester.user == viewer.user {
+            if self.body.is_some() {
+                self.body = Some(REDACTED_FOR_REQUESTER.to_owned());
+            }
+            self.preview = None;
+        }
+        self
+    }
+
     pub fn may_decide(&self, person: &Person) -> bool {
         self.requirements
             .iter()

@@ -542,6 +542,7 @@ async fn api_inner(
                 .map_err(fail)?
                 .into_iter()
                 .filter(|a| visible(a))
+                .map(|a| a.view_for(&who))
                 .collect();
             Ok(json(
                 StatusCode::OK,
@@ -558,7 +559,7 @@ async fn api_inner(
                     StatusCode::NOT_FOUND,
                     format!("approval {id} does not exist"),
                 ))?;
-            Ok(json(StatusCode::OK, &a))
+            Ok(json(StatusCode::OK, &a.view_for(&who)))
         }
         (Method::POST, [id, verb @ ("approve" | "deny")]) => {
             let body = read_json_body(req).await?;
@@ -591,7 +592,7 @@ async fn api_inner(
             };
             let a = store.decide(id, &who, action).await.map_err(fail)?;
             info!(approval = %a.id, approver = %who.user, decision = %verb, state = a.state.as_str(), "approval decision");
-            Ok(json(StatusCode::OK, &a))
+            Ok(json(StatusCode::OK, &a.view_for(&who)))
         }
         (_, [] | [_] | [_, "approve" | "deny"]) => Err((
             StatusCode::METHOD_NOT_ALLOWED,

@@ -56,6 +56,7 @@ pub fn mask_context(cluster: &str, info: &kube_request::RequestInfo) -> MaskCont
         profiles: Vec::new(),
         cluster: Some(cluster.to_owned()),
         name: opt(&info.name),
+        api_group: Some(info.api_group.clone()),
         fingerprints: Fingerprints::Bound,
     }
 }
@@ -71,7 +72,9 @@ pub fn mask_context(cluster: &str, info: &kube_request::RequestInfo) -> MaskCont
 pub fn response_fingerprints(info: &kube_request::RequestInfo) -> Fingerprints {
     let echo = matches!(info.verb.as_str(), "create" | "update" | "patch");
     let interactive = matches!(info.subresource.as_str(), "exec" | "attach");
-    if echo || interactive {
+    // An application's own answer (pods/x/proxy): whatever it serves is its author's choice.
+    let application = info.subresource == "proxy" || info.verb == "proxy";
+    if echo || interactive || application {
         Fingerprints::Own
     } else {
         Fingerprints::Bound

@@ -356,9 +356,13 @@ struct Walker<'s, 'e> {
     restart: bool,
     /// The Kubernetes objects the walk is inside, innermost last.
     frames: Vec<Frame<'s>>,
-    /// The identity the outermost object takes instead of reading its own (the object a
-    /// last-applied annotation belongs to).
+    /// Set when walking a copy of an object held in its last-applied annotation: the owning
+    /// object's versioned fingerprinter, under which everything in the copy is bound (every
+    /// object in it, lists included, binds to its version too).
     inherit: Option<Fingerprinter>,
+    /// Values outside any object in this unit (a Table row's cells, a JSON Patch): a key used
+    /// nowhere else, made when first needed.
+    unit_fp: Option<Fingerprinter>,
     /// Scratch space for fingerprint bindings.
     binding: Vec<u8>,
 }
@@ -390,6 +394,7 @@ impl<'s, 'e> Walker<'s, 'e> {
             restart: false,
             frames: Vec::new(),
             inherit: None,
+            unit_fp: None,
             binding: Vec::new(),
         }
     }
@@ -486,19 +491,14 @@ impl<'s, 'e> Walker<'s, 'e> {
         ctx.kind_at = info.kind_at;
         let primary = matches!(hint, Hint::Primary(_)) && !matches!(ctx.kind, Kind::WatchEvent);
         if primary {
-            let versioned = if self.frames.is_empty() {
-                self.inherit.take()
-            } else {
-                None
-            };
             self.frames.push(Frame {
                 start: self.pos,
                 base: self.path.len(),
                 kind: ctx.kind_name.clone(),
                 identity: None,
                 fp: None,
-                versioned_only: versioned.is_some(),
-                versioned,
+                versioned: None,
+                versioned_only: self.inherit.is_some(),
             });
         }
         self.members(&ctx, out)?;
@@ -522,23 +522,28 @@ impl<'s, 'e> Walker<'s, 'e> {
     ///   overwrite again and again) gets a new binding with every write, so a guess can
     ///   never be compared with a fingerprint read before.
     /// * An object without a readable name (a list's own metadata, a `Status`; the cluster
-    ///   returns every stored object with its name) binds to its kind and "no name", and a
-    ///   value outside any object (a JSON Patch operation in a request body) to "no object".
+    ///   returns every stored object with its name), and the values of a unit outside any
+    ///   object (a Table row's cells, a JSON Patch operation), get a key used nowhere else.
+    /// * Only answers to core `secrets` requests keep a Secret's values across versions; in a
+    ///   last-applied copy everything binds to the owning object's version.
     fn value_fp(&mut self) -> Fingerprinter {
         let scope = self.scope;
-        let root = match scope.ctx.fingerprints {
-            Fingerprints::Own => scope.own(self.eng),
-            Fingerprints::Bound => &scope.fp,
+        let eng = self.eng;
+        let root = match (&self.inherit, scope.ctx.fingerprints) {
+            (Some(owner), _) => owner,
+            (None, Fingerprints::Own) => scope.own(eng),
+            (None, Fingerprints::Bound) => &scope.fp,
         };
         let Some(frame) = self.frames.last_mut() else {
+            let unit = self.unit_fp.get_or_insert_with(|| eng.fresh());
             let b = &mut self.binding;
             b.clear();
-            push_part(b, b"no object");
             push_field(b, &self.path);
-            return root.bound(b);
+            return unit.bound(b);
         };
         let rel = &self.path[frame.base..];
         let secret_value = !frame.versioned_only
+            && scope.core_secrets()
             && frame.kind.as_ref().map(KindName::as_str) == Some("Secret")
             && rel.len() == 2
             && rel[0].is_any_of(&[b"data", b"stringData"]);
@@ -558,10 +563,9 @@ impl<'s, 'e> Walker<'s, 'e> {
                     push_part(b, id.namespace.as_deref().unwrap_or(b""));
                     push_part(b, &id.name);
                 }
-                None => {
-                    push_part(b, b"no name");
-                    push_part(b, kind.as_bytes());
-                }
+                // Not a stored object (a `Status`, a list's own metadata): a key used
+                // nowhere else, so nothing links it to anything.
+                None => return eng.fresh(),
             }
             root.bound_shared(b)
         });

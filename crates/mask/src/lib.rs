@@ -101,6 +101,10 @@ pub struct MaskContext {
     pub cluster: Option<String>,
     /// The object the request names (a pod for its logs): text fingerprints are bound to it.
     pub name: Option<String>,
+    /// API group of the request (`""` core; `None`: unknown, taken as core). A Secret's
+    /// values keep one fingerprint across versions only in answers to core `secrets`
+    /// requests (anything else could call itself a Secret).
+    pub api_group: Option<String>,
     /// How this body's fingerprints are keyed.
     pub fingerprints: Fingerprints,
 }
@@ -194,17 +198,32 @@ pub(crate) struct Scope {
     own: std::sync::OnceLock<Fingerprinter>,
 }
 
+impl Engine {
+    /// A fingerprinter under a key used nowhere else: derived from the engine's key, a random
+    /// per-process nonce and a counter.
+    pub(crate) fn fresh(&self) -> Fingerprinter {
+        let n = self
+            .owned
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut b = Vec::with_capacity(48);
+        marker::push_part(&mut b, b"fresh");
+        marker::push_part(&mut b, &self.nonce);
+        marker::push_part(&mut b, &n.to_be_bytes());
+        self.fp.bound_shared(&b)
+    }
+}
+
 impl Scope {
     /// This body's own fingerprinter: a key derived from the engine's for this body alone.
     pub(crate) fn own(&self, eng: &Engine) -> &Fingerprinter {
-        self.own.get_or_init(|| {
-            let n = eng.owned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut b = Vec::with_capacity(48);
-            marker::push_part(&mut b, b"own");
-            marker::push_part(&mut b, &eng.nonce);
-            marker::push_part(&mut b, &n.to_be_bytes());
-            eng.fp.bound_shared(&b)
-        })
+        self.own.get_or_init(|| eng.fresh())
+    }
+
+    /// Whether a Secret's `data` values may keep one fingerprint across versions: only in
+    /// answers to core `secrets` requests.
+    pub(crate) fn core_secrets(&self) -> bool {
+        self.ctx.resource.as_deref() == Some("secrets")
+            && self.ctx.api_group.as_deref().unwrap_or("").is_empty()
     }
 
     /// The fingerprinter for a text body (logs, exec output): bound to the request's resource

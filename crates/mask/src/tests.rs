@@ -876,12 +876,70 @@ fn fingerprints_are_bound_to_object_and_field() {
         "the real value and a guess beside it in an echo"
     );
 
-    // An object without a name (the cluster never returns a stored one) is bound to "no
-    // name": stable, and unrelated to any named object's.
+    // An object without a name (the cluster never returns a stored one) gets a key used
+    // nowhere else: unrelated to any named object's, and to the next read's.
     let nameless = get.replace(r#""name":"db","#, "");
     let a = secret_fp(&m, &c, BodyKind::Json, &nameless);
     assert_ne!(a, read);
-    assert_eq!(secret_fp(&m, &c, BodyKind::Json, &nameless), a);
+    assert_ne!(secret_fp(&m, &c, BodyKind::Json, &nameless), a);
+
+    // Something that calls itself a Secret in an answer to another request (an
+    // application behind pods/proxy, a custom resource of kind Secret) is bound to its
+    // version like any other object.
+    let mut crd = c.clone();
+    crd.api_group = Some("evil.example.com".into());
+    assert_ne!(
+        secret_fp(&m, &crd, BodyKind::Json, &get),
+        read,
+        "another group"
+    );
+    let cm = ctx("configmaps", Some("shop"));
+    let mut cm = cm;
+    cm.cluster = c.cluster.clone();
+    assert_ne!(
+        secret_fp(&m, &cm, BodyKind::Json, &get),
+        read,
+        "another resource"
+    );
+
+    // A last-applied copy holding a list of Secrets: each bound to the owner's version.
+    let guesses = format!(r#"{{"kind":"List","items":[{{}},{get}]}}"#);
+    let owner = format!(
+        r#"{{"kind":"ConfigMap","metadata":{{"name":"mine","namespace":"agent","resourceVersion":"3","annotations":{{"kubectl.kubernetes.io/last-applied-configuration":{}}}}}}}"#,
+        serde_json::to_string(&guesses).unwrap()
+    );
+    let cm_ctx = {
+        let mut x = ctx("configmaps", Some("agent"));
+        x.cluster = c.cluster.clone();
+        x
+    };
+    assert_ne!(
+        secret_fp(&m, &cm_ctx, BodyKind::Json, &owner),
+        read,
+        "list in last-applied"
+    );
+}
+
+/// A Table's cells are bound to nothing shared: two rows' cells holding the same value (an
+/// agent's event message beside a victim's) show different fingerprints.
+#[test]
+fn table_cells_share_no_binding() {
+    let m = masker();
+    let c = ctx("events", None);
+    let row = |name: &str| {
+        format!(
+            r#"{{"cells":["{name}","password=hunter2hunter2"],"object":{{"kind":"PartialObjectMetadata","metadata":{{"name":"{name}"}}}}}}"#
+        )
+    };
+    let table = format!(
+        r#"{{"kind":"Table","apiVersion":"meta.k8s.io/v1","rows":[{},{}]}}"#,
+        row("a"),
+        row("b")
+    );
+    let out = m.mask_body(BodyKind::Json, &c, table.as_bytes()).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let cell = |i: usize| first_fp(v["rows"][i]["cells"][1].as_str().unwrap().as_bytes());
+    assert_ne!(cell(0), cell(1));
 }
 
 /// Values other than a Secret's `data` are bound to the object's version too: a client that can

@@ -159,11 +159,12 @@ fn every_split_point_gives_identical_output() {
         s.push(&body[..split], &mut out).unwrap();
         s.push(&body[split..], &mut out).unwrap();
         s.finish(&mut out).unwrap();
-        assert_eq!(out, whole, "split at {split}");
+        assert_eq!(fps(&out), fps(&whole), "split at {split}");
     }
     for chunk in [1, 2, 3, 7, 64] {
         let mut s = m.stream(BodyKind::Json, &ctx).unwrap();
-        assert_eq!(run(s.as_mut(), &body, chunk), whole, "chunks of {chunk}");
+        let out = run(s.as_mut(), &body, chunk);
+        assert_eq!(fps(&out), fps(&whole), "chunks of {chunk}");
     }
 }
 
@@ -263,8 +264,20 @@ proptest! {
         s.push(&body[..split], &mut out).unwrap();
         s.push(&body[split..], &mut out).unwrap();
         s.finish(&mut out).unwrap();
-        prop_assert_eq!(out, whole);
+        prop_assert_eq!(fps(&out), fps(&whole));
     }
+}
+
+/// `body` with every fingerprint replaced by `<fp>`: objects without a name (these bodies'
+/// objects have none) get a key used nowhere else, so two maskings of one body differ only
+/// there (docs/masking.md, "Markers").
+fn fps(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let raw = regex::Regex::new(r"airlock:masked:((?:[a-z0-9-]+:)?)[0-9a-f]{12}").unwrap();
+    let b64 = regex::Regex::new(r"YWlybG9jazptYXNrZWQ6[A-Za-z0-9+/]{16}").unwrap();
+    let text = raw.replace_all(&text, "airlock:masked:${1}<fp>");
+    b64.replace_all(&text, "YWlybG9jazptYXNrZWQ6<fp>")
+        .into_owned()
 }
 
 /// Structure without leaf values.

@@ -57,6 +57,8 @@ fn pretty(v: &serde_json::Value) -> String {
 
 /// One approval, everything the approver needs to decide, escaped.
 fn card(a: &Approval, who: &Authed, link: bool) -> String {
+    // A requester's own approvals without body and preview (`Approval::view_for`).
+    let a = &a.clone().view_for(&person(who));
     let state = a.state.as_str();
     let id = if link {
         format!(
@@ -449,6 +451,23 @@ mod tests {
         let viewer = card(&a, &who(false), true);
         assert!(!viewer.contains("<form") && !viewer.contains("<button"));
         assert!(viewer.contains("only members of the approver groups"));
+    }
+
+    /// The requester of an approval sees neither its body nor the dry-run preview (both show
+    /// values of its choosing masked under the real objects' bindings, and the diff answers
+    /// guesses); anyone else who may see it does.
+    #[test]
+    fn requesters_see_no_body_and_no_preview() {
+        let mut a = approval();
+        a.requester.user = "alice".into();
+        let own = card(&a, &who(false), true);
+        assert!(
+            !own.contains("500+") && !own.contains("&lt;/pre&gt;"),
+            "{own}"
+        );
+        assert!(own.contains("not shown to the requester"), "{own}");
+        let other = card(&approval(), &who(true), true);
+        assert!(other.contains("500+"));
     }
 
     async fn web_with(
