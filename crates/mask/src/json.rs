@@ -321,6 +321,8 @@ struct Frame<'s> {
     /// `metadata.namespace`, `.name` and `.resourceVersion`, read when the walk passes
     /// `metadata` (the cluster writes it before the object's data).
     identity: Option<Option<Identity<'s>>>,
+    /// Where its `metadata` object starts, once the walk has passed it.
+    metadata: Option<usize>,
     /// Bound to the object's identity; made when first needed.
     fp: Option<Fingerprinter>,
     /// Bound to the object's identity and version; made when first needed.
@@ -496,6 +498,7 @@ impl<'s, 'e> Walker<'s, 'e> {
                 base: self.path.len(),
                 kind: ctx.kind_name.clone(),
                 identity: None,
+                metadata: None,
                 fp: None,
                 versioned: None,
                 versioned_only: self.inherit.is_some(),
@@ -549,8 +552,11 @@ impl<'s, 'e> Walker<'s, 'e> {
             && rel[0].is_any_of(&[b"data", b"stringData"]);
         let b = &mut self.binding;
         if frame.identity.is_none() {
-            // A value before `metadata` (not the cluster's order): look ahead for it.
-            frame.identity = Some(metadata_identity(self.s, frame.start, self.base_offset));
+            frame.identity = Some(match frame.metadata {
+                Some(at) => metadata_fields(self.s, at, self.base_offset),
+                // A value before `metadata` (not the cluster's order): look ahead for it.
+                None => metadata_identity(self.s, frame.start, self.base_offset),
+            });
         }
         let identity = frame.identity.as_ref().and_then(Option::as_ref);
         let kind = frame.kind.as_ref().map_or("", KindName::as_str);
@@ -759,15 +765,16 @@ impl<'s> Walker<'s, '_> {
                 return Err(self.err("a watch event's type is a string"));
             }
             if metadata && self.peek() == Some(b'{') {
-                // An object's own metadata: note who it is, for its fingerprints (the first
-                // `metadata` counts, as in `metadata_identity`).
-                let (s, at, off) = (self.s, self.pos, self.base_offset);
+                // An object's own metadata: note where it is, for its fingerprints (read only
+                // if a value needs one; the first `metadata` counts, as in
+                // `metadata_identity`).
+                let at = self.pos;
                 if let Some(frame) = self
                     .frames
                     .last_mut()
-                    .filter(|f| f.base == obj.base && f.identity.is_none() && f.fp.is_none())
+                    .filter(|f| f.base == obj.base && f.metadata.is_none())
                 {
-                    frame.identity = Some(metadata_fields(s, at, off));
+                    frame.metadata = Some(at);
                 }
             }
             self.value(obj, out)?;

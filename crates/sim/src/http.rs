@@ -17,7 +17,7 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 
 /// A JSON response with the given content type.
 pub fn json_with_type(code: u16, v: &Value, content_type: &str) -> Response<Body> {
-    let mut bytes = serde_json::to_vec(v).unwrap_or_default();
+    let mut bytes = serde_json::to_vec(&in_go_order(v)).unwrap_or_default();
     bytes.push(b'\n');
     let mut r = Response::new(full(bytes));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -25,6 +25,20 @@ pub fn json_with_type(code: u16, v: &Value, content_type: &str) -> Response<Body
         r.headers_mut().insert(hyper::header::CONTENT_TYPE, h);
     }
     r
+}
+
+/// `v` with its object, or each of its list's items, in kube-apiserver's member order
+/// ([`crate::store::go_order`]): objects built on the way out (a pod's status) are too.
+pub fn in_go_order(v: &Value) -> std::borrow::Cow<'_, Value> {
+    if v.get("metadata").is_none() {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let mut v = v.clone();
+    crate::store::go_order(&mut v);
+    if let Some(items) = v.get_mut("items").and_then(Value::as_array_mut) {
+        items.iter_mut().for_each(crate::store::go_order);
+    }
+    std::borrow::Cow::Owned(v)
 }
 
 /// A plain JSON response.

@@ -128,6 +128,50 @@ fn spec_part(obj: &Value) -> Value {
 }
 
 /// Whether the parts that bump `metadata.generation` differ.
+/// Puts an object's members in the order kube-apiserver writes them (Go struct order):
+/// `kind`, `apiVersion`, `metadata` (name, generateName, namespace, ..., managedFields), the
+/// object's own fields, `status` last. Clients do not care; a streaming reader of the body
+/// (Airlock's masker) meets the metadata first, as it would from a real cluster.
+pub fn go_order(obj: &mut Value) {
+    const META: &[&str] = &[
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    ];
+    fn reorder(map: &mut serde_json::Map<String, Value>, first: &[&str], last: &[&str]) {
+        let mut old = std::mem::take(map);
+        for k in first {
+            if let Some(v) = old.shift_remove(*k) {
+                map.insert((*k).to_string(), v);
+            }
+        }
+        let tail: Vec<(String, Value)> = last
+            .iter()
+            .filter_map(|k| old.shift_remove(*k).map(|v| ((*k).to_string(), v)))
+            .collect();
+        map.extend(old);
+        map.extend(tail);
+    }
+    if let Some(map) = obj.as_object_mut() {
+        reorder(map, &["kind", "apiVersion", "metadata"], &["status"]);
+        if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+            reorder(meta, META, &[]);
+        }
+    }
+}
+
 pub fn spec_changed(a: &Value, b: &Value) -> bool {
     spec_part(a) != spec_part(b)
 }
@@ -250,6 +294,7 @@ impl Store {
         if obj.get("spec").is_some() && obj["metadata"].get("generation").is_none() {
             obj["metadata"]["generation"] = json!(1);
         }
+        go_order(&mut obj);
         inner
             .objects
             .entry(key.clone())
@@ -315,6 +360,7 @@ impl Store {
         }
         // No-op writes do not bump the resourceVersion, as upstream.
         next["metadata"]["resourceVersion"] = json!(cur_rv);
+        go_order(&mut next);
         if next == current {
             return Ok(current);
         }

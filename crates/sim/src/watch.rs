@@ -73,7 +73,7 @@ fn render(w: &WatchRequest, kind: &str, obj: &Value) -> Value {
         Output::Metadata(v) => partial_metadata(&obj, v),
         _ => obj,
     };
-    json!({"type": kind, "object": object})
+    json!({"type": kind, "object": crate::http::in_go_order(&object)})
 }
 
 fn line(v: &Value) -> Bytes {
