@@ -341,7 +341,7 @@ fn text_fp(text: &str) -> String {
 fn fingerprints_cannot_confirm_a_guess() {
     let demo = Demo::start();
     let read = |args: &[&str]| ok(&demo.kubectl("1.33", args));
-    let get = read(&[
+    let password = [
         "get",
         "secret",
         "db-credentials",
@@ -349,18 +349,13 @@ fn fingerprints_cannot_confirm_a_guess() {
         "shop",
         "-o",
         "jsonpath={.data.password}",
-    ]);
-    let secret = data_fp(&get);
-    let again = read(&[
-        "get",
-        "secret",
-        "db-credentials",
-        "-n",
-        "shop",
-        "-o",
-        "jsonpath={.data.password}",
-    ]);
-    assert_eq!(data_fp(&again), secret, "the same field, read twice");
+    ];
+    let secret = data_fp(&read(&password));
+    assert_eq!(
+        data_fp(&read(&password)),
+        secret,
+        "the same field, read twice"
+    );
     let listed = read(&[
         "get",
         "secrets",
@@ -401,7 +396,7 @@ fn fingerprints_cannot_confirm_a_guess() {
         &format!("--from-literal={guess}"),
     ]);
     assert!(created.contains("created"), "{created}");
-    let stored = read(&[
+    let guess_value = [
         "get",
         "configmap",
         "guess",
@@ -409,7 +404,8 @@ fn fingerprints_cannot_confirm_a_guess() {
         "shop",
         "-o",
         "jsonpath={.data.db_password}",
-    ]);
+    ];
+    let stored = read(&guess_value);
     assert_ne!(text_fp(&stored), secret, "stored ConfigMap");
     assert_ne!(
         text_fp(&stored),
@@ -417,15 +413,7 @@ fn fingerprints_cannot_confirm_a_guess() {
         "a read is not linked to a write's echo"
     );
     // Reading it twice shows the same fingerprint (bound to the ConfigMap's field).
-    let stored_again = read(&[
-        "get",
-        "configmap",
-        "guess",
-        "-n",
-        "shop",
-        "-o",
-        "jsonpath={.data.db_password}",
-    ]);
+    let stored_again = read(&guess_value);
     assert_eq!(text_fp(&stored_again), text_fp(&stored));
 
     // Overwriting a value and writing candidates into its place, one after another: every

@@ -1466,6 +1466,9 @@ fn each_member(
     loop {
         i = skip_ws(s, i);
         if s.get(i) != Some(&b'"') {
+            if i >= s.len() {
+                return Err(MaskError::Truncated);
+            }
             return Err(MaskError::json(off + i as u64, "expected an object key"));
         }
         let kend = skip_string(s, i, off)?;
@@ -1478,6 +1481,9 @@ fn each_member(
         };
         i = skip_ws(s, kend);
         if s.get(i) != Some(&b':') {
+            if i >= s.len() {
+                return Err(MaskError::Truncated);
+            }
             return Err(MaskError::json(off + i as u64, "expected ':'"));
         }
         i = skip_ws(s, i + 1);
@@ -1495,52 +1501,22 @@ fn each_member(
         match s.get(i) {
             Some(b',') => i += 1,
             Some(b'}') => return Ok(()),
-            _ => return Err(MaskError::json(off + i as u64, "expected ',' or '}'")),
+            Some(_) => return Err(MaskError::json(off + i as u64, "expected ',' or '}'")),
+            None => return Err(MaskError::Truncated),
         }
     }
 }
 
 fn metadata_namespace(s: &[u8], start: usize, off: u64) -> Result<Option<String>, MaskError> {
-    let mut i = skip_ws(s, start + 1);
-    if s.get(i) == Some(&b'}') {
-        return Ok(None);
-    }
-    loop {
-        i = skip_ws(s, i);
-        if s.get(i) != Some(&b'"') {
-            if i >= s.len() {
-                return Err(MaskError::Truncated);
-            }
-            return Err(MaskError::json(off + i as u64, "expected an object key"));
+    let mut namespace = None;
+    each_member(s, start, off, |key, vstart, vend| {
+        if key == b"namespace" && s.get(vstart) == Some(&b'"') {
+            namespace = string_text(&s[vstart + 1..vend - 1]);
+            return false;
         }
-        let kend = skip_string(s, i, off)?;
-        let is_ns = &s[i + 1..kend - 1] == b"namespace";
-        i = skip_ws(s, kend);
-        if s.get(i) != Some(&b':') {
-            if i >= s.len() {
-                return Err(MaskError::Truncated);
-            }
-            return Err(MaskError::json(off + i as u64, "expected ':'"));
-        }
-        i = skip_ws(s, i + 1);
-        let vstart = i;
-        i = match s.get(i) {
-            Some(b'"') => skip_string(s, i, off)?,
-            Some(b'{' | b'[') => skip_value(s, i, off)?,
-            Some(_) => skip_scalar(s, i, off)?,
-            None => return Err(MaskError::Truncated),
-        };
-        if is_ns && s.get(vstart) == Some(&b'"') {
-            return Ok(string_text(&s[vstart + 1..i - 1]));
-        }
-        i = skip_ws(s, i);
-        match s.get(i) {
-            Some(b',') => i += 1,
-            Some(b'}') => return Ok(None),
-            Some(_) => return Err(MaskError::json(off + i as u64, "expected ',' or '}'")),
-            None => return Err(MaskError::Truncated),
-        }
-    }
+        true
+    })?;
+    Ok(namespace)
 }
 
 /// The bytes of a JSON string's raw content, borrowed when it has no escapes.
