@@ -884,6 +884,8 @@ impl Gateway {
             kind: call.info.stream_kind().into(),
             protocol: tunnel::Protocol::from_response(resp.headers()),
             tty: tunnel::query_flag(&call.path_and_query, "tty"),
+            same_length: call.info.stream_kind() == Some(kube_request::StreamKind::Exec)
+                && tunnel::writes_archive(&call.path_and_query),
             masker: self.masker.clone(),
             mask_ctx: mask::MaskContext {
                 fingerprints: filter::response_fingerprints(&call.info),

@@ -238,6 +238,9 @@ pub struct TunnelSpec {
     /// The gateway's masker and the request's context (resource `pods`, subresource `exec`).
     pub masker: Masker,
     pub mask_ctx: MaskContext,
+    /// Output masking keeps every byte offset ([`mask::Masker::stream_same_length`]): the exec
+    /// writes an archive (see [`writes_archive`]).
+    pub same_length: bool,
     pub recorder: Option<Arc<dyn Recorder>>,
 }
 
@@ -323,16 +326,37 @@ pub fn query_flag(path_and_query: &str, name: &str) -> bool {
         .any(|(k, v)| k == name && matches!(v.as_ref(), "true" | "1" | "True" | "TRUE"))
 }
 
+/// Whether an exec's `command` writes a tar archive to stdout, as `kubectl cp` from a pod does
+/// (`tar cf - PATH`, and `sh -c 'tar cf - PATH | tail -c+N'` when it resumes). Masking must
+/// then keep the length of what it replaces: a marker longer than the secret would shift every
+/// later byte against the sizes in the archive's headers and cut the file short.
+pub fn writes_archive(path_and_query: &str) -> bool {
+    let query = kube_request::Query::parse(path_and_query.split_once('?').map(|(_, q)| q));
+    let command = query.command();
+    let is_tar = |program: &str| program.rsplit('/').next() == Some("tar");
+    match command.as_slice() {
+        [program, ..] if is_tar(program) => true,
+        [shell, "-c", script, ..] if shell.ends_with("sh") => {
+            script.split_whitespace().next().is_some_and(is_tar)
+        }
+        _ => false,
+    }
+}
+
 type Dir = Box<dyn Direction>;
 
 fn directions(spec: &TunnelSpec, shared: &Arc<Shared>) -> Result<(Dir, Dir), TunnelError> {
     let masked = matches!(spec.kind, TunnelKind::Exec | TunnelKind::Attach);
+    let masker = || {
+        if spec.same_length {
+            spec.masker.stream_same_length(&spec.mask_ctx)
+        } else {
+            spec.masker.stream(BodyKind::Text, &spec.mask_ctx)
+        }
+    };
     let output = || -> Result<Output, TunnelError> {
         Ok(Output {
-            maskers: [
-                spec.masker.stream(BodyKind::Text, &spec.mask_ctx)?,
-                spec.masker.stream(BodyKind::Text, &spec.mask_ctx)?,
-            ],
+            maskers: [masker()?, masker()?],
             ready: [Vec::new(), Vec::new()],
             held: [false, false],
         })

@@ -356,9 +356,28 @@ impl Masker {
             BodyKind::Text => {
                 let pem_end = self.eng.pem_end.clone();
                 let fp = scope.text_fp(&self.eng);
-                Box::new(text::TextStream::new(eng, fp, pem_end))
+                Box::new(text::TextStream::new(eng, fp, pem_end, false))
             }
         })
+    }
+
+    /// A text masker (like [`BodyKind::Text`]) for a byte stream whose offsets matter, such as
+    /// the tar archive `kubectl cp` reads from `tar cf -` in the pod: every masked span is
+    /// replaced by exactly as many bytes (the marker, cut or padded with `*`; a PEM key body
+    /// becomes `*` instead of being dropped), so the archive's headers still give the right
+    /// sizes and a resumed copy (`tail -c+N`) starts at the right byte.
+    pub fn stream_same_length(
+        &self,
+        ctx: &MaskContext,
+    ) -> Result<Box<dyn StreamMasker>, MaskError> {
+        let scope = self.scope(ctx)?;
+        let fp = scope.text_fp(&self.eng);
+        Ok(Box::new(text::TextStream::new(
+            Arc::clone(&self.eng),
+            fp,
+            self.eng.pem_end.clone(),
+            true,
+        )))
     }
 
     /// Masks a whole body at once (same result as streaming it).

@@ -670,6 +670,50 @@ fn text_drops_pem_bodies_without_buffering() {
     assert!(s.peak_buffered() < 1024, "{}", s.peak_buffered());
 }
 
+/// `kubectl cp`'s tar stream: masked spans keep their length (markers cut or padded), a PEM
+/// body becomes `*`, and however the stream is split the output is as long as the input.
+#[test]
+fn same_length_text_keeps_every_offset() {
+    let m = masker();
+    let mut input = b"before\nkey AKIAIOSFODNN7EXAMPLE and password=hunter2hunter2\n".to_vec();
+    input.extend_from_slice(b"-----BEGIN EC PRIVATE KEY-----\n");
+    for _ in 0..200 {
+        input.extend_from_slice(b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\n");
+    }
+    input.extend_from_slice(b"-----END EC PRIVATE KEY-----\nafter pw=x token=abc12345\0\0\0");
+    // The next file of the archive: a key without an END line ends with its file.
+    input.extend_from_slice(
+        b"next-file\0\0-----BEGIN PRIVATE KEY-----\nMIIEv\0\0header of the file after\0",
+    );
+    for chunk in [1usize, 7, 512, 4096, input.len()] {
+        let mut s = m.stream_same_length(&MaskContext::default()).unwrap();
+        let mut out = Vec::new();
+        for piece in input.chunks(chunk) {
+            s.push(piece, &mut out).unwrap();
+        }
+        s.finish(&mut out).unwrap();
+        assert_eq!(out.len(), input.len(), "chunks of {chunk}");
+        let text = String::from_utf8_lossy(&out);
+        for secret in ["AKIAIOSFODNN7EXAMPLE", "hunter2", "QUJD", "abc12345"] {
+            assert!(
+                !text.contains(secret),
+                "chunks of {chunk}: {secret} in {text}"
+            );
+        }
+        assert!(
+            text.starts_with("before\nkey [airlock:masked:aws-")
+                && text.contains(" and password=[airlock:"),
+            "{text}"
+        );
+        assert!(text.contains("\nafter pw=x token="), "{text}");
+        assert!(
+            text.contains("\0\0\0next-file\0\0[airlock:masked:pem"),
+            "{text}"
+        );
+        assert!(text.ends_with("\0\0header of the file after\0"), "{text}");
+    }
+}
+
 /// A BEGIN line without an END (a log quoting the header) drops a bounded amount, then the
 /// stream resumes.
 #[test]

@@ -21,7 +21,10 @@ use std::sync::Arc;
 use regex::bytes::Regex;
 
 use crate::detect::Selection;
-use crate::{marker::Fingerprinter, Engine, MaskError, StreamMasker};
+use crate::{
+    marker::{Fingerprinter, PAD},
+    Engine, MaskError, StreamMasker,
+};
 
 /// Longest tail held back after a keyword.
 pub const MAX_HOLD: usize = 4096;
@@ -56,10 +59,17 @@ pub(crate) struct TextStream {
     pem_end: Regex,
     peak: usize,
     failed: bool,
+    /// Replace every masked span by exactly as many bytes (see [`crate::Masker::stream_same_length`]).
+    same_length: bool,
 }
 
 impl TextStream {
-    pub(crate) fn new(eng: Arc<Engine>, fp: Fingerprinter, pem_end: Regex) -> Self {
+    pub(crate) fn new(
+        eng: Arc<Engine>,
+        fp: Fingerprinter,
+        pem_end: Regex,
+        same_length: bool,
+    ) -> Self {
         TextStream {
             eng,
             fp,
@@ -69,15 +79,25 @@ impl TextStream {
             pem_end,
             peak: 0,
             failed: false,
+            same_length,
         }
     }
 
     fn emit(&mut self, out: &mut Vec<u8>, fin: bool) {
         loop {
             if self.in_pem {
-                match self.pem_end.find(&self.pending) {
-                    Some(m) => {
-                        self.pending.drain(..m.end());
+                let end = self.pem_end.find(&self.pending).map(|m| m.end());
+                // In an archive the key's file ends at the first NUL (tar's padding), END or not.
+                let nul = match self.same_length {
+                    true => memchr::memchr(0, &self.pending).filter(|&n| end.is_none_or(|e| n < e)),
+                    false => None,
+                };
+                match nul.or(end) {
+                    Some(end) => {
+                        self.pending.drain(..end);
+                        if self.same_length {
+                            out.resize(out.len() + end, PAD);
+                        }
                         self.in_pem = false;
                     }
                     None => {
@@ -88,6 +108,9 @@ impl TextStream {
                         };
                         let drop = self.pending.len() - keep;
                         self.pending.drain(..drop);
+                        if self.same_length {
+                            out.resize(out.len() + drop, PAD);
+                        }
                         self.pem_dropped += drop;
                         if self.pem_dropped <= MAX_PEM_BODY || fin {
                             return;
@@ -100,7 +123,14 @@ impl TextStream {
             if self.pending.is_empty() {
                 return;
             }
-            let (cut, open) = step(&self.eng, &self.fp, &self.pending, fin, out);
+            let (cut, open) = step(
+                &self.eng,
+                &self.fp,
+                &self.pending,
+                fin,
+                self.same_length,
+                out,
+            );
             self.pending.drain(..cut);
             if !open {
                 return;
@@ -113,12 +143,40 @@ impl TextStream {
 
 /// Masks and writes the prefix of `text` that is safe to emit (all of it when `fin`).
 /// Returns how many bytes of `text` that was, and whether it ends in an unterminated PEM key
-/// (whose body must then be dropped as it arrives).
+/// (whose body must then be dropped as it arrives). `same_length`: each marker is cut or
+/// padded with `*` to the length of what it replaces.
 fn step(
     eng: &Engine,
     fp: &Fingerprinter,
     text: &[u8],
     fin: bool,
+    same_length: bool,
+    out: &mut Vec<u8>,
+) -> (usize, bool) {
+    // In an archive a NUL ends a file's text (tar pads each file with NULs up to the next
+    // header): no match may run across one, or a secret's mask would swallow the header
+    // after it and the text after a clipped match would go unscanned. So everything up to
+    // the last NUL is complete, and each piece between NULs is masked on its own.
+    if same_length {
+        if let Some(last) = memchr::memrchr(0, text) {
+            for piece in text[..last].split(|&b| b == 0) {
+                step_within(eng, fp, piece, true, true, out);
+                out.push(0);
+            }
+            let (cut, open) = step_within(eng, fp, &text[last + 1..], fin, true, out);
+            return (last + 1 + cut, open);
+        }
+    }
+    step_within(eng, fp, text, fin, same_length, out)
+}
+
+/// [`step`] over text without NULs (or outside an archive).
+fn step_within(
+    eng: &Engine,
+    fp: &Fingerprinter,
+    text: &[u8],
+    fin: bool,
+    same_length: bool,
     out: &mut Vec<u8>,
 ) -> (usize, bool) {
     let scan = eng.detectors.scan(text, &Selection::All);
@@ -134,9 +192,14 @@ fn step(
     let mut at = 0;
     for h in scan.hits.iter().filter(|h| h.end <= cut) {
         out.extend_from_slice(&text[at..h.start]);
-        fp.text_marker(eng.detectors.id(h.detector), &text[h.start..h.end], out);
-        at = h.end;
-        open |= scan.pem_open && h.end == text.len();
+        let end = h.end;
+        let start = out.len();
+        fp.text_marker(eng.detectors.id(h.detector), &text[h.start..end], out);
+        if same_length {
+            out.resize(start + (end - h.start), PAD);
+        }
+        at = end;
+        open |= scan.pem_open && end == text.len();
     }
     out.extend_from_slice(&text[at..cut]);
     (cut, open)
@@ -224,7 +287,7 @@ impl StreamMasker for TextStream {
         }
         if self.pending.is_empty() && !self.in_pem {
             // Nothing held: mask straight from the chunk and keep only what must wait.
-            let (cut, open) = step(&self.eng, &self.fp, chunk, false, out);
+            let (cut, open) = step(&self.eng, &self.fp, chunk, false, self.same_length, out);
             self.pending.extend_from_slice(&chunk[cut..]);
             self.peak = self.peak.max(self.pending.len());
             if open {

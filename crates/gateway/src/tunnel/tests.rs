@@ -69,6 +69,7 @@ fn spec(kind: TunnelKind, framing: Framing, rec: Option<Arc<Rec>>) -> TunnelSpec
             name: format!("{framing:?}"),
         },
         tty: false,
+        same_length: false,
         masker: masker(),
         mask_ctx: MaskContext::for_resource("pods", Some("shop")),
         recorder: rec.map(|r| r as Arc<dyn Recorder>),
@@ -930,6 +931,7 @@ async fn throughput_masked_vs_raw() {
                 name: "bench".into(),
             },
             tty: false,
+            same_length: false,
             masker: masker(),
             mask_ctx: MaskContext::default(),
             recorder: Some(rec),
@@ -987,5 +989,40 @@ async fn throughput_masked_vs_raw() {
             recorded / (1024 * 1024)
         );
         assert_eq!(recorded, (frames * chunk.len()) as u64);
+    }
+}
+
+#[test]
+fn archive_commands_are_recognised() {
+    let path = |cmd: &[&str]| {
+        let q: Vec<String> = cmd
+            .iter()
+            .map(|c| {
+                format!(
+                    "command={}",
+                    url::form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
+                )
+            })
+            .collect();
+        format!(
+            "/api/v1/namespaces/shop/pods/web/exec?{}&stdout=true",
+            q.join("&")
+        )
+    };
+    // kubectl cp from a pod, and its resumed form.
+    assert!(writes_archive(&path(&["tar", "cf", "-", "/tmp/x"])));
+    assert!(writes_archive(&path(&["/bin/tar", "cf", "-", "/tmp/x"])));
+    assert!(writes_archive(&path(&[
+        "sh",
+        "-c",
+        "tar cf - /tmp/x | tail -c+1025"
+    ])));
+    for other in [
+        &["env"][..],
+        &["sh", "-c", "cat /tmp/x"],
+        &["cat", "tar"],
+        &[],
+    ] {
+        assert!(!writes_archive(&path(other)), "{other:?}");
     }
 }
