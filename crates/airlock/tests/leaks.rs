@@ -277,6 +277,57 @@ fn writing_a_mask_back_is_refused_and_the_secret_is_unchanged() {
         ],
     ));
     assert!(url.contains("S3cr3t-Pa55w0rd"));
+
+    // `kubectl replace --force` deletes before it creates: the create would be refused for its
+    // markers after the delete, so the delete is refused while the object holds masked values.
+    for v in ["1.27", "1.33"] {
+        let out = demo.kubectl_with(
+            v,
+            &demo.agent_kubeconfig,
+            &["replace", "--force", "-f", "-"],
+            &[],
+            Some(cm.as_bytes()),
+        );
+        assert!(
+            !out.status.success() && stderr(&out).contains("starts `kubectl replace --force`"),
+            "{v}: {}",
+            stderr(&out)
+        );
+        let still = ok(&demo.kubectl_direct(
+            "1.33",
+            &[
+                "get",
+                "cm",
+                "web-config",
+                "-n",
+                "shop",
+                "-o",
+                "jsonpath={.data.DATABASE_URL}",
+            ],
+        ));
+        assert!(still.contains("S3cr3t-Pa55w0rd"), "{v}: {still}");
+        // An object with nothing masked is replaced as usual.
+        let name = format!("plain-{}", v.replace('.', "-"));
+        ok(&demo.kubectl(
+            v,
+            &[
+                "create",
+                "configmap",
+                &name,
+                "-n",
+                "shop",
+                "--from-literal=a=b",
+            ],
+        ));
+        let plain = ok(&demo.kubectl(v, &["get", "configmap", &name, "-n", "shop", "-o", "yaml"]));
+        ok(&demo.kubectl_with(
+            v,
+            &demo.agent_kubeconfig,
+            &["replace", "--force", "-f", "-"],
+            &[],
+            Some(plain.as_bytes()),
+        ));
+    }
 }
 
 /// `kubectl create token` (TokenRequest): the baseline policy denies it; where a policy allows

@@ -399,7 +399,7 @@ async fn count_items(p: &PreviewUpstream, path: &str) -> Option<serde_json::Valu
     })
 }
 
-async fn send(
+pub(crate) async fn send(
     p: &PreviewUpstream,
     method: &str,
     path_and_query: &str,

@@ -141,6 +141,19 @@ pub fn refuse_write_back(body: &[u8]) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// Whether a call is the delete with which `kubectl replace --force` begins: kubectl deletes
+/// the object, then creates it from the file (kubectl names its command in `Kubectl-Command`;
+/// a plain `kubectl replace` sends a PUT).
+pub fn is_forced_replace(info: &kube_request::RequestInfo, headers: &HeaderMap) -> bool {
+    info.verb == "delete"
+        && !info.name.is_empty()
+        && info.stream_kind().is_none()
+        && headers
+            .get("kubectl-command")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.trim() == "kubectl replace")
+}
+
 /// Wraps a response body in a streaming masker chosen by its content type.
 pub fn mask_response(
     masker: &Masker,

@@ -389,6 +389,7 @@ impl Gateway {
                 .await?;
             // Stage: enforce.
             filter::refuse_write_back(&body)?;
+            self.refuse_forced_replace(&call, &parts.headers).await?;
             if let Some(d) = decided.and_then(|d| self.enforce(&call, d))? {
                 // Stage: approval gate. Held here, after the body is read (it is part of what
                 // is approved) and after the write-ahead record, before anything reaches the
@@ -488,6 +489,46 @@ impl Gateway {
             return Ok(Some(decision));
         }
         crate::authorize::enforce(&decision).map(|()| None)
+    }
+
+    /// Refuses the delete that starts `kubectl replace --force` when the object holds anything
+    /// Airlock masks. kubectl then creates the object from the file, and a file read through
+    /// Airlock holds the markers, so that create is refused ([`filter::refuse_write_back`])
+    /// after the delete went through: the object would be lost. The object is read first, as
+    /// the agent; when it cannot be read or masked the delete goes on and answers for itself.
+    async fn refuse_forced_replace(
+        &self,
+        call: &Call,
+        headers: &HeaderMap,
+    ) -> Result<(), GatewayError> {
+        if !filter::is_forced_replace(&call.info, headers) {
+            return Ok(());
+        }
+        let mut h = self.upstream_headers(headers, call)?;
+        filter::readable_request(&mut h);
+        let p = crate::approvals::PreviewUpstream {
+            upstream: call.cluster.clone(),
+            headers: h,
+        };
+        let path = call.path_and_query.split('?').next().unwrap_or_default();
+        let (code, object) = crate::approvals::send(&p, "GET", path, Bytes::new())
+            .await
+            .map_err(GatewayError::BadGateway)?;
+        if !code.is_success() {
+            return Ok(());
+        }
+        let ctx = filter::mask_context(&call.cluster.name, &call.info);
+        let masked = self
+            .masker
+            .mask_body(mask::BodyKind::Json, &ctx, &object)
+            .unwrap_or_default();
+        if mask::contains_marker(&masked) && !mask::contains_marker(&object) {
+            return Err(GatewayError::BadRequest(format!(
+                "Airlock refused this delete: it starts `kubectl replace --force`, and {} {:?} holds values Airlock masks, so the create that follows would carry the masked values, be refused, and leave the object deleted; change it with `kubectl apply`, `kubectl edit`, `kubectl patch` or `kubectl replace` without --force",
+                call.info.resource, call.info.name
+            )));
+        }
+        Ok(())
     }
 
     /// The approval gate: returns when the call may go on.
