@@ -26,8 +26,7 @@ fn every_baseline_rule_is_hit_by_real_kubectl() {
     );
     let pod_proxy = format!("/api/v1/namespaces/shop/pods/{POD}:8080/proxy/");
     let old_proxy = format!("/api/v1/proxy/namespaces/shop/pods/{POD}/");
-    // kubectl 1.30 sends JSON bodies, which the conditions read (1.32+ sends protobuf for
-    // `create`, refused for these resources; see docs/policy.md).
+    // kubectl 1.30 sends JSON bodies; 1.32+ sends protobuf for `create` (checked below).
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["get", "--raw", "/api/v1/nodes/node-1/proxy/metrics"],
@@ -162,6 +161,47 @@ fn every_baseline_rule_is_hit_by_real_kubectl() {
         let err = stderr(&out);
         assert!(!out.status.success(), "{args:?} was not refused");
         assert!(err.contains(rule), "{args:?}: expected {rule}: {err}");
+    }
+    // kubectl 1.32+ sends these creates as protobuf: the policy reads them too (strictly).
+    let protobuf_cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "create",
+                "clusterrole",
+                "esc33",
+                "--verb=escalate",
+                "--resource=clusterroles",
+            ],
+            "deny-rbac-escalation-grants",
+        ),
+        (
+            vec![
+                "create",
+                "clusterrolebinding",
+                "root33",
+                "--clusterrole=cluster-admin",
+                "--user=agent@demo",
+            ],
+            "approve-cluster-admin-binding",
+        ),
+        (
+            vec![
+                "create",
+                "role",
+                "r33",
+                "-n",
+                "shop",
+                "--verb=get",
+                "--resource=pods",
+            ],
+            "approve-rbac-writes",
+        ),
+    ];
+    for (args, rule) in &protobuf_cases {
+        let out = demo.kubectl("1.33", args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "1.33 {args:?} was not refused");
+        assert!(err.contains(rule), "1.33 {args:?}: expected {rule}: {err}");
     }
     // Impersonation (`--as`) never reaches the policy: the gateway refuses it first.
     let out = demo.kubectl("1.30", &["get", "pods", "-n", "shop", "--as=someone"]);

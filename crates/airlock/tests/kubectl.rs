@@ -126,8 +126,7 @@ fn writes_create_apply_edit_patch_label_scale_restart_delete() {
     for v in KUBECTL_VERSIONS {
         let ns = format!("e2e-{}", v.replace('.', "-"));
         ok(&demo.kubectl(v, &["create", "namespace", &ns]));
-        // A Deployment by apply: kubectl 1.32+ `create deployment` sends protobuf, which the
-        // policy cannot read for pod templates (see `policy_guardrails`).
+        // A Deployment by apply.
         let deploy = demo.dir.join(format!("deploy-{v}.yaml"));
         std::fs::write(
             &deploy,
@@ -135,6 +134,24 @@ fn writes_create_apply_edit_patch_label_scale_restart_delete() {
         )
         .unwrap();
         ok(&demo.kubectl(v, &["apply", "-f", deploy.to_str().unwrap()]));
+        // kubectl's create generators (protobuf bodies from 1.32 on, read by the policy).
+        ok(&demo.kubectl(
+            v,
+            &["create", "deployment", "gen", "--image=nginx", "-n", &ns],
+        ));
+        ok(&demo.kubectl(v, &["create", "job", "gen", "--image=busybox", "-n", &ns]));
+        ok(&demo.kubectl(
+            v,
+            &[
+                "create",
+                "cronjob",
+                "gen",
+                "--image=busybox",
+                "--schedule=*/5 * * * *",
+                "-n",
+                &ns,
+            ],
+        ));
         ok(&demo.kubectl(
             v,
             &[

@@ -436,9 +436,10 @@ impl Gateway {
             return Ok(None);
         }
         // Rules may look at the object written. kubectl 1.32+ sends protobuf bodies for
-        // `create`, which Airlock cannot read; for objects whose content the guardrails judge
-        // (pods, workload templates, RBAC) such a body is refused rather than judged as if it
-        // were empty. Elsewhere rules see `object` as null.
+        // `create`; policy reads the kinds kubectl sends, strictly (`kube_request::protobuf`).
+        // For objects whose content the guardrails judge (pods, workload templates, RBAC) a
+        // body it cannot read is refused rather than judged as if it were empty. Elsewhere
+        // rules see `object` as null.
         let object = match body.filter(|b| !b.is_empty()) {
             Some(b) => match policy::parse_object(content_type, b) {
                 Ok(o) => o,
@@ -447,7 +448,7 @@ impl Gateway {
                         || matches!(e, policy::PolicyError::Ambiguous(_)) =>
                 {
                     return Err(GatewayError::UnsupportedMediaType(format!(
-                        "Airlock cannot read this request body to apply its policy: {e}; send JSON or YAML (kubectl: --output=json | kubectl apply -f -)"
+                        "Airlock cannot read this request body to apply its policy: {e}; send JSON or YAML (kubectl: `kubectl create ... --dry-run=client -o json | kubectl apply -f -`)"
                     )))
                 }
                 Err(_) => None,

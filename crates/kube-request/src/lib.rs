@@ -42,6 +42,7 @@ mod info;
 mod json;
 mod kubectl;
 mod path;
+pub mod protobuf;
 mod query;
 mod selector;
 #[cfg(test)]

@@ -84,9 +84,10 @@ fn yaml_1_1_only(v: &serde_yaml::Value) -> Option<&'static str> {
 /// or YAML (`application/apply-patch+yaml`, `application/yaml`, used by
 /// server-side apply). An empty body is `None`.
 ///
-/// Anything else (notably `application/vnd.kubernetes.protobuf`) is an
-/// error: the policy cannot see into it, so the gateway should refuse the
-/// write rather than let conditions run against `null`.
+/// `application/vnd.kubernetes.protobuf` is read with `kube_request::protobuf` in strict mode:
+/// the kinds kubectl's typed writes send, and only fields it knows. Anything else is an
+/// error: the policy cannot see into it, so the gateway should refuse the write rather than
+/// let conditions run against `null`.
 pub fn parse_object(
     content_type: Option<&str>,
     body: &[u8],
@@ -101,6 +102,14 @@ pub fn parse_object(
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
+    if media == "application/vnd.kubernetes.protobuf" {
+        // kubectl 1.32+ sends typed writes (`kubectl create deployment|job|role|...`) as
+        // protobuf. Read strictly: a field the table does not know (a securityContext, a
+        // volume) makes the body unreadable rather than invisible to the rules.
+        return kube_request::protobuf::decode(body, kube_request::protobuf::Mode::Strict)
+            .map(Some)
+            .map_err(|e| PolicyError::Body(e.to_string()));
+    }
     if media == "application/json"
         || (media.starts_with("application/") && media.ends_with("+json"))
     {

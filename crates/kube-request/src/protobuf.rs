@@ -1,0 +1,621 @@
+//! Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`) as JSON.
+//!
+//! kubectl 1.32+ sends typed-client writes (`kubectl create configmap|secret|deployment|job|
+//! role|rolebinding|...`, `kubectl auth can-i|whoami`, `kubectl create token`) as protobuf. A
+//! body is the magic `k8s\0` followed by a `runtime.Unknown` envelope whose `raw` bytes are the
+//! object message. Protobuf carries field numbers, not names, so this is a hand-written table
+//! of the messages those commands send (field numbers are part of the stable Kubernetes wire
+//! API, `k8s.io/api/*/generated.proto`).
+//!
+//! Two readings ([`Mode`]):
+//!
+//! - [`Mode::Lenient`] (the simulated API server) skips fields it does not know.
+//! - [`Mode::Strict`] (policy: the guardrails must see everything the API server will) refuses
+//!   a body with any field the table does not know, unless its value is empty or zero (gogo
+//!   protobuf writes every non-pointer field, zero or not); refuses a non-repeated field that
+//!   appears twice (Go merges or overwrites, so two readings would disagree), a field of the
+//!   wrong wire type, a string that is not UTF-8, and an envelope with a content encoding.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde_json::{json, Map, Value};
+
+/// How [`decode`] treats what its table does not describe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Skip unknown fields and tolerate odd encodings (a simulator's reading).
+    Lenient,
+    /// Refuse anything the JSON would not show exactly (a policy's reading).
+    Strict,
+}
+
+/// Why a protobuf body was not decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProtobufError {
+    /// Not a well-formed Kubernetes protobuf body.
+    #[error("protobuf: {0}")]
+    Invalid(String),
+    /// Well-formed, but holds a kind or (strict) a field the table does not describe.
+    #[error("protobuf: {0}")]
+    Unsupported(String),
+}
+
+/// Message schemas: `number name type` entries separated by `;`. Types: `s` string, `b` bytes
+/// (base64 in JSON), `i` integer (zero dropped: a non-pointer Go field), `I` integer (pointer
+/// field: zero kept), `t` bool, `ms`/`mb`/`mq` maps of string/bytes/Quantity,
+/// `time`, `ios` IntOrString, `q` Quantity, `raw` RawExtension, or a message name.
+/// A leading `*` marks a repeated field.
+const SCHEMAS: &[(&str, &str)] = &[
+    ("Unknown", "1 typeMeta TypeMeta; 2 raw b; 3 contentEncoding s; 4 contentType s"),
+    ("TypeMeta", "1 apiVersion s; 2 kind s"),
+    ("ObjectMeta", "1 name s; 2 generateName s; 3 namespace s; 5 uid s; 6 resourceVersion s; 7 generation i; 8 creationTimestamp time; 10 deletionGracePeriodSeconds I; 11 labels ms; 12 annotations ms; 13 ownerReferences *OwnerReference; 14 finalizers *s"),
+    ("OwnerReference", "1 kind s; 3 name s; 4 uid s; 5 apiVersion s; 6 controller t; 7 blockOwnerDeletion t"),
+    ("LabelSelector", "1 matchLabels ms; 2 matchExpressions *LabelSelectorRequirement"),
+    ("LabelSelectorRequirement", "1 key s; 2 operator s; 3 values *s"),
+    // core/v1
+    ("ConfigMap", "1 metadata ObjectMeta; 2 data ms; 3 binaryData mb; 4 immutable t"),
+    ("Secret", "1 metadata ObjectMeta; 2 data mb; 3 type s; 4 stringData ms; 5 immutable t"),
+    ("Namespace", "1 metadata ObjectMeta; 2 spec NamespaceSpec"),
+    ("NamespaceSpec", "1 finalizers *s"),
+    ("ServiceAccount", "1 metadata ObjectMeta; 2 secrets *ObjectReference; 3 imagePullSecrets *LocalObjectReference; 4 automountServiceAccountToken t"),
+    ("ObjectReference", "1 kind s; 2 namespace s; 3 name s; 4 uid s; 5 apiVersion s; 6 resourceVersion s; 7 fieldPath s"),
+    ("LocalObjectReference", "1 name s"),
+    ("Service", "1 metadata ObjectMeta; 2 spec ServiceSpec"),
+    ("ServiceSpec", "1 ports *ServicePort; 2 selector ms; 3 clusterIP s; 4 type s; 5 externalIPs *s; 7 sessionAffinity s; 8 loadBalancerIP s; 9 loadBalancerSourceRanges *s; 10 externalName s; 11 externalTrafficPolicy s; 12 healthCheckNodePort i; 13 publishNotReadyAddresses t; 17 ipFamilyPolicy s; 18 clusterIPs *s; 19 ipFamilies *s; 20 allocateLoadBalancerNodePorts t; 21 loadBalancerClass s; 22 internalTrafficPolicy s"),
+    ("ServicePort", "1 name s; 2 protocol s; 3 port i; 4 targetPort ios; 5 nodePort i; 6 appProtocol s"),
+    ("Pod", "1 metadata ObjectMeta; 2 spec PodSpec"),
+    ("PodTemplateSpec", "1 metadata ObjectMeta; 2 spec PodSpec"),
+    ("PodSpec", "2 containers *Container; 3 restartPolicy s; 4 terminationGracePeriodSeconds I; 5 activeDeadlineSeconds I; 6 dnsPolicy s; 7 nodeSelector ms; 8 serviceAccountName s; 9 serviceAccount s; 10 nodeName s; 11 hostNetwork t; 12 hostPID t; 13 hostIPC t; 15 imagePullSecrets *LocalObjectReference; 16 hostname s; 17 subdomain s; 19 schedulerName s; 20 initContainers *Container; 21 automountServiceAccountToken t; 24 priorityClassName s; 25 priority I"),
+    ("Container", "1 name s; 2 image s; 3 command *s; 4 args *s; 5 workingDir s; 6 ports *ContainerPort; 7 env *EnvVar; 8 resources ResourceRequirements; 13 terminationMessagePath s; 14 imagePullPolicy s; 16 stdin t; 17 stdinOnce t; 18 tty t; 20 terminationMessagePolicy s"),
+    ("ContainerPort", "1 name s; 2 hostPort i; 3 containerPort i; 4 protocol s; 5 hostIP s"),
+    ("EnvVar", "1 name s; 2 value s"),
+    ("ResourceRequirements", "1 limits mq; 2 requests mq"),
+    ("ResourceQuota", "1 metadata ObjectMeta; 2 spec ResourceQuotaSpec"),
+    ("ResourceQuotaSpec", "1 hard mq; 2 scopes *s"),
+    // apps/v1
+    ("Deployment", "1 metadata ObjectMeta; 2 spec DeploymentSpec"),
+    ("DeploymentSpec", "1 replicas I; 2 selector LabelSelector; 3 template PodTemplateSpec; 4 strategy DeploymentStrategy; 5 minReadySeconds i; 6 revisionHistoryLimit I; 7 paused t; 9 progressDeadlineSeconds I"),
+    ("DeploymentStrategy", "1 type s"),
+    // batch/v1
+    ("Job", "1 metadata ObjectMeta; 2 spec JobSpec"),
+    ("JobSpec", "1 parallelism I; 2 completions I; 3 activeDeadlineSeconds I; 4 selector LabelSelector; 5 manualSelector t; 6 template PodTemplateSpec; 7 backoffLimit I; 8 ttlSecondsAfterFinished I; 9 completionMode s; 10 suspend t"),
+    ("CronJob", "1 metadata ObjectMeta; 2 spec CronJobSpec"),
+    ("CronJobSpec", "1 schedule s; 2 startingDeadlineSeconds I; 3 concurrencyPolicy s; 4 suspend t; 5 jobTemplate JobTemplateSpec; 6 successfulJobsHistoryLimit I; 7 failedJobsHistoryLimit I; 8 timeZone s"),
+    ("JobTemplateSpec", "1 metadata ObjectMeta; 2 spec JobSpec"),
+    // rbac/v1
+    ("Role", "1 metadata ObjectMeta; 2 rules *PolicyRule"),
+    ("ClusterRole", "1 metadata ObjectMeta; 2 rules *PolicyRule"),
+    ("PolicyRule", "1 verbs *s; 2 apiGroups *s; 3 resources *s; 4 resourceNames *s; 5 nonResourceURLs *s"),
+    ("RoleBinding", "1 metadata ObjectMeta; 2 subjects *Subject; 3 roleRef RoleRef"),
+    ("ClusterRoleBinding", "1 metadata ObjectMeta; 2 subjects *Subject; 3 roleRef RoleRef"),
+    ("Subject", "1 kind s; 2 apiGroup s; 3 name s; 4 namespace s"),
+    ("RoleRef", "1 apiGroup s; 2 kind s; 3 name s"),
+    // scheduling, policy
+    ("PriorityClass", "1 metadata ObjectMeta; 2 value I; 3 globalDefault t; 4 description s; 5 preemptionPolicy s"),
+    ("PodDisruptionBudget", "1 metadata ObjectMeta; 2 spec PodDisruptionBudgetSpec"),
+    ("PodDisruptionBudgetSpec", "1 minAvailable ios; 2 selector LabelSelector; 3 maxUnavailable ios"),
+    ("Eviction", "1 metadata ObjectMeta"),
+    // authorization/v1
+    ("SelfSubjectAccessReview", "1 metadata ObjectMeta; 2 spec SelfSubjectAccessReviewSpec"),
+    ("SelfSubjectAccessReviewSpec", "1 resourceAttributes ResourceAttributes; 2 nonResourceAttributes NonResourceAttributes"),
+    ("SubjectAccessReview", "1 metadata ObjectMeta; 2 spec SubjectAccessReviewSpec"),
+    ("LocalSubjectAccessReview", "1 metadata ObjectMeta; 2 spec SubjectAccessReviewSpec"),
+    ("SubjectAccessReviewSpec", "1 resourceAttributes ResourceAttributes; 2 nonResourceAttributes NonResourceAttributes; 3 user s; 4 groups *s; 6 uid s"),
+    ("ResourceAttributes", "1 namespace s; 2 verb s; 3 group s; 4 version s; 5 resource s; 6 subresource s; 7 name s"),
+    ("NonResourceAttributes", "1 path s; 2 verb s"),
+    ("SelfSubjectRulesReview", "1 metadata ObjectMeta; 2 spec SelfSubjectRulesReviewSpec"),
+    ("SelfSubjectRulesReviewSpec", "1 namespace s"),
+    // authentication/v1
+    ("SelfSubjectReview", "1 metadata ObjectMeta"),
+    ("TokenReview", "1 metadata ObjectMeta; 2 spec TokenReviewSpec"),
+    ("TokenReviewSpec", "1 token s; 2 audiences *s"),
+    ("TokenRequest", "1 metadata ObjectMeta; 2 spec TokenRequestSpec"),
+    ("TokenRequestSpec", "1 audiences *s; 3 boundObjectRef BoundObjectReference; 4 expirationSeconds I"),
+    ("BoundObjectReference", "1 kind s; 2 apiVersion s; 3 name s; 4 uid s"),
+];
+
+#[derive(Debug, Clone)]
+struct Field {
+    name: String,
+    ty: String,
+    repeated: bool,
+}
+
+type Schema = HashMap<String, HashMap<u64, Field>>;
+
+fn schemas() -> &'static Schema {
+    static S: OnceLock<Schema> = OnceLock::new();
+    S.get_or_init(|| {
+        SCHEMAS
+            .iter()
+            .map(|(msg, spec)| {
+                let fields = spec
+                    .split(';')
+                    .filter_map(|f| {
+                        let mut it = f.split_whitespace();
+                        let num = it.next()?.parse().ok()?;
+                        let name = it.next()?.to_string();
+                        let ty = it.next()?;
+                        let repeated = ty.starts_with('*');
+                        Some((
+                            num,
+                            Field {
+                                name,
+                                ty: ty.trim_start_matches('*').to_string(),
+                                repeated,
+                            },
+                        ))
+                    })
+                    .collect();
+                (msg.to_string(), fields)
+            })
+            .collect()
+    })
+}
+
+/// The protobuf magic prefix.
+const MAGIC: &[u8] = b"k8s\0";
+
+fn bad(msg: impl Into<String>) -> ProtobufError {
+    ProtobufError::Invalid(msg.into())
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+// === impl Reader ===
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64, ProtobufError> {
+        let mut out = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or_else(|| bad("truncated varint"))?;
+            self.pos += 1;
+            out |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(out);
+            }
+        }
+        Err(bad("varint too long"))
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], ProtobufError> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or_else(|| bad("truncated field"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], ProtobufError> {
+        let len = usize::try_from(self.varint()?).map_err(|_| bad("length overflow"))?;
+        self.take(len)
+    }
+}
+
+/// One decoded scalar or submessage, before assembly.
+enum Raw<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    /// A fixed32 or fixed64 (doubles, floats): no field in the table has this wire type.
+    Fixed(&'a [u8]),
+}
+
+impl Raw<'_> {
+    /// Zero, empty, or a message of nothing but such values: what gogo writes for a field
+    /// nobody set.
+    fn is_zero(&self) -> bool {
+        match self {
+            Raw::Varint(v) => *v == 0,
+            Raw::Fixed(b) => b.iter().all(|&x| x == 0),
+            Raw::Bytes(b) => {
+                b.is_empty() || fields(b).is_ok_and(|fs| fs.iter().all(|(_, r)| r.is_zero()))
+            }
+        }
+    }
+}
+
+fn fields(buf: &[u8]) -> Result<Vec<(u64, Raw<'_>)>, ProtobufError> {
+    let mut r = Reader { buf, pos: 0 };
+    let mut out = Vec::new();
+    while r.pos < buf.len() {
+        let tag = r.varint()?;
+        let (num, wire) = (tag >> 3, tag & 7);
+        match wire {
+            0 => out.push((num, Raw::Varint(r.varint()?))),
+            1 => out.push((num, Raw::Fixed(r.take(8)?))),
+            2 => out.push((num, Raw::Bytes(r.bytes()?))),
+            5 => out.push((num, Raw::Fixed(r.take(4)?))),
+            _ => return Err(bad("unsupported wire type")),
+        }
+    }
+    Ok(out)
+}
+
+fn string(b: &[u8], mode: Mode) -> Result<Value, ProtobufError> {
+    match (std::str::from_utf8(b), mode) {
+        (Ok(s), _) => Ok(Value::String(s.to_owned())),
+        (Err(_), Mode::Lenient) => Ok(Value::String(String::from_utf8_lossy(b).into_owned())),
+        (Err(_), Mode::Strict) => Err(bad("a string is not UTF-8")),
+    }
+}
+
+fn decode_value(ty: &str, raw: &Raw<'_>, mode: Mode) -> Result<Option<Value>, ProtobufError> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(match (ty, raw) {
+        ("i", Raw::Varint(0)) => None,
+        ("i" | "I", Raw::Varint(v)) => Some(json!(*v as i64)),
+        ("t", Raw::Varint(v)) => Some(json!(*v != 0)),
+        ("s", Raw::Bytes(b)) => Some(string(b, mode)?),
+        ("b", Raw::Bytes(b)) => Some(json!(b64.encode(b))),
+        ("q", Raw::Bytes(b)) => {
+            let mut q = None;
+            for (n, r) in fields(b)? {
+                match (n, r) {
+                    (1, Raw::Bytes(s)) => q = Some(string(s, mode)?),
+                    (_, r) if mode == Mode::Strict && !r.is_zero() => {
+                        return Err(ProtobufError::Unsupported(
+                            "an unknown Quantity field".into(),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            q
+        }
+        ("ios", Raw::Bytes(b)) => {
+            let (mut kind, mut int, mut s) = (0, 0i64, String::new());
+            for (n, r) in fields(b)? {
+                match (n, r) {
+                    (1, Raw::Varint(v)) => kind = v,
+                    (2, Raw::Varint(v)) => int = v as i64,
+                    (3, Raw::Bytes(x)) => {
+                        s = string(x, mode)?.as_str().unwrap_or_default().to_owned()
+                    }
+                    (_, r) if mode == Mode::Strict && !r.is_zero() => {
+                        return Err(ProtobufError::Unsupported(
+                            "an unknown IntOrString field".into(),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            Some(if kind == 1 { json!(s) } else { json!(int) })
+        }
+        ("time", Raw::Bytes(b)) => {
+            let secs = fields(b)?.into_iter().find_map(|(n, r)| match (n, r) {
+                (1, Raw::Varint(v)) => Some(v as i64),
+                _ => None,
+            });
+            Some(secs.and_then(rfc3339).map_or(Value::Null, Value::String))
+        }
+        ("raw", Raw::Bytes(b)) => match (serde_json::from_slice(b), mode) {
+            (Ok(v), _) => Some(v),
+            (Err(_), Mode::Lenient) => None,
+            (Err(_), Mode::Strict) => {
+                return Err(ProtobufError::Unsupported(
+                    "an embedded object that is not JSON".into(),
+                ))
+            }
+        },
+        (msg, Raw::Bytes(b)) if schemas().contains_key(msg) => Some(decode_message(msg, b, mode)?),
+        _ if mode == Mode::Strict => {
+            return Err(bad(format!("a {ty} field has the wrong wire type")))
+        }
+        _ => None,
+    })
+}
+
+fn map_entry(ty: &str, b: &[u8], mode: Mode) -> Result<Option<(String, Value)>, ProtobufError> {
+    let vty = match ty {
+        "ms" => "s",
+        "mb" => "b",
+        _ => "q",
+    };
+    let (mut k, mut v) = (String::new(), Value::Null);
+    for (n, r) in fields(b)? {
+        match (n, &r) {
+            (1, Raw::Bytes(x)) => k = string(x, mode)?.as_str().unwrap_or_default().to_owned(),
+            (2, _) => v = decode_value(vty, &r, mode)?.unwrap_or(Value::Null),
+            _ if mode == Mode::Strict => return Err(bad("a map entry with an unknown field")),
+            _ => {}
+        }
+    }
+    Ok(Some((k, v)))
+}
+
+/// Decodes one message into JSON. Empty strings and false booleans are dropped (they are
+/// the zero values gogo-protobuf always writes; JSON omits them).
+fn decode_message(msg: &str, buf: &[u8], mode: Mode) -> Result<Value, ProtobufError> {
+    let schema = schemas()
+        .get(msg)
+        .ok_or_else(|| ProtobufError::Unsupported(format!("message {msg}")))?;
+    let mut out = Map::new();
+    let mut seen = Vec::new();
+    for (num, raw) in fields(buf)? {
+        let Some(f) = schema.get(&num) else {
+            if mode == Mode::Strict && !raw.is_zero() {
+                return Err(ProtobufError::Unsupported(format!(
+                    "field {num} of {msg}, which Airlock does not know"
+                )));
+            }
+            continue;
+        };
+        if matches!(f.ty.as_str(), "ms" | "mb" | "mq") {
+            match raw {
+                Raw::Bytes(b) => {
+                    if let Some((k, v)) = map_entry(&f.ty, b, mode)? {
+                        let m = out.entry(f.name.clone()).or_insert_with(|| json!({}));
+                        m[k] = v;
+                    }
+                }
+                _ if mode == Mode::Strict => {
+                    return Err(bad(format!("{msg}.{} is not a map", f.name)))
+                }
+                _ => {}
+            }
+            continue;
+        }
+        if !f.repeated && mode == Mode::Strict {
+            if seen.contains(&num) {
+                return Err(bad(format!("{msg}.{} appears twice", f.name)));
+            }
+            seen.push(num);
+        }
+        let Some(v) = decode_value(&f.ty, &raw, mode)? else {
+            continue;
+        };
+        if f.repeated {
+            if let Value::Array(a) = out.entry(f.name.clone()).or_insert_with(|| json!([])) {
+                a.push(v);
+            }
+        } else {
+            if v == json!("") || v == json!(false) {
+                continue;
+            }
+            out.insert(f.name.clone(), v);
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// `2006-01-02T15:04:05Z` for seconds since the epoch (days to civil date: H. Hinnant's
+/// algorithm).
+fn rfc3339(secs: i64) -> Option<String> {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (0..=9999).contains(&year).then(|| {
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60
+        )
+    })
+}
+
+/// Whether a body is a Kubernetes protobuf envelope.
+pub fn is_protobuf(body: &[u8]) -> bool {
+    body.starts_with(MAGIC)
+}
+
+/// Decodes a `k8s\0`-prefixed body into the equivalent JSON object.
+pub fn decode(body: &[u8], mode: Mode) -> Result<Value, ProtobufError> {
+    let rest = body
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| bad("missing magic"))?;
+    let env = decode_message("Unknown", rest, mode)?;
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let kind = text(&env["typeMeta"]["kind"]);
+    let api_version = text(&env["typeMeta"]["apiVersion"]);
+    if mode == Mode::Strict && !text(&env["contentEncoding"]).is_empty() {
+        return Err(ProtobufError::Unsupported(
+            "an envelope with a content encoding".into(),
+        ));
+    }
+    let raw = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(text(&env["raw"]))
+            .map_err(|_| bad("raw"))?
+    };
+    if !schemas().contains_key(kind.as_str()) {
+        return Err(ProtobufError::Unsupported(format!("kind {kind:?}")));
+    }
+    let mut obj = decode_message(&kind, &raw, mode)?;
+    if let Value::Object(m) = &mut obj {
+        let mut out = Map::new();
+        out.insert("kind".into(), json!(kind));
+        out.insert("apiVersion".into(), json!(api_version));
+        out.append(m);
+        return Ok(Value::Object(out));
+    }
+    Ok(obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    fn ld(num: u64, data: &[u8], out: &mut Vec<u8>) {
+        varint(num << 3 | 2, out);
+        varint(data.len() as u64, out);
+        out.extend_from_slice(data);
+    }
+    fn vi(num: u64, v: u64, out: &mut Vec<u8>) {
+        varint(num << 3, out);
+        varint(v, out);
+    }
+
+    #[test]
+    fn decodes_a_configmap_envelope() {
+        let mut meta = Vec::new();
+        ld(1, b"cm", &mut meta);
+        ld(3, b"", &mut meta);
+        let mut label = Vec::new();
+        ld(1, b"app", &mut label);
+        ld(2, b"web", &mut label);
+        ld(11, &label, &mut meta);
+        ld(8, &[], &mut meta);
+        let mut cm = Vec::new();
+        ld(1, &meta, &mut cm);
+        let mut entry = Vec::new();
+        ld(1, b"k", &mut entry);
+        ld(2, b"v", &mut entry);
+        ld(2, &entry, &mut cm);
+        vi(4, 0, &mut cm);
+        let mut tm = Vec::new();
+        ld(1, b"v1", &mut tm);
+        ld(2, b"ConfigMap", &mut tm);
+        let mut env = b"k8s\0".to_vec();
+        ld(1, &tm, &mut env);
+        ld(2, &cm, &mut env);
+        ld(3, b"", &mut env);
+        ld(4, b"", &mut env);
+        let v = decode(&env, Mode::Lenient).unwrap();
+        assert_eq!(
+            v,
+            json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "cm", "labels": {"app": "web"}, "creationTimestamp": null}, "data": {"k": "v"}})
+        );
+    }
+
+    #[test]
+    fn decodes_deployment_replicas_and_int_or_string() {
+        let mut spec = Vec::new();
+        vi(1, 3, &mut spec);
+        let mut dep = Vec::new();
+        ld(2, &spec, &mut dep);
+        assert_eq!(
+            decode_message("Deployment", &dep, Mode::Lenient).unwrap(),
+            json!({"spec": {"replicas": 3}})
+        );
+        let mut ios = Vec::new();
+        vi(1, 1, &mut ios);
+        ld(3, b"http", &mut ios);
+        let mut port = Vec::new();
+        vi(3, 80, &mut port);
+        ld(4, &ios, &mut port);
+        assert_eq!(
+            decode_message("ServicePort", &port, Mode::Lenient).unwrap(),
+            json!({"port": 80, "targetPort": "http"})
+        );
+        assert!(decode(b"k8s\0\xff", Mode::Lenient).is_err());
+    }
+
+    /// A Deployment as `kubectl create deployment` (1.32+) sends it: every non-pointer field
+    /// written, zero or not, `selfLink` and an empty status included.
+    fn deployment(container_extra: &[u8]) -> Vec<u8> {
+        let mut c = Vec::new();
+        ld(1, b"app", &mut c);
+        ld(2, b"nginx", &mut c);
+        ld(5, b"", &mut c);
+        ld(8, b"", &mut c);
+        ld(13, b"", &mut c);
+        vi(16, 0, &mut c);
+        c.extend_from_slice(container_extra);
+        let mut pod = Vec::new();
+        ld(2, &c, &mut pod);
+        vi(11, 0, &mut pod);
+        let mut tmpl = Vec::new();
+        ld(2, &pod, &mut tmpl);
+        let mut spec = Vec::new();
+        vi(1, 1, &mut spec);
+        ld(3, &tmpl, &mut spec);
+        let mut meta = Vec::new();
+        ld(1, b"d2", &mut meta);
+        ld(4, b"", &mut meta); // selfLink: unknown here, and empty
+        let mut status = Vec::new();
+        vi(1, 0, &mut status);
+        vi(2, 0, &mut status);
+        let mut dep = Vec::new();
+        ld(1, &meta, &mut dep);
+        ld(2, &spec, &mut dep);
+        ld(3, &status, &mut dep);
+        let mut tm = Vec::new();
+        ld(1, b"apps/v1", &mut tm);
+        ld(2, b"Deployment", &mut tm);
+        let mut env = b"k8s\0".to_vec();
+        ld(1, &tm, &mut env);
+        ld(2, &dep, &mut env);
+        ld(3, b"", &mut env);
+        ld(4, b"", &mut env);
+        env
+    }
+
+    #[test]
+    fn strict_reads_what_kubectl_create_sends() {
+        let v = decode(&deployment(&[]), Mode::Strict).unwrap();
+        assert_eq!(
+            v,
+            json!({"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "d2"},
+                "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "app", "image": "nginx", "resources": {}}]}}}})
+        );
+    }
+
+    #[test]
+    fn strict_refuses_what_it_cannot_show() {
+        // A container securityContext (field 15) with privileged: true (field 1).
+        let mut sc = Vec::new();
+        vi(1, 1, &mut sc);
+        let mut extra = Vec::new();
+        ld(15, &sc, &mut extra);
+        let body = deployment(&extra);
+        assert!(matches!(
+            decode(&body, Mode::Strict),
+            Err(ProtobufError::Unsupported(m)) if m.contains("field 15 of Container")
+        ));
+        // The simulator's lenient reading skips it.
+        assert!(decode(&body, Mode::Lenient).is_ok());
+        // A field twice: Go would keep the last image, or merge a message.
+        let mut twice = Vec::new();
+        ld(2, b"evil", &mut twice);
+        assert!(matches!(
+            decode(&deployment(&twice), Mode::Strict),
+            Err(ProtobufError::Invalid(m)) if m.contains("appears twice")
+        ));
+        // The wrong wire type for a known field, and a string that is not UTF-8.
+        let mut wire = Vec::new();
+        vi(2, 7, &mut wire);
+        assert!(decode(&deployment(&wire), Mode::Strict).is_err());
+        let mut utf = Vec::new();
+        ld(5, b"\xff", &mut utf);
+        assert!(decode(&deployment(&utf), Mode::Strict).is_err());
+    }
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(rfc3339(0).unwrap(), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000).unwrap(), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400).unwrap(), "2000-02-29T00:00:00Z");
+    }
+}
