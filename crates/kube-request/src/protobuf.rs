@@ -427,9 +427,15 @@ pub fn decode(body: &[u8], mode: Mode) -> Result<Value, ProtobufError> {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let kind = text(&env["typeMeta"]["kind"]);
     let api_version = text(&env["typeMeta"]["apiVersion"]);
-    if mode == Mode::Strict && !text(&env["contentEncoding"]).is_empty() {
+    if mode == Mode::Strict
+        && (!text(&env["contentEncoding"]).is_empty()
+            || !matches!(
+                text(&env["contentType"]).as_str(),
+                "" | "application/vnd.kubernetes.protobuf"
+            ))
+    {
         return Err(ProtobufError::Unsupported(
-            "an envelope with a content encoding".into(),
+            "an envelope with a content encoding or another content type".into(),
         ));
     }
     let raw = {
