@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{stderr, Demo};
+use common::{ok, stderr, Demo};
 
 const POD: &str = "web-6b7f9c5d4-x2k9p";
 
@@ -216,6 +216,45 @@ fn every_baseline_rule_is_hit_by_real_kubectl() {
         writes.is_empty(),
         "refused calls reached the cluster: {writes:#?}"
     );
+    // A dry run changes nothing: calls that need approval are answered at once, and the
+    // cluster is unchanged (deny rules still apply: `harmless_dry_run` only lifts holds).
+    for args in [
+        &[
+            "delete",
+            "secret",
+            "db-credentials",
+            "-n",
+            "shop",
+            "--dry-run=server",
+        ][..],
+        &[
+            "scale",
+            "deploy/web",
+            "-n",
+            "shop",
+            "--replicas=0",
+            "--dry-run=server",
+        ],
+        &["delete", "namespace", "payments", "--dry-run=server"],
+    ] {
+        let out = demo.kubectl("1.33", args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    ok(&demo.kubectl_direct("1.33", &["get", "secret", "db-credentials", "-n", "shop"]));
+    ok(&demo.kubectl_direct("1.33", &["get", "namespace", "payments"]));
+    let replicas = ok(&demo.kubectl_direct(
+        "1.33",
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
+    ));
+    assert_ne!(replicas.trim(), "0");
     let proxied: Vec<_> = demo
         .received()
         .into_iter()

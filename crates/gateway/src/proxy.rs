@@ -69,6 +69,34 @@ struct Call {
     identity: authn::Identity,
 }
 
+/// Whether the API server runs a call as a dry run that persists nothing: `dryRun: [All]` on
+/// a write of a built-in group (empty, dotless like `apps`, or `*.k8s.io`), never on exec,
+/// attach, port-forward, proxy or log, whose options have no dry run (the parameter would be
+/// ignored and the call made), nor on an aggregated API that might ignore it.
+///
+/// Where the option is read is kube-apiserver's: a delete with a body takes its
+/// `DeleteOptions` from the body *only* (the query is then ignored, so `?dryRun=All` with a
+/// body `{}` deletes for real); every other write takes it from the query. A body Airlock
+/// cannot read as JSON is not a dry run.
+fn harmless_dry_run(info: &RequestInfo, path_and_query: &str, body: &[u8]) -> bool {
+    let built_in = !info.api_group.contains('.') || info.api_group.ends_with(".k8s.io");
+    if !info.is_resource_request || info.stream_kind().is_some() || !built_in {
+        return false;
+    }
+    let query = || kube_request::Query::parse(path_and_query.split_once('?').map(|(_, q)| q));
+    match info.verb.as_str() {
+        "delete" | "deletecollection" if !body.is_empty() => {
+            serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|options| {
+                options["dryRun"]
+                    .as_array()
+                    .is_some_and(|v| !v.is_empty() && v.iter().all(|d| d == "All"))
+            })
+        }
+        "create" | "update" | "patch" | "delete" | "deletecollection" => query().dry_run(),
+        _ => false,
+    }
+}
+
 /// What the completion stage reports.
 struct Outcome {
     cluster: String,
@@ -455,14 +483,30 @@ impl Gateway {
             },
             None => None,
         };
-        Ok(self.policy.decide(
+        let mut decision = self.policy.decide(
             &call.cluster.name,
             &call.info,
             &call.identity,
             method,
             headers,
             object.as_ref(),
-        ))
+        );
+        // A dry run (`kubectl diff`, `--dry-run=server`) changes nothing, so nobody needs to
+        // approve it; deny rules still apply.
+        if let Some(d) = decision.as_mut() {
+            if d.verdict == policy::Verdict::Approve
+                && harmless_dry_run(
+                    &call.info,
+                    &call.path_and_query,
+                    body.map_or(&[][..], |b| &b[..]),
+                )
+            {
+                d.verdict = policy::Verdict::Allow;
+                d.approvals.clear();
+                d.message = format!("dry run, not held for approval ({})", d.message);
+            }
+        }
+        Ok(decision)
     }
 
     /// Turns a decision into a verdict: forward, or refuse with the rule's message.
@@ -1171,6 +1215,95 @@ mod tests {
             let h = HeaderName::from_bytes(name.as_bytes()).unwrap();
             assert_eq!(is_stripped(&h), stripped, "{name}");
         }
+    }
+
+    #[test]
+    fn only_real_dry_runs_skip_approval() {
+        let cases = [
+            (
+                "DELETE",
+                "/api/v1/namespaces/shop/secrets/db?dryRun=All",
+                true,
+            ),
+            (
+                "PATCH",
+                "/apis/apps/v1/namespaces/shop/deployments/web/scale?dryRun=All",
+                true,
+            ),
+            (
+                "POST",
+                "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings?dryRun=All",
+                true,
+            ),
+            ("DELETE", "/api/v1/namespaces/shop/secrets/db", false),
+            (
+                "DELETE",
+                "/api/v1/namespaces/shop/secrets/db?dryRun=All&dryRun=x",
+                false,
+            ),
+            // Connect subresources have no dry run: the parameter would be ignored.
+            (
+                "POST",
+                "/api/v1/namespaces/p/pods/w/exec?command=env&dryRun=All",
+                false,
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/p/pods/w/attach?dryRun=All",
+                false,
+            ),
+            (
+                "POST",
+                "/api/v1/namespaces/p/pods/w/portforward?dryRun=All",
+                false,
+            ),
+            // An aggregated or custom API might ignore it.
+            (
+                "POST",
+                "/apis/example.com/v1/namespaces/p/widgets?dryRun=All",
+                false,
+            ),
+        ];
+        for (method, url, want) in cases {
+            let (path, query) = url
+                .split_once('?')
+                .map_or((url, None), |(p, q)| (p, Some(q)));
+            let info = kube_request::parse(&kube_request::RequestParts {
+                method,
+                path,
+                query,
+                content_type: None,
+            })
+            .unwrap();
+            assert_eq!(harmless_dry_run(&info, url, b""), want, "{method} {url}");
+        }
+        // A delete with a body takes its options from the body alone.
+        let info = kube_request::parse(&kube_request::RequestParts {
+            method: "DELETE",
+            path: "/api/v1/namespaces/shop/secrets/db",
+            query: Some("dryRun=All"),
+            content_type: None,
+        })
+        .unwrap();
+        let url = "/api/v1/namespaces/shop/secrets/db?dryRun=All";
+        for (body, want) in [
+            (&br#"{"kind":"DeleteOptions","dryRun":["All"]}"#[..], true),
+            (br#"{}"#, false),
+            (br#"{"dryRun":[]}"#, false),
+            (b"k8s\0...", false),
+        ] {
+            assert_eq!(
+                harmless_dry_run(&info, url, body),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(harmless_dry_run(
+            &info,
+            "/api/v1/namespaces/shop/secrets/db",
+            br#"{"dryRun":["All"]}"#
+        ));
     }
 
     #[test]
