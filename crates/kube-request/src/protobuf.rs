@@ -36,56 +36,61 @@ pub enum ProtobufError {
     /// Not a well-formed Kubernetes protobuf body.
     #[error("protobuf: {0}")]
     Invalid(String),
-    /// Well-formed, but holds a kind or (strict) a field the table does not describe.
+    /// Well-formed, but (strict) holds a field the table does not describe.
     #[error("protobuf: {0}")]
     Unsupported(String),
+    /// A kind the table does not describe.
+    #[error("protobuf: kind {0:?} is not one Airlock reads")]
+    UnknownKind(String),
 }
 
 /// Message schemas: `number name type` entries separated by `;`. Types: `s` string, `b` bytes
-/// (base64 in JSON), `i` integer (zero dropped: a non-pointer Go field), `I` integer (pointer
-/// field: zero kept), `t` bool, `ms`/`mb`/`mq` maps of string/bytes/Quantity,
+/// (base64 in JSON), `i`/`l` int32/int64 (zero dropped: a non-pointer Go field), `I`/`L`
+/// int32/int64 (pointer field: zero kept), `t` bool, `skip` a field the API server ignores
+/// from clients (`status` on create and update), `ms`/`mb`/`mq` maps of string/bytes/Quantity,
 /// `time`, `ios` IntOrString, `q` Quantity, `raw` RawExtension, or a message name.
 /// A leading `*` marks a repeated field.
 const SCHEMAS: &[(&str, &str)] = &[
     ("Unknown", "1 typeMeta TypeMeta; 2 raw b; 3 contentEncoding s; 4 contentType s"),
     ("TypeMeta", "1 apiVersion s; 2 kind s"),
-    ("ObjectMeta", "1 name s; 2 generateName s; 3 namespace s; 5 uid s; 6 resourceVersion s; 7 generation i; 8 creationTimestamp time; 10 deletionGracePeriodSeconds I; 11 labels ms; 12 annotations ms; 13 ownerReferences *OwnerReference; 14 finalizers *s"),
+    ("ObjectMeta", "1 name s; 2 generateName s; 3 namespace s; 5 uid s; 6 resourceVersion s; 7 generation l; 8 creationTimestamp time; 10 deletionGracePeriodSeconds L; 11 labels ms; 12 annotations ms; 13 ownerReferences *OwnerReference; 14 finalizers *s"),
     ("OwnerReference", "1 kind s; 3 name s; 4 uid s; 5 apiVersion s; 6 controller t; 7 blockOwnerDeletion t"),
     ("LabelSelector", "1 matchLabels ms; 2 matchExpressions *LabelSelectorRequirement"),
     ("LabelSelectorRequirement", "1 key s; 2 operator s; 3 values *s"),
     // core/v1
     ("ConfigMap", "1 metadata ObjectMeta; 2 data ms; 3 binaryData mb; 4 immutable t"),
     ("Secret", "1 metadata ObjectMeta; 2 data mb; 3 type s; 4 stringData ms; 5 immutable t"),
-    ("Namespace", "1 metadata ObjectMeta; 2 spec NamespaceSpec"),
+    ("Namespace", "1 metadata ObjectMeta; 2 spec NamespaceSpec; 3 status skip"),
     ("NamespaceSpec", "1 finalizers *s"),
     ("ServiceAccount", "1 metadata ObjectMeta; 2 secrets *ObjectReference; 3 imagePullSecrets *LocalObjectReference; 4 automountServiceAccountToken t"),
     ("ObjectReference", "1 kind s; 2 namespace s; 3 name s; 4 uid s; 5 apiVersion s; 6 resourceVersion s; 7 fieldPath s"),
     ("LocalObjectReference", "1 name s"),
-    ("Service", "1 metadata ObjectMeta; 2 spec ServiceSpec"),
+    ("Service", "1 metadata ObjectMeta; 2 spec ServiceSpec; 3 status skip"),
     ("ServiceSpec", "1 ports *ServicePort; 2 selector ms; 3 clusterIP s; 4 type s; 5 externalIPs *s; 7 sessionAffinity s; 8 loadBalancerIP s; 9 loadBalancerSourceRanges *s; 10 externalName s; 11 externalTrafficPolicy s; 12 healthCheckNodePort i; 13 publishNotReadyAddresses t; 17 ipFamilyPolicy s; 18 clusterIPs *s; 19 ipFamilies *s; 20 allocateLoadBalancerNodePorts t; 21 loadBalancerClass s; 22 internalTrafficPolicy s"),
     ("ServicePort", "1 name s; 2 protocol s; 3 port i; 4 targetPort ios; 5 nodePort i; 6 appProtocol s"),
-    ("Pod", "1 metadata ObjectMeta; 2 spec PodSpec"),
+    ("Pod", "1 metadata ObjectMeta; 2 spec PodSpec; 3 status skip"),
     ("PodTemplateSpec", "1 metadata ObjectMeta; 2 spec PodSpec"),
-    ("PodSpec", "2 containers *Container; 3 restartPolicy s; 4 terminationGracePeriodSeconds I; 5 activeDeadlineSeconds I; 6 dnsPolicy s; 7 nodeSelector ms; 8 serviceAccountName s; 9 serviceAccount s; 10 nodeName s; 11 hostNetwork t; 12 hostPID t; 13 hostIPC t; 15 imagePullSecrets *LocalObjectReference; 16 hostname s; 17 subdomain s; 19 schedulerName s; 20 initContainers *Container; 21 automountServiceAccountToken t; 24 priorityClassName s; 25 priority I"),
+    ("PodSpec", "2 containers *Container; 3 restartPolicy s; 4 terminationGracePeriodSeconds L; 5 activeDeadlineSeconds L; 6 dnsPolicy s; 7 nodeSelector ms; 8 serviceAccountName s; 9 serviceAccount s; 10 nodeName s; 11 hostNetwork t; 12 hostPID t; 13 hostIPC t; 15 imagePullSecrets *LocalObjectReference; 16 hostname s; 17 subdomain s; 19 schedulerName s; 20 initContainers *Container; 21 automountServiceAccountToken t; 24 priorityClassName s; 25 priority I"),
     ("Container", "1 name s; 2 image s; 3 command *s; 4 args *s; 5 workingDir s; 6 ports *ContainerPort; 7 env *EnvVar; 8 resources ResourceRequirements; 13 terminationMessagePath s; 14 imagePullPolicy s; 16 stdin t; 17 stdinOnce t; 18 tty t; 20 terminationMessagePolicy s"),
     ("ContainerPort", "1 name s; 2 hostPort i; 3 containerPort i; 4 protocol s; 5 hostIP s"),
     ("EnvVar", "1 name s; 2 value s"),
     ("ResourceRequirements", "1 limits mq; 2 requests mq"),
-    ("ResourceQuota", "1 metadata ObjectMeta; 2 spec ResourceQuotaSpec"),
+    ("ResourceQuota", "1 metadata ObjectMeta; 2 spec ResourceQuotaSpec; 3 status skip"),
     ("ResourceQuotaSpec", "1 hard mq; 2 scopes *s"),
     // apps/v1
-    ("Deployment", "1 metadata ObjectMeta; 2 spec DeploymentSpec"),
+    ("Deployment", "1 metadata ObjectMeta; 2 spec DeploymentSpec; 3 status skip"),
     ("DeploymentSpec", "1 replicas I; 2 selector LabelSelector; 3 template PodTemplateSpec; 4 strategy DeploymentStrategy; 5 minReadySeconds i; 6 revisionHistoryLimit I; 7 paused t; 9 progressDeadlineSeconds I"),
     ("DeploymentStrategy", "1 type s"),
     // batch/v1
-    ("Job", "1 metadata ObjectMeta; 2 spec JobSpec"),
-    ("JobSpec", "1 parallelism I; 2 completions I; 3 activeDeadlineSeconds I; 4 selector LabelSelector; 5 manualSelector t; 6 template PodTemplateSpec; 7 backoffLimit I; 8 ttlSecondsAfterFinished I; 9 completionMode s; 10 suspend t"),
-    ("CronJob", "1 metadata ObjectMeta; 2 spec CronJobSpec"),
-    ("CronJobSpec", "1 schedule s; 2 startingDeadlineSeconds I; 3 concurrencyPolicy s; 4 suspend t; 5 jobTemplate JobTemplateSpec; 6 successfulJobsHistoryLimit I; 7 failedJobsHistoryLimit I; 8 timeZone s"),
+    ("Job", "1 metadata ObjectMeta; 2 spec JobSpec; 3 status skip"),
+    ("JobSpec", "1 parallelism I; 2 completions I; 3 activeDeadlineSeconds L; 4 selector LabelSelector; 5 manualSelector t; 6 template PodTemplateSpec; 7 backoffLimit I; 8 ttlSecondsAfterFinished I; 9 completionMode s; 10 suspend t"),
+    ("CronJob", "1 metadata ObjectMeta; 2 spec CronJobSpec; 3 status skip"),
+    ("CronJobSpec", "1 schedule s; 2 startingDeadlineSeconds L; 3 concurrencyPolicy s; 4 suspend t; 5 jobTemplate JobTemplateSpec; 6 successfulJobsHistoryLimit I; 7 failedJobsHistoryLimit I; 8 timeZone s"),
     ("JobTemplateSpec", "1 metadata ObjectMeta; 2 spec JobSpec"),
     // rbac/v1
     ("Role", "1 metadata ObjectMeta; 2 rules *PolicyRule"),
-    ("ClusterRole", "1 metadata ObjectMeta; 2 rules *PolicyRule"),
+    ("ClusterRole", "1 metadata ObjectMeta; 2 rules *PolicyRule; 3 aggregationRule AggregationRule"),
+    ("AggregationRule", "1 clusterRoleSelectors *LabelSelector"),
     ("PolicyRule", "1 verbs *s; 2 apiGroups *s; 3 resources *s; 4 resourceNames *s; 5 nonResourceURLs *s"),
     ("RoleBinding", "1 metadata ObjectMeta; 2 subjects *Subject; 3 roleRef RoleRef"),
     ("ClusterRoleBinding", "1 metadata ObjectMeta; 2 subjects *Subject; 3 roleRef RoleRef"),
@@ -93,25 +98,27 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("RoleRef", "1 apiGroup s; 2 kind s; 3 name s"),
     // scheduling, policy
     ("PriorityClass", "1 metadata ObjectMeta; 2 value I; 3 globalDefault t; 4 description s; 5 preemptionPolicy s"),
-    ("PodDisruptionBudget", "1 metadata ObjectMeta; 2 spec PodDisruptionBudgetSpec"),
+    ("PodDisruptionBudget", "1 metadata ObjectMeta; 2 spec PodDisruptionBudgetSpec; 3 status skip"),
     ("PodDisruptionBudgetSpec", "1 minAvailable ios; 2 selector LabelSelector; 3 maxUnavailable ios"),
-    ("Eviction", "1 metadata ObjectMeta"),
+    ("Eviction", "1 metadata ObjectMeta; 2 deleteOptions DeleteOptions"),
+    ("DeleteOptions", "1 gracePeriodSeconds L; 2 preconditions Preconditions; 3 orphanDependents t; 4 propagationPolicy s; 5 dryRun *s"),
+    ("Preconditions", "1 uid s; 2 resourceVersion s"),
     // authorization/v1
-    ("SelfSubjectAccessReview", "1 metadata ObjectMeta; 2 spec SelfSubjectAccessReviewSpec"),
+    ("SelfSubjectAccessReview", "1 metadata ObjectMeta; 2 spec SelfSubjectAccessReviewSpec; 3 status skip"),
     ("SelfSubjectAccessReviewSpec", "1 resourceAttributes ResourceAttributes; 2 nonResourceAttributes NonResourceAttributes"),
-    ("SubjectAccessReview", "1 metadata ObjectMeta; 2 spec SubjectAccessReviewSpec"),
-    ("LocalSubjectAccessReview", "1 metadata ObjectMeta; 2 spec SubjectAccessReviewSpec"),
+    ("SubjectAccessReview", "1 metadata ObjectMeta; 2 spec SubjectAccessReviewSpec; 3 status skip"),
+    ("LocalSubjectAccessReview", "1 metadata ObjectMeta; 2 spec SubjectAccessReviewSpec; 3 status skip"),
     ("SubjectAccessReviewSpec", "1 resourceAttributes ResourceAttributes; 2 nonResourceAttributes NonResourceAttributes; 3 user s; 4 groups *s; 6 uid s"),
     ("ResourceAttributes", "1 namespace s; 2 verb s; 3 group s; 4 version s; 5 resource s; 6 subresource s; 7 name s"),
     ("NonResourceAttributes", "1 path s; 2 verb s"),
-    ("SelfSubjectRulesReview", "1 metadata ObjectMeta; 2 spec SelfSubjectRulesReviewSpec"),
+    ("SelfSubjectRulesReview", "1 metadata ObjectMeta; 2 spec SelfSubjectRulesReviewSpec; 3 status skip"),
     ("SelfSubjectRulesReviewSpec", "1 namespace s"),
     // authentication/v1
-    ("SelfSubjectReview", "1 metadata ObjectMeta"),
-    ("TokenReview", "1 metadata ObjectMeta; 2 spec TokenReviewSpec"),
+    ("SelfSubjectReview", "1 metadata ObjectMeta; 2 status skip"),
+    ("TokenReview", "1 metadata ObjectMeta; 2 spec TokenReviewSpec; 3 status skip"),
     ("TokenReviewSpec", "1 token s; 2 audiences *s"),
-    ("TokenRequest", "1 metadata ObjectMeta; 2 spec TokenRequestSpec"),
-    ("TokenRequestSpec", "1 audiences *s; 3 boundObjectRef BoundObjectReference; 4 expirationSeconds I"),
+    ("TokenRequest", "1 metadata ObjectMeta; 2 spec TokenRequestSpec; 3 status skip"),
+    ("TokenRequestSpec", "1 audiences *s; 3 boundObjectRef BoundObjectReference; 4 expirationSeconds L"),
     ("BoundObjectReference", "1 kind s; 2 apiVersion s; 3 name s; 4 uid s"),
 ];
 
@@ -153,6 +160,37 @@ fn schemas() -> &'static Schema {
             .collect()
     })
 }
+
+/// The kinds a body may be (the rest of the table are the messages inside them).
+const KINDS: &[&str] = &[
+    "ConfigMap",
+    "Secret",
+    "Namespace",
+    "ServiceAccount",
+    "Service",
+    "Pod",
+    "ResourceQuota",
+    "Deployment",
+    "Job",
+    "CronJob",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+    "PriorityClass",
+    "PodDisruptionBudget",
+    "Eviction",
+    "SelfSubjectAccessReview",
+    "SubjectAccessReview",
+    "LocalSubjectAccessReview",
+    "SelfSubjectRulesReview",
+    "SelfSubjectReview",
+    "TokenReview",
+    "TokenRequest",
+];
+
+/// The largest field number protobuf allows.
+const MAX_FIELD: u64 = (1 << 29) - 1;
 
 /// The protobuf magic prefix.
 const MAGIC: &[u8] = b"k8s\0";
@@ -211,15 +249,14 @@ enum Raw<'a> {
 }
 
 impl Raw<'_> {
-    /// Zero, empty, or a message of nothing but such values: what gogo writes for a field
-    /// nobody set.
+    /// Zero or empty: what gogo writes for a scalar nobody set. A message is zero only when
+    /// it has no bytes at all: an empty message inside one can mean something (an empty
+    /// label selector selects everything), and bytes that parse as one may be a string.
     fn is_zero(&self) -> bool {
         match self {
             Raw::Varint(v) => *v == 0,
             Raw::Fixed(b) => b.iter().all(|&x| x == 0),
-            Raw::Bytes(b) => {
-                b.is_empty() || fields(b).is_ok_and(|fs| fs.iter().all(|(_, r)| r.is_zero()))
-            }
+            Raw::Bytes(b) => b.is_empty(),
         }
     }
 }
@@ -229,7 +266,12 @@ fn fields(buf: &[u8]) -> Result<Vec<(u64, Raw<'_>)>, ProtobufError> {
     let mut out = Vec::new();
     while r.pos < buf.len() {
         let tag = r.varint()?;
+        // gogo's generated code reads the number as `int32(tag >> 3)`: a larger number is
+        // another field to Go (2^32 + 2 is field 2), so it must not be an unknown one here.
         let (num, wire) = (tag >> 3, tag & 7);
+        if num == 0 || num > MAX_FIELD {
+            return Err(bad("a field number out of range"));
+        }
         match wire {
             0 => out.push((num, Raw::Varint(r.varint()?))),
             1 => out.push((num, Raw::Fixed(r.take(8)?))),
@@ -253,8 +295,18 @@ fn decode_value(ty: &str, raw: &Raw<'_>, mode: Mode) -> Result<Option<Value>, Pr
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     Ok(match (ty, raw) {
-        ("i", Raw::Varint(0)) => None,
-        ("i" | "I", Raw::Varint(v)) => Some(json!(*v as i64)),
+        ("skip", _) => None,
+        ("i" | "l", Raw::Varint(0)) => None,
+        ("l" | "L", Raw::Varint(v)) => Some(json!(*v as i64)),
+        // Go keeps the low 32 bits of an int32's varint; a value that does not survive that is
+        // two different numbers to the two readers.
+        ("i" | "I", Raw::Varint(v)) => {
+            let go = i64::from(*v as u32 as i32);
+            if mode == Mode::Strict && go != *v as i64 {
+                return Err(bad("an int32 field out of range"));
+            }
+            Some(json!(go))
+        }
         ("t", Raw::Varint(v)) => Some(json!(*v != 0)),
         ("s", Raw::Bytes(b)) => Some(string(b, mode)?),
         ("b", Raw::Bytes(b)) => Some(json!(b64.encode(b))),
@@ -278,7 +330,12 @@ fn decode_value(ty: &str, raw: &Raw<'_>, mode: Mode) -> Result<Option<Value>, Pr
             for (n, r) in fields(b)? {
                 match (n, r) {
                     (1, Raw::Varint(v)) => kind = v,
-                    (2, Raw::Varint(v)) => int = v as i64,
+                    (2, Raw::Varint(v)) => {
+                        int = i64::from(v as u32 as i32);
+                        if mode == Mode::Strict && int != v as i64 {
+                            return Err(bad("an int32 field out of range"));
+                        }
+                    }
                     (3, Raw::Bytes(x)) => {
                         s = string(x, mode)?.as_str().unwrap_or_default().to_owned()
                     }
@@ -297,7 +354,12 @@ fn decode_value(ty: &str, raw: &Raw<'_>, mode: Mode) -> Result<Option<Value>, Pr
                 (1, Raw::Varint(v)) => Some(v as i64),
                 _ => None,
             });
-            Some(secs.and_then(rfc3339).map_or(Value::Null, Value::String))
+            // metav1.Time reads seconds 0 as the zero time, which JSON writes as null.
+            Some(
+                secs.filter(|&s| s != 0)
+                    .and_then(rfc3339)
+                    .map_or(Value::Null, Value::String),
+            )
         }
         ("raw", Raw::Bytes(b)) => match (serde_json::from_slice(b), mode) {
             (Ok(v), _) => Some(v),
@@ -444,8 +506,8 @@ pub fn decode(body: &[u8], mode: Mode) -> Result<Value, ProtobufError> {
             .decode(text(&env["raw"]))
             .map_err(|_| bad("raw"))?
     };
-    if !schemas().contains_key(kind.as_str()) {
-        return Err(ProtobufError::Unsupported(format!("kind {kind:?}")));
+    if !KINDS.contains(&kind.as_str()) {
+        return Err(ProtobufError::UnknownKind(kind));
     }
     let mut obj = decode_message(&kind, &raw, mode)?;
     if let Value::Object(m) = &mut obj {
@@ -616,6 +678,75 @@ mod tests {
         let mut utf = Vec::new();
         ld(5, b"\xff", &mut utf);
         assert!(decode(&deployment(&utf), Mode::Strict).is_err());
+    }
+
+    /// Found in review: bodies shaped so that Go and a naive reader see different objects.
+    #[test]
+    fn strict_refuses_what_go_reads_differently() {
+        let envelope = |tm: &[u8], raw: &[u8]| {
+            let mut env = b"k8s\0".to_vec();
+            ld(1, tm, &mut env);
+            ld(2, raw, &mut env);
+            env
+        };
+        // Field 2^32 + 2 is field 2 (kind) to Go: `kind: ""` after `kind: ConfigMap` makes the
+        // server fill in the endpoint's kind (Pod) while a reader of u64 numbers sees a
+        // ConfigMap with an unknown empty field.
+        let mut tm = Vec::new();
+        ld(1, b"v1", &mut tm);
+        ld(2, b"ConfigMap", &mut tm);
+        ld((1 << 32) + 2, b"", &mut tm);
+        for mode in [Mode::Strict, Mode::Lenient] {
+            assert!(matches!(
+                decode(&envelope(&tm, b""), mode),
+                Err(ProtobufError::Invalid(_))
+            ));
+        }
+        // An int32 whose varint does not fit: Go keeps the low 32 bits (replicas 2^32 is 0).
+        let mut spec = Vec::new();
+        vi(1, 1 << 32, &mut spec);
+        let mut dep = Vec::new();
+        ld(2, &spec, &mut dep);
+        let mut tm = Vec::new();
+        ld(1, b"apps/v1", &mut tm);
+        ld(2, b"Deployment", &mut tm);
+        assert!(decode(&envelope(&tm, &dep), Mode::Strict).is_err());
+        assert_eq!(
+            decode(&envelope(&tm, &dep), Mode::Lenient).unwrap()["spec"]["replicas"],
+            json!(0)
+        );
+        // A negative int32 is sign-extended to ten bytes, and reads the same in both.
+        let mut spec = Vec::new();
+        vi(1, -5i64 as u64, &mut spec);
+        let mut dep = Vec::new();
+        ld(2, &spec, &mut dep);
+        assert_eq!(
+            decode(&envelope(&tm, &dep), Mode::Strict).unwrap()["spec"]["replicas"],
+            json!(-5)
+        );
+        // An empty message inside a message is not nothing: an aggregation rule with an empty
+        // selector (every ClusterRole) is shown, not dropped.
+        let mut sel = Vec::new();
+        ld(1, b"", &mut sel);
+        let mut role = Vec::new();
+        ld(3, &sel, &mut role);
+        let mut tm = Vec::new();
+        ld(1, b"rbac.authorization.k8s.io/v1", &mut tm);
+        ld(2, b"ClusterRole", &mut tm);
+        assert_eq!(
+            decode(&envelope(&tm, &role), Mode::Strict).unwrap()["aggregationRule"],
+            json!({"clusterRoleSelectors": [{}]})
+        );
+        // Only kinds are kinds: not the envelope, not a message inside one.
+        for kind in [&b"Unknown"[..], b"PodSpec", b"EnvVar"] {
+            let mut tm = Vec::new();
+            ld(1, b"v1", &mut tm);
+            ld(2, kind, &mut tm);
+            assert!(matches!(
+                decode(&envelope(&tm, b""), Mode::Strict),
+                Err(ProtobufError::UnknownKind(_))
+            ));
+        }
     }
 
     #[test]

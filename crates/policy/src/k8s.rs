@@ -161,6 +161,11 @@ pub(crate) fn added_capabilities<N: Node>(object: &N) -> Vec<&str> {
 
 /// The verbs a Role or ClusterRole grants (`rules[].verbs`).
 pub(crate) fn rbac_verbs<N: Node>(object: &N) -> Vec<&str> {
+    // An aggregated ClusterRole gathers the rules of every ClusterRole its selectors match
+    // (an empty selector: all of them, cluster-admin's `*` included), whatever its own say.
+    if object.get("aggregationRule").is_some() {
+        return vec!["*"];
+    }
     let mut out: Vec<&str> = object
         .get("rules")
         .map(Node::items)
@@ -384,6 +389,8 @@ mod tests {
         );
         let role = json!({"rules":[{"verbs":["get","bind"]},{"verbs":["escalate"]}]});
         assert_eq!(rbac_verbs(&role), vec!["bind", "escalate", "get"]);
+        let aggregated = json!({"kind": "ClusterRole", "aggregationRule": {"clusterRoleSelectors": [{}]}, "rules": []});
+        assert_eq!(rbac_verbs(&aggregated), vec!["*"]);
         assert_eq!(
             lookup(&job, "spec.template.spec.volumes").map(|v| v.items().len()),
             Some(1)

@@ -106,9 +106,18 @@ pub fn parse_object(
         // kubectl 1.32+ sends typed writes (`kubectl create deployment|job|role|...`) as
         // protobuf. Read strictly: a field the table does not know (a securityContext, a
         // volume) makes the body unreadable rather than invisible to the rules.
-        return kube_request::protobuf::decode(body, kube_request::protobuf::Mode::Strict)
-            .map(Some)
-            .map_err(|e| PolicyError::Body(e.to_string()));
+        // A kind it does not know is only unreadable (refused where the guardrails read the
+        // object); a known kind that does not decode strictly is refused everywhere: it could
+        // be a body shaped to look harmless, and rules guarded by `object != null` would skip it.
+        return match kube_request::protobuf::decode(body, kube_request::protobuf::Mode::Strict) {
+            Ok(v) => Ok(Some(v)),
+            Err(e @ kube_request::protobuf::ProtobufError::UnknownKind(_)) => {
+                Err(PolicyError::Body(e.to_string()))
+            }
+            Err(e) => Err(PolicyError::Ambiguous(format!(
+                "a protobuf body Airlock cannot read exactly: {e}"
+            ))),
+        };
     }
     if media == "application/json"
         || (media.starts_with("application/") && media.ends_with("+json"))

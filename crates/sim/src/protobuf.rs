@@ -17,7 +17,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         ProtobufError::Invalid(_) => ApiError::bad_request(format!(
             "the server rejected our request due to an error in our request: {e}"
         )),
-        ProtobufError::Unsupported(what) => ApiError::new(
+        ProtobufError::UnknownKind(what) | ProtobufError::Unsupported(what) => ApiError::new(
             415,
             "UnsupportedMediaType",
             format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (protobuf {what} is not simulated)"),
