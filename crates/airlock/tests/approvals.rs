@@ -498,3 +498,27 @@ fn a_client_leaving_during_the_hold_gets_an_outcome_record() {
     // Nothing was forwarded: the namespace is still there.
     ok(&demo.kubectl_direct("1.33", &["get", "namespace", "payments"]));
 }
+
+/// kubectl gives up after `--request-timeout`; a held call is answered before that, so the
+/// agent learns the approval's id instead of "context deadline exceeded".
+#[test]
+fn a_held_call_answers_before_the_clients_timeout() {
+    let demo = Demo::start_with(held("40s"));
+    for v in ["1.27", "1.33"] {
+        let started = Instant::now();
+        let out = demo.kubectl(
+            v,
+            &["delete", "namespace", "payments", "--request-timeout=3s"],
+        );
+        let err = stderr(&out);
+        assert!(
+            !out.status.success() && err.contains("approval id") && err.contains("is pending"),
+            "{v}: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{v}: {:?}",
+            started.elapsed()
+        );
+    }
+}
