@@ -333,7 +333,28 @@ async fn handle_inner(
             "eviction" => {
                 let ns = t.namespace.clone().unwrap_or_default();
                 let name = t.name.clone().unwrap_or_default();
-                state.store.delete(&key, &ns, &name, true)?;
+                // A dry run (query, or the Eviction's `deleteOptions`) checks and changes
+                // nothing; a real eviction deletes the pod, and its owner replaces it.
+                let (parts, body) = read_body(req).await?;
+                let ct = parts
+                    .headers
+                    .get(hyper::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("application/json");
+                let eviction = parse_object(ct, &body).unwrap_or(Value::Null);
+                let dry = is_dry_run(&q)
+                    || eviction["deleteOptions"]["dryRun"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|v| v == "All"));
+                if dry {
+                    state
+                        .store
+                        .get(&key, &ns, &name)
+                        .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, &name))?;
+                } else {
+                    let deleted = state.store.delete(&key, &ns, &name, true)?;
+                    crate::controller::after_delete(&state, &deleted);
+                }
                 Ok(http::json(
                     201,
                     &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

@@ -709,6 +709,66 @@ async fn subresources_refuse_methods_kube_apiserver_refuses() {
     );
 }
 
+/// An eviction in dry run (query or `deleteOptions`) changes nothing; a real one deletes the pod
+/// and its ReplicaSet replaces it, as for a delete.
+#[tokio::test]
+async fn evictions_honour_dry_run_and_are_replaced() {
+    let (_sim, c) = bench().await;
+    let pod = "/api/v1/namespaces/shop/pods/web-6b7f9c5d4-x2k9p";
+    let eviction = |dry: bool| {
+        let opts = if dry {
+            json!({"dryRun": ["All"]})
+        } else {
+            json!({})
+        };
+        json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": "web-6b7f9c5d4-x2k9p", "namespace": "shop"}, "deleteOptions": opts})
+        .to_string()
+    };
+    let ct = [("content-type", "application/json")];
+    let pods = |v: Value| v["items"].as_array().map_or(0, Vec::len);
+    let before = pods(
+        c.get(
+            "/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb",
+            "application/json",
+        )
+        .await
+        .json()
+        .await,
+    );
+    let body = eviction(true);
+    let r = c
+        .send("POST", &format!("{pod}/eviction"), &ct, Some(&body))
+        .await;
+    assert_eq!(r.status, 201);
+    let body = eviction(false);
+    let r = c
+        .send(
+            "POST",
+            &format!("{pod}/eviction?dryRun=All"),
+            &ct,
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(c.get(pod, "application/json").await.status, 200);
+    let r = c
+        .send("POST", &format!("{pod}/eviction"), &ct, Some(&body))
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(c.get(pod, "application/json").await.status, 404);
+    let after = pods(
+        c.get(
+            "/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb",
+            "application/json",
+        )
+        .await
+        .json()
+        .await,
+    );
+    assert_eq!(after, before, "the ReplicaSet replaces the evicted pod");
+}
+
 /// Server-side apply YAML resolves `<<` merge keys, as kube-apiserver's go-yaml decoder does.
 #[tokio::test]
 async fn apply_yaml_resolves_merge_keys() {
