@@ -463,11 +463,19 @@ fn held_exec_is_not_previewed_upstream() {
 #[test]
 fn a_client_leaving_during_the_hold_gets_an_outcome_record() {
     let demo = Demo::start_with(held("40s"));
-    let out = demo.kubectl(
-        "1.33",
-        &["delete", "namespace", "payments", "--request-timeout=2s"],
-    );
-    assert!(!out.status.success());
+    // Killed, not timed out: kubectl's `--request-timeout` is sent along, and a held call is
+    // answered before it (`a_held_call_answers_before_the_clients_timeout`).
+    let mut client = Command::new(common::kubectl_bin("1.33"))
+        .arg("--kubeconfig")
+        .arg(&demo.agent_kubeconfig)
+        .args(["delete", "namespace", "payments"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    client.kill().unwrap();
+    let _ = client.wait();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let records = audit_records(&demo);
