@@ -60,37 +60,6 @@ pub(crate) struct PreviewUpstream {
 /// How much sooner than the client's own timeout a held call is answered.
 const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 
-/// The client's timeout: the `timeout` query parameter (a Go duration such as `2s`, `1m30s`,
-/// `1.5s` or `500ms`), which client-go sets from `--request-timeout`.
-fn client_timeout(path_and_query: &str) -> Option<Duration> {
-    let query = kube_request::Query::parse(path_and_query.split_once('?').map(|(_, q)| q));
-    let text = query.get("timeout")?;
-    let mut rest = text;
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += value * unit;
-        rest = &rest[u..];
-    }
-    (total > 0.0 && total.is_finite()).then(|| Duration::from_secs_f64(total.min(1e9)))
-}
-
 /// The gate: `Ok` means forward the call now (approved, or covered by a grant).
 pub(crate) async fn hold(
     store: &Approvals,
@@ -102,7 +71,8 @@ pub(crate) async fn hold(
     let new = approval_request(masker, &call, decision);
     // Answer before the client gives up, so that it learns the approval's id: kubectl sends
     // `--request-timeout` as `?timeout=`.
-    let answer_by = client_timeout(call.path_and_query)
+    let answer_by = kube_request::Query::parse(call.path_and_query.split_once('?').map(|(_, q)| q))
+        .timeout()
         .map(|t| tokio::time::Instant::now() + t.saturating_sub(ANSWER_MARGIN));
     let mut hold = decision.hold().unwrap_or(policy::DEFAULT_HOLD);
     let reason = decision_reason(decision);
@@ -681,27 +651,4 @@ fn json<T: serde::Serialize>(code: StatusCode, v: &T) -> Response<Body> {
         header::HeaderValue::from_static("application/json"),
     );
     r
-}
-
-#[cfg(test)]
-mod timeout_tests {
-    use super::*;
-
-    #[test]
-    fn client_timeouts_are_go_durations() {
-        let t = |q: &str| client_timeout(&format!("/api/v1/namespaces/x?{q}"));
-        assert_eq!(t("timeout=2s"), Some(Duration::from_secs(2)));
-        assert_eq!(t("timeout=1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(t("timeout=1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(t("timeout=500ms"), Some(Duration::from_millis(500)));
-        for bad in [
-            "timeout=",
-            "timeout=2",
-            "timeout=2x",
-            "timeout=0s",
-            "other=2s",
-        ] {
-            assert_eq!(t(bad), None, "{bad}");
-        }
-    }
 }

@@ -283,12 +283,16 @@ fn fields(buf: &[u8]) -> Result<Vec<(u64, Raw<'_>)>, ProtobufError> {
     Ok(out)
 }
 
-fn string(b: &[u8], mode: Mode) -> Result<Value, ProtobufError> {
+fn text(b: &[u8], mode: Mode) -> Result<String, ProtobufError> {
     match (std::str::from_utf8(b), mode) {
-        (Ok(s), _) => Ok(Value::String(s.to_owned())),
-        (Err(_), Mode::Lenient) => Ok(Value::String(String::from_utf8_lossy(b).into_owned())),
+        (Ok(s), _) => Ok(s.to_owned()),
+        (Err(_), Mode::Lenient) => Ok(String::from_utf8_lossy(b).into_owned()),
         (Err(_), Mode::Strict) => Err(bad("a string is not UTF-8")),
     }
+}
+
+fn string(b: &[u8], mode: Mode) -> Result<Value, ProtobufError> {
+    text(b, mode).map(Value::String)
 }
 
 fn decode_value(ty: &str, raw: &Raw<'_>, mode: Mode) -> Result<Option<Value>, ProtobufError> {
@@ -336,9 +340,7 @@ fn decode_value(ty: &str, raw: &Raw<'_>, mode: Mode) -> Result<Option<Value>, Pr
                             return Err(bad("an int32 field out of range"));
                         }
                     }
-                    (3, Raw::Bytes(x)) => {
-                        s = string(x, mode)?.as_str().unwrap_or_default().to_owned()
-                    }
+                    (3, Raw::Bytes(x)) => s = text(x, mode)?,
                     (_, r) if mode == Mode::Strict && !r.is_zero() => {
                         return Err(ProtobufError::Unsupported(
                             "an unknown IntOrString field".into(),
@@ -387,7 +389,7 @@ fn map_entry(ty: &str, b: &[u8], mode: Mode) -> Result<Option<(String, Value)>, 
     let (mut k, mut v) = (String::new(), Value::Null);
     for (n, r) in fields(b)? {
         match (n, &r) {
-            (1, Raw::Bytes(x)) => k = string(x, mode)?.as_str().unwrap_or_default().to_owned(),
+            (1, Raw::Bytes(x)) => k = text(x, mode)?,
             (2, _) => v = decode_value(vty, &r, mode)?.unwrap_or(Value::Null),
             _ if mode == Mode::Strict => return Err(bad("a map entry with an unknown field")),
             _ => {}
@@ -544,6 +546,21 @@ mod tests {
         varint(num << 3, out);
         varint(v, out);
     }
+    fn type_meta(api_version: &str, kind: &str) -> Vec<u8> {
+        let mut tm = Vec::new();
+        ld(1, api_version.as_bytes(), &mut tm);
+        ld(2, kind.as_bytes(), &mut tm);
+        tm
+    }
+    /// A `k8s\0` body: the envelope with `tm` and `raw`, and the empty strings gogo writes.
+    fn envelope(tm: &[u8], raw: &[u8]) -> Vec<u8> {
+        let mut env = b"k8s\0".to_vec();
+        ld(1, tm, &mut env);
+        ld(2, raw, &mut env);
+        ld(3, b"", &mut env);
+        ld(4, b"", &mut env);
+        env
+    }
 
     #[test]
     fn decodes_a_configmap_envelope() {
@@ -562,14 +579,7 @@ mod tests {
         ld(2, b"v", &mut entry);
         ld(2, &entry, &mut cm);
         vi(4, 0, &mut cm);
-        let mut tm = Vec::new();
-        ld(1, b"v1", &mut tm);
-        ld(2, b"ConfigMap", &mut tm);
-        let mut env = b"k8s\0".to_vec();
-        ld(1, &tm, &mut env);
-        ld(2, &cm, &mut env);
-        ld(3, b"", &mut env);
-        ld(4, b"", &mut env);
+        let env = envelope(&type_meta("v1", "ConfigMap"), &cm);
         let v = decode(&env, Mode::Lenient).unwrap();
         assert_eq!(
             v,
@@ -629,15 +639,7 @@ mod tests {
         ld(1, &meta, &mut dep);
         ld(2, &spec, &mut dep);
         ld(3, &status, &mut dep);
-        let mut tm = Vec::new();
-        ld(1, b"apps/v1", &mut tm);
-        ld(2, b"Deployment", &mut tm);
-        let mut env = b"k8s\0".to_vec();
-        ld(1, &tm, &mut env);
-        ld(2, &dep, &mut env);
-        ld(3, b"", &mut env);
-        ld(4, b"", &mut env);
-        env
+        envelope(&type_meta("apps/v1", "Deployment"), &dep)
     }
 
     #[test]
@@ -683,18 +685,10 @@ mod tests {
     /// Found in review: bodies shaped so that Go and a naive reader see different objects.
     #[test]
     fn strict_refuses_what_go_reads_differently() {
-        let envelope = |tm: &[u8], raw: &[u8]| {
-            let mut env = b"k8s\0".to_vec();
-            ld(1, tm, &mut env);
-            ld(2, raw, &mut env);
-            env
-        };
         // Field 2^32 + 2 is field 2 (kind) to Go: `kind: ""` after `kind: ConfigMap` makes the
         // server fill in the endpoint's kind (Pod) while a reader of u64 numbers sees a
         // ConfigMap with an unknown empty field.
-        let mut tm = Vec::new();
-        ld(1, b"v1", &mut tm);
-        ld(2, b"ConfigMap", &mut tm);
+        let mut tm = type_meta("v1", "ConfigMap");
         ld((1 << 32) + 2, b"", &mut tm);
         for mode in [Mode::Strict, Mode::Lenient] {
             assert!(matches!(
@@ -707,9 +701,7 @@ mod tests {
         vi(1, 1 << 32, &mut spec);
         let mut dep = Vec::new();
         ld(2, &spec, &mut dep);
-        let mut tm = Vec::new();
-        ld(1, b"apps/v1", &mut tm);
-        ld(2, b"Deployment", &mut tm);
+        let tm = type_meta("apps/v1", "Deployment");
         assert!(decode(&envelope(&tm, &dep), Mode::Strict).is_err());
         assert_eq!(
             decode(&envelope(&tm, &dep), Mode::Lenient).unwrap()["spec"]["replicas"],
@@ -730,20 +722,15 @@ mod tests {
         ld(1, b"", &mut sel);
         let mut role = Vec::new();
         ld(3, &sel, &mut role);
-        let mut tm = Vec::new();
-        ld(1, b"rbac.authorization.k8s.io/v1", &mut tm);
-        ld(2, b"ClusterRole", &mut tm);
+        let tm = type_meta("rbac.authorization.k8s.io/v1", "ClusterRole");
         assert_eq!(
             decode(&envelope(&tm, &role), Mode::Strict).unwrap()["aggregationRule"],
             json!({"clusterRoleSelectors": [{}]})
         );
         // Only kinds are kinds: not the envelope, not a message inside one.
-        for kind in [&b"Unknown"[..], b"PodSpec", b"EnvVar"] {
-            let mut tm = Vec::new();
-            ld(1, b"v1", &mut tm);
-            ld(2, kind, &mut tm);
+        for kind in ["Unknown", "PodSpec", "EnvVar"] {
             assert!(matches!(
-                decode(&envelope(&tm, b""), Mode::Strict),
+                decode(&envelope(&type_meta("v1", kind), b""), Mode::Strict),
                 Err(ProtobufError::UnknownKind(_))
             ));
         }

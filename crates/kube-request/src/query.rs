@@ -6,7 +6,7 @@
 //! values the API server will act on, so both are mirrored here rather than
 //! using a generic `application/x-www-form-urlencoded` parser.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, time::Duration};
 
 use crate::Error;
 
@@ -123,6 +123,36 @@ impl Query {
     /// `watch`: turns a list into a watch.
     pub fn watch(&self) -> bool {
         self.bool_param("watch").unwrap_or(false)
+    }
+
+    /// `timeout`: how long the client waits, a Go duration (`2s`, `1m30s`, `1.5s`, `500ms`)
+    /// as `time.ParseDuration` reads it; client-go sends `--request-timeout` here. `None` when
+    /// absent, zero or not a duration.
+    pub fn timeout(&self) -> Option<Duration> {
+        let mut rest = self.get("timeout")?;
+        let mut total = 0f64;
+        while !rest.is_empty() {
+            let n = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
+            let value: f64 = rest[..n].parse().ok()?;
+            rest = &rest[n..];
+            let u = rest
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(rest.len());
+            let unit = match &rest[..u] {
+                "ns" => 1e-9,
+                "us" | "µs" => 1e-6,
+                "ms" => 1e-3,
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                _ => return None,
+            };
+            total += value * unit;
+            rest = &rest[u..];
+        }
+        (total > 0.0 && total.is_finite()).then(|| Duration::from_secs_f64(total.min(1e9)))
     }
 
     /// `dryRun`: true when the API server will run the request as a dry run
@@ -316,6 +346,24 @@ mod tests {
         ];
         for (raw, want) in cases {
             assert_eq!(&Query::parse(Some(raw)).ports(), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn timeouts_are_go_durations() {
+        let t = |q: &str| Query::parse(Some(q)).timeout();
+        assert_eq!(t("timeout=2s"), Some(Duration::from_secs(2)));
+        assert_eq!(t("timeout=1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(t("timeout=1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(t("timeout=500ms"), Some(Duration::from_millis(500)));
+        for bad in [
+            "timeout=",
+            "timeout=2",
+            "timeout=2x",
+            "timeout=0s",
+            "other=2s",
+        ] {
+            assert_eq!(t(bad), None, "{bad}");
         }
     }
 }

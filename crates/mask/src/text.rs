@@ -192,14 +192,13 @@ fn step_within(
     let mut at = 0;
     for h in scan.hits.iter().filter(|h| h.end <= cut) {
         out.extend_from_slice(&text[at..h.start]);
-        let end = h.end;
         let start = out.len();
-        fp.text_marker(eng.detectors.id(h.detector), &text[h.start..end], out);
+        fp.text_marker(eng.detectors.id(h.detector), &text[h.start..h.end], out);
         if same_length {
-            out.resize(start + (end - h.start), PAD);
+            out.resize(start + (h.end - h.start), PAD);
         }
-        at = end;
-        open |= scan.pem_open && end == text.len();
+        at = h.end;
+        open |= scan.pem_open && h.end == text.len();
     }
     out.extend_from_slice(&text[at..cut]);
     (cut, open)

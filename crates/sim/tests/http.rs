@@ -726,16 +726,18 @@ async fn evictions_honour_dry_run_and_are_replaced() {
         .to_string()
     };
     let ct = [("content-type", "application/json")];
-    let pods = |v: Value| v["items"].as_array().map_or(0, Vec::len);
-    let before = pods(
-        c.get(
-            "/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb",
-            "application/json",
-        )
-        .await
-        .json()
-        .await,
-    );
+    let web_pods = || async {
+        let list = c
+            .get(
+                "/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb",
+                "application/json",
+            )
+            .await
+            .json()
+            .await;
+        list["items"].as_array().map_or(0, Vec::len)
+    };
+    let before = web_pods().await;
     let body = eviction(true);
     let r = c
         .send("POST", &format!("{pod}/eviction"), &ct, Some(&body))
@@ -757,15 +759,7 @@ async fn evictions_honour_dry_run_and_are_replaced() {
         .await;
     assert_eq!(r.status, 201);
     assert_eq!(c.get(pod, "application/json").await.status, 404);
-    let after = pods(
-        c.get(
-            "/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb",
-            "application/json",
-        )
-        .await
-        .json()
-        .await,
-    );
+    let after = web_pods().await;
     assert_eq!(after, before, "the ReplicaSet replaces the evicted pod");
 }
 
