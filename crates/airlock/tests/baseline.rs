@@ -265,3 +265,85 @@ fn every_baseline_rule_is_hit_by_real_kubectl() {
         "a proxy call reached the cluster: {proxied:#?}"
     );
 }
+
+/// `kubectl auth can-i` asks the cluster, which answers from RBAC alone; Airlock lays its
+/// policy over that answer: `no` for a call the policy denies whatever its body, `yes` with a
+/// reason for a call it holds.
+#[test]
+fn kubectl_auth_can_i_answers_from_the_policy_too() {
+    let demo = Demo::start();
+    for v in ["1.27", "1.33"] {
+        let can_i = |args: &[&str]| {
+            let mut all = vec!["auth", "can-i"];
+            all.extend_from_slice(args);
+            let out = demo.kubectl(v, &all);
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            (out.status.code(), text)
+        };
+        for (args, rule) in [
+            (
+                &[
+                    "create",
+                    "serviceaccounts",
+                    "--subresource=token",
+                    "-n",
+                    "shop",
+                ][..],
+                "minting service account tokens",
+            ),
+            (
+                &["get", "pods", "--subresource=proxy", "-n", "shop"],
+                "proxying to pods",
+            ),
+            (
+                &["create", "certificatesigningrequests"],
+                "certificate signing request",
+            ),
+            (&["bind", "clusterroles"], "escalate, bind and impersonate"),
+        ] {
+            let (code, text) = can_i(args);
+            assert_eq!(code, Some(1), "{v} {args:?}: {text}");
+            assert!(
+                text.starts_with("no - Airlock's policy denies this: ") && text.contains(rule),
+                "{v} {args:?}: {text}"
+            );
+            // The cluster's own answer, from RBAC, is yes.
+            let direct = demo.kubectl_direct(v, &[&["auth", "can-i"][..], args].concat());
+            assert_eq!(
+                String::from_utf8_lossy(&direct.stdout).trim(),
+                "yes",
+                "{v} {args:?}"
+            );
+        }
+        for args in [
+            &["list", "pods", "-n", "shop"][..],
+            &["delete", "namespaces"],
+            &["create", "pods", "--subresource=exec", "-n", "payments"],
+        ] {
+            let (code, text) = can_i(args);
+            assert_eq!((code, text.as_str()), (Some(0), "yes"), "{v} {args:?}");
+        }
+    }
+
+    // API clients read the reason of a held call.
+    let review = demo.dir.join("review.json");
+    std::fs::write(
+        &review,
+        r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview",
+            "spec":{"resourceAttributes":{"verb":"delete","resource":"namespaces","name":"payments"}}}"#,
+    )
+    .unwrap();
+    let out = ok(&demo.kubectl(
+        "1.33",
+        &["create", "-f", review.to_str().unwrap(), "-o", "json"],
+    ));
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["status"]["allowed"], true, "{out}");
+    assert!(
+        answer["status"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Airlock holds this call for a human's approval: "),
+        "{out}"
+    );
+}

@@ -12,6 +12,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use bytes::Bytes;
 use http::HeaderMap;
 use kube_request::RequestInfo;
 use policy::{Decision, Policy, RequestContext, Verdict};
@@ -183,6 +184,150 @@ pub fn enforce(decision: &Decision) -> Result<(), GatewayError> {
             Err(GatewayError::Forbidden(format!(
                 "{reason}; this Airlock has no approvals store to hold the call, so it is refused"
             )))
+        }
+    }
+}
+
+/// Largest access review answer read for [`answer_access_review`]; a real one is a few hundred
+/// bytes.
+const MAX_REVIEW_BYTES: usize = 64 * 1024;
+
+/// Whether a request is `kubectl auth can-i`: a `SelfSubjectAccessReview` create.
+pub fn is_access_review(info: &RequestInfo) -> bool {
+    info.is_resource_request
+        && info.verb == "create"
+        && info.api_group == "authorization.k8s.io"
+        && info.resource == "selfsubjectaccessreviews"
+        && info.subresource.is_empty()
+}
+
+/// Lays the policy's answer over the cluster's answer to a `SelfSubjectAccessReview`, which
+/// kube-apiserver decides from RBAC alone (`policy::Policy::review`):
+///
+/// - a call the policy denies whatever its body: `allowed: false`, `denied: true` and the
+///   rule's message as `reason` (kubectl prints `no - <reason>` and exits 1);
+/// - a call it holds for approval, or whose rule depends on the object: `allowed` stays as
+///   RBAC says, and `reason` says so (kubectl prints only `yes`; API clients read it).
+///
+/// Only an answer RBAC allowed is changed. An answer that is not a readable review is passed
+/// on as it came: this is advice for planning, and the call itself is still decided by the
+/// policy when it is made.
+pub fn answer_access_review(
+    policy: &Policy,
+    cluster: &str,
+    identity: &authn::Identity,
+    answer: Bytes,
+) -> Bytes {
+    overlay_review(policy, cluster, identity, &answer).map_or(answer, Bytes::from)
+}
+
+/// Reads the cluster's answer to an access review (small, bounded).
+pub async fn read_access_review(mut body: crate::body::Body) -> Result<Bytes, GatewayError> {
+    use http_body_util::BodyExt;
+
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            GatewayError::BadGateway(format!("reading the access review answer: {e}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > MAX_REVIEW_BYTES {
+                return Err(GatewayError::BadGateway(format!(
+                    "the access review answer is larger than {MAX_REVIEW_BYTES} bytes"
+                )));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// The review with the policy's answer laid over it; `None` to pass it on unchanged.
+fn overlay_review(
+    policy: &Policy,
+    cluster: &str,
+    identity: &authn::Identity,
+    bytes: &[u8],
+) -> Option<Vec<u8>> {
+    let mut review: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if review.get("kind").and_then(|k| k.as_str()) != Some("SelfSubjectAccessReview") {
+        return None;
+    }
+    let (info, method) = policy::review_attributes(review.get("spec")?)?;
+    let status = review.get_mut("status")?.as_object_mut()?;
+    if status.get("allowed").and_then(|a| a.as_bool()) != Some(true) {
+        return None;
+    }
+    let (allowed, reason) = match policy.review(cluster, identity, &info, method) {
+        policy::ReviewAnswer::Allowed => return None,
+        policy::ReviewAnswer::Denied(m) => (false, format!("Airlock's policy denies this: {m}")),
+        policy::ReviewAnswer::Held(m) => (
+            true,
+            format!("Airlock holds this call for a human's approval: {m}"),
+        ),
+        policy::ReviewAnswer::DependsOnObject(rule) => (
+            true,
+            format!("Airlock's policy rule {rule:?} decides this call on the object sent"),
+        ),
+    };
+    status.insert("allowed".into(), allowed.into());
+    if !allowed {
+        status.insert("denied".into(), true.into());
+    }
+    status.insert("reason".into(), reason.into());
+    serde_json::to_vec(&review).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent() -> authn::Identity {
+        authn::Identity {
+            user: "agent".into(),
+            uid: None,
+            groups: vec!["ai-agents".into()],
+            client_id: None,
+            session_id: None,
+            issuer: None,
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn only_readable_reviews_rbac_allowed_are_changed() {
+        let p =
+            Policy::from_yaml("agent_groups: [ai-agents]\npresets: [ai-agent-baseline]\n").unwrap();
+        let review = |allowed: bool, resource: &str| {
+            format!(
+                r#"{{"kind":"SelfSubjectAccessReview","apiVersion":"authorization.k8s.io/v1",
+                "spec":{{"resourceAttributes":{{"verb":"get","resource":"{resource}",
+                "subresource":"proxy","namespace":"shop"}}}},"status":{{"allowed":{allowed}}}}}"#
+            )
+        };
+        let answer = |body: String| {
+            let out = answer_access_review(&p, "demo", &agent(), Bytes::from(body.clone()));
+            (body, String::from_utf8(out.to_vec()).unwrap())
+        };
+
+        let (_, out) = answer(review(true, "pods"));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["status"]["allowed"], false);
+        assert_eq!(v["status"]["denied"], true);
+        assert!(v["status"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("proxying to pods"));
+
+        for body in [
+            review(false, "pods"),      // RBAC already says no
+            review(true, "configmaps"), // the policy allows it
+            review(true, "pods").replace("SelfSubjectAccessReview", "SubjectAccessReview"),
+            "not json".to_owned(),
+            r#"{"kind":"SelfSubjectAccessReview","spec":{},"status":{"allowed":true}}"#.to_owned(),
+        ] {
+            let (body, out) = answer(body);
+            assert_eq!(out, body);
         }
     }
 }

@@ -875,6 +875,24 @@ impl Gateway {
         // a response Airlock cannot read is refused.
         let watch = call.info.verb == "watch";
         let mut body: Body = incoming.map_err(Into::into).boxed();
+        // `kubectl auth can-i`: the cluster answers from RBAC; the policy has its say too.
+        let review_policy = match crate::authorize::is_access_review(&call.info) {
+            true if parts.status.is_success() => self.policy.current(),
+            _ => None,
+        };
+        if let Some(policy) = review_policy {
+            let answer = crate::authorize::read_access_review(body).await?;
+            let answer = crate::authorize::answer_access_review(
+                &policy,
+                &call.cluster.name,
+                &call.identity,
+                answer,
+            );
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, answer.len().into());
+            body = body::full(answer);
+        }
         if masked {
             let mut ctx = filter::mask_context(&call.cluster.name, &call.info);
             ctx.fingerprints = filter::response_fingerprints(&call.info);

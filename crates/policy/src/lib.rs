@@ -30,6 +30,7 @@ mod k8s;
 mod policy;
 mod presets;
 mod raw;
+mod review;
 mod whatif;
 
 pub use error::PolicyError;
@@ -39,6 +40,7 @@ pub use policy::{
     DEFAULT_MAX_GRANT,
 };
 pub use presets::NAMES as PRESETS;
+pub use review::{review_attributes, ReviewAnswer};
 pub use whatif::{what_if, WhatIfChange, WhatIfReport};
 
 const BOOL_WORDS: &str = "yes/no/on/off values";
