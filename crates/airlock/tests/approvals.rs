@@ -361,13 +361,21 @@ fn exec_waits_then_works_over_websocket_and_spdy() {
     }
 }
 
-/// kubectl 1.33 tries WebSocket exec, is refused when the hold runs out, and falls back to
-/// SPDY: both attempts are one approval, and after approval the retry works.
+/// kubectl 1.33 tries WebSocket exec, which is refused at once (not held), and falls back to
+/// SPDY, which is held: both attempts are one approval, kubectl waits one hold, not two, and
+/// after approval the retry works.
 #[test]
 fn exec_fallback_is_one_approval() {
-    let demo = Demo::start_with(held("1s"));
+    let demo = Demo::start_with(held("4s"));
+    let started = std::time::Instant::now();
     let out = demo.kubectl("1.33", EXEC);
+    let waited = started.elapsed();
     assert!(!out.status.success());
+    // Held once: about 4 s. Held twice (WebSocket, then SPDY) would be 8 s or more.
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(7),
+        "{waited:?}"
+    );
     let id = printed_id(&stderr(&out));
     let pending: Vec<_> = list(&demo, "all")
         .into_iter()

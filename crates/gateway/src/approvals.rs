@@ -102,6 +102,12 @@ pub(crate) async fn hold(
     if let Some(t) = answer_by {
         hold = hold.min(t - tokio::time::Instant::now());
     }
+    if kubectl_falls_back(call.headers) {
+        // kubectl tries exec, attach and port-forward over WebSocket first and retries over
+        // SPDY when the upgrade is refused. The SPDY attempt joins this approval and is held
+        // instead; holding both would make kubectl wait twice the hold.
+        hold = Duration::ZERO;
+    }
     match store
         .wait(&approval.id, hold, call.request_id)
         .await
@@ -133,6 +139,18 @@ pub(crate) async fn hold(
             }
         ))),
     }
+}
+
+/// A WebSocket upgrade from kubectl, which falls back to SPDY when it is refused (client-go's
+/// `FallbackExecutor` and port-forward dialer, kubectl 1.30+). kubectl names itself by the
+/// `Kubectl-Command` header, or by a user agent that starts with its binary's name (the Cloud
+/// SDK's `kubectl.1.33/v1.33.1 ...`).
+fn kubectl_falls_back(headers: &HeaderMap) -> bool {
+    let text = |name: http::header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let websocket = text(header::UPGRADE).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let kubectl = headers.contains_key("kubectl-command")
+        || text(header::USER_AGENT).is_some_and(|v| v.starts_with("kubectl"));
+    websocket && kubectl
 }
 
 /// What kubectl prints when the hold time runs out: the id, how to approve, and that the
