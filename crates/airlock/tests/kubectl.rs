@@ -163,6 +163,62 @@ fn writes_create_apply_edit_patch_label_scale_restart_delete() {
                 &ns,
             ],
         ));
+        ok(&demo.kubectl(
+            v,
+            &[
+                "create",
+                "ingress",
+                "gen",
+                "--class=nginx",
+                "--rule=shop.example.com/api*=gen:80,tls=gen-tls",
+                "-n",
+                &ns,
+            ],
+        ));
+        let got = ok(&demo.kubectl(
+            v,
+            &[
+                "get",
+                "ingress",
+                "gen",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.spec.rules[0].http.paths[0].backend.service.port.number} {.spec.tls[0].secretName}",
+            ],
+        ));
+        assert_eq!(got, "80 gen-tls", "{v}");
+        ok(&demo.kubectl(
+            v,
+            &[
+                "autoscale",
+                "deployment",
+                "gen",
+                "--min=2",
+                "--max=4",
+                "--cpu-percent=60",
+                "-n",
+                &ns,
+            ],
+        ));
+        let got = ok(&demo.kubectl(
+            v,
+            &[
+                "get",
+                "hpa",
+                "gen",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.spec.minReplicas} {.spec.maxReplicas} {.spec.scaleTargetRef.name}",
+            ],
+        ));
+        assert_eq!(got, "2 4 gen", "{v}");
+        let table = ok(&demo.kubectl(v, &["get", "hpa", "gen", "-n", &ns]));
+        assert!(
+            table.contains("Deployment/gen") && table.contains("cpu: <unknown>/60%"),
+            "{v}: {table}"
+        );
 
         // Client-side apply: create, then change.
         let manifest = |value: &str| {

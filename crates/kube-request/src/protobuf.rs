@@ -49,7 +49,8 @@ pub enum ProtobufError {
 /// int32/int64 (pointer field: zero kept), `t` bool, `skip` a field the API server ignores
 /// from clients (`status` on create and update), `ms`/`mb`/`mq` maps of string/bytes/Quantity,
 /// `time`, `ios` IntOrString, `q` Quantity, `raw` RawExtension, or a message name.
-/// A leading `*` marks a repeated field.
+/// A leading `*` marks a repeated field; the name `-` a message embedded inline (its fields
+/// are the parent's in JSON).
 const SCHEMAS: &[(&str, &str)] = &[
     ("Unknown", "1 typeMeta TypeMeta; 2 raw b; 3 contentEncoding s; 4 contentType s"),
     ("TypeMeta", "1 apiVersion s; 2 kind s"),
@@ -96,6 +97,37 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("ClusterRoleBinding", "1 metadata ObjectMeta; 2 subjects *Subject; 3 roleRef RoleRef"),
     ("Subject", "1 kind s; 2 apiGroup s; 3 name s; 4 namespace s"),
     ("RoleRef", "1 apiGroup s; 2 kind s; 3 name s"),
+    // networking.k8s.io/v1 (`kubectl create ingress`)
+    ("Ingress", "1 metadata ObjectMeta; 2 spec IngressSpec; 3 status skip"),
+    ("IngressSpec", "1 defaultBackend IngressBackend; 2 tls *IngressTLS; 3 rules *IngressRule; 4 ingressClassName s"),
+    ("IngressBackend", "3 resource TypedLocalObjectReference; 4 service IngressServiceBackend"),
+    ("IngressServiceBackend", "1 name s; 2 port ServiceBackendPort"),
+    ("ServiceBackendPort", "1 name s; 2 number i"),
+    ("TypedLocalObjectReference", "1 apiGroup s; 2 kind s; 3 name s"),
+    ("IngressTLS", "1 hosts *s; 2 secretName s"),
+    // `ingressRuleValue` is embedded inline in Go, so its fields (`http`) sit in the rule in JSON.
+    ("IngressRule", "1 host s; 2 - IngressRuleValue"),
+    ("IngressRuleValue", "1 http HTTPIngressRuleValue"),
+    ("HTTPIngressRuleValue", "1 paths *HTTPIngressPath"),
+    ("HTTPIngressPath", "1 path s; 2 backend IngressBackend; 3 pathType s"),
+    // autoscaling/v2 (`kubectl autoscale`)
+    ("HorizontalPodAutoscaler", "1 metadata ObjectMeta; 2 spec HorizontalPodAutoscalerSpec; 3 status skip"),
+    ("HorizontalPodAutoscalerSpec", "1 scaleTargetRef CrossVersionObjectReference; 2 minReplicas I; 3 maxReplicas i; 4 metrics *MetricSpec; 5 behavior HorizontalPodAutoscalerBehavior"),
+    ("CrossVersionObjectReference", "1 kind s; 2 name s; 3 apiVersion s"),
+    ("MetricSpec", "1 type s; 2 object ObjectMetricSource; 3 pods PodsMetricSource; 4 resource ResourceMetricSource; 5 external ExternalMetricSource; 7 containerResource ContainerResourceMetricSource"),
+    ("ResourceMetricSource", "1 name s; 2 target MetricTarget"),
+    ("ContainerResourceMetricSource", "1 name s; 2 target MetricTarget; 3 container s"),
+    ("PodsMetricSource", "1 metric MetricIdentifier; 2 target MetricTarget"),
+    ("ExternalMetricSource", "1 metric MetricIdentifier; 2 target MetricTarget"),
+    ("ObjectMetricSource", "1 describedObject CrossVersionObjectReference; 2 target MetricTarget; 3 metric MetricIdentifier"),
+    ("MetricIdentifier", "1 name s; 2 selector LabelSelector"),
+    ("MetricTarget", "1 type s; 2 value q; 3 averageValue q; 4 averageUtilization I"),
+    // autoscaling/v1 (`kubectl autoscale` before autoscaling/v2): the same kind, other fields.
+    ("HorizontalPodAutoscalerV1", "1 metadata ObjectMeta; 2 spec HorizontalPodAutoscalerSpecV1; 3 status skip"),
+    ("HorizontalPodAutoscalerSpecV1", "1 scaleTargetRef CrossVersionObjectReference; 2 minReplicas I; 3 maxReplicas i; 4 targetCPUUtilizationPercentage I"),
+    ("HorizontalPodAutoscalerBehavior", "1 scaleUp HPAScalingRules; 2 scaleDown HPAScalingRules"),
+    ("HPAScalingRules", "1 selectPolicy s; 2 policies *HPAScalingPolicy; 3 stabilizationWindowSeconds I; 4 tolerance q"),
+    ("HPAScalingPolicy", "1 type s; 2 value i; 3 periodSeconds i"),
     // scheduling, policy
     ("PriorityClass", "1 metadata ObjectMeta; 2 value I; 3 globalDefault t; 4 description s; 5 preemptionPolicy s"),
     ("PodDisruptionBudget", "1 metadata ObjectMeta; 2 spec PodDisruptionBudgetSpec; 3 status skip"),
@@ -179,6 +211,8 @@ const KINDS: &[&str] = &[
     "ClusterRoleBinding",
     "PriorityClass",
     "PodDisruptionBudget",
+    "Ingress",
+    "HorizontalPodAutoscaler",
     "Eviction",
     "SelfSubjectAccessReview",
     "SubjectAccessReview",
@@ -439,6 +473,18 @@ fn decode_message(msg: &str, buf: &[u8], mode: Mode) -> Result<Value, ProtobufEr
         let Some(v) = decode_value(&f.ty, &raw, mode)? else {
             continue;
         };
+        if f.name == "-" {
+            // A Go struct embedded inline: its fields are the parent's in JSON.
+            if let Value::Object(m) = v {
+                for (k, v) in m {
+                    if out.contains_key(&k) && mode == Mode::Strict {
+                        return Err(bad(format!("{msg}.{k} appears twice")));
+                    }
+                    out.insert(k, v);
+                }
+            }
+            continue;
+        }
         if f.repeated {
             if let Value::Array(a) = out.entry(f.name.clone()).or_insert_with(|| json!([])) {
                 a.push(v);
@@ -511,7 +557,16 @@ pub fn decode(body: &[u8], mode: Mode) -> Result<Value, ProtobufError> {
     if !KINDS.contains(&kind.as_str()) {
         return Err(ProtobufError::UnknownKind(kind));
     }
-    let mut obj = decode_message(&kind, &raw, mode)?;
+    // A kind whose fields differ between the versions kubectl sends.
+    let schema = match (kind.as_str(), api_version.as_str()) {
+        ("HorizontalPodAutoscaler", "autoscaling/v2") => kind.as_str(),
+        ("HorizontalPodAutoscaler", "autoscaling/v1") => "HorizontalPodAutoscalerV1",
+        ("HorizontalPodAutoscaler", _) => {
+            return Err(ProtobufError::UnknownKind(format!("{api_version} {kind}")))
+        }
+        _ => kind.as_str(),
+    };
+    let mut obj = decode_message(schema, &raw, mode)?;
     if let Value::Object(m) = &mut obj {
         let mut out = Map::new();
         out.insert("kind".into(), json!(kind));
@@ -560,6 +615,106 @@ mod tests {
         ld(3, b"", &mut env);
         ld(4, b"", &mut env);
         env
+    }
+
+    #[test]
+    fn an_ingress_rule_holds_its_inline_value() {
+        // rules[0] = {host, ingressRuleValue: {http: {paths: [{path, backend, pathType}]}}}
+        let mut port = Vec::new();
+        vi(2, 80, &mut port);
+        let mut svc = Vec::new();
+        ld(1, b"web", &mut svc);
+        ld(2, &port, &mut svc);
+        let mut backend = Vec::new();
+        ld(4, &svc, &mut backend);
+        let mut path = Vec::new();
+        ld(1, b"/api", &mut path);
+        ld(2, &backend, &mut path);
+        ld(3, b"Prefix", &mut path);
+        let mut http = Vec::new();
+        ld(1, &path, &mut http);
+        let mut value = Vec::new();
+        ld(1, &http, &mut value);
+        let mut rule = Vec::new();
+        ld(1, b"shop.example.com", &mut rule);
+        ld(2, &value, &mut rule);
+        let mut spec = Vec::new();
+        ld(3, &rule, &mut spec);
+        ld(4, b"nginx", &mut spec);
+        let mut ing = Vec::new();
+        ld(2, &spec, &mut ing);
+        let env = envelope(&type_meta("networking.k8s.io/v1", "Ingress"), &ing);
+        let v = decode(&env, Mode::Strict).unwrap();
+        assert_eq!(
+            v["spec"],
+            json!({"rules": [{"host": "shop.example.com", "http": {"paths": [
+                {"path": "/api", "pathType": "Prefix",
+                 "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}],
+                "ingressClassName": "nginx"})
+        );
+    }
+
+    #[test]
+    fn a_horizontal_pod_autoscaler_is_read_by_its_version() {
+        let mut target = Vec::new();
+        ld(1, b"Deployment", &mut target);
+        ld(2, b"web", &mut target);
+        let spec = |field4: &[u8]| {
+            let mut spec = Vec::new();
+            ld(1, &target, &mut spec);
+            vi(2, 2, &mut spec);
+            vi(3, 5, &mut spec);
+            spec.extend_from_slice(field4);
+            let mut hpa = Vec::new();
+            ld(2, &spec, &mut hpa);
+            hpa
+        };
+        // v1: field 4 is targetCPUUtilizationPercentage, an int32.
+        let mut cpu = Vec::new();
+        vi(4, 50, &mut cpu);
+        let v1 = envelope(
+            &type_meta("autoscaling/v1", "HorizontalPodAutoscaler"),
+            &spec(&cpu),
+        );
+        let v = decode(&v1, Mode::Strict).unwrap();
+        assert_eq!(v["spec"]["targetCPUUtilizationPercentage"], 50);
+        assert_eq!(v["spec"]["minReplicas"], 2);
+        // v2: field 4 is metrics, a repeated message.
+        let mut mt = Vec::new();
+        ld(1, b"Utilization", &mut mt);
+        vi(4, 50, &mut mt);
+        let mut res = Vec::new();
+        ld(1, b"cpu", &mut res);
+        ld(2, &mt, &mut res);
+        let mut metric = Vec::new();
+        ld(1, b"Resource", &mut metric);
+        ld(4, &res, &mut metric);
+        let mut metrics = Vec::new();
+        ld(4, &metric, &mut metrics);
+        let v2 = envelope(
+            &type_meta("autoscaling/v2", "HorizontalPodAutoscaler"),
+            &spec(&metrics),
+        );
+        let v = decode(&v2, Mode::Strict).unwrap();
+        assert_eq!(
+            v["spec"]["metrics"],
+            json!([{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 50}}}])
+        );
+        // Read with the other version's fields, each body is wrong: refused, not misread.
+        let swapped = envelope(
+            &type_meta("autoscaling/v2", "HorizontalPodAutoscaler"),
+            &spec(&cpu),
+        );
+        assert!(decode(&swapped, Mode::Strict).is_err());
+        let other = envelope(
+            &type_meta("autoscaling/v2beta2", "HorizontalPodAutoscaler"),
+            &spec(&cpu),
+        );
+        assert!(matches!(
+            decode(&other, Mode::Lenient),
+            Err(ProtobufError::UnknownKind(_))
+        ));
     }
 
     #[test]

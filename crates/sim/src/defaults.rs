@@ -224,6 +224,8 @@ pub fn on_create(kind: &str, obj: &mut Value) {
         "Secret" => {
             set_default(obj, "type", json!("Opaque"));
         }
+        // SetDefaults_HorizontalPodAutoscaler (both versions): one replica at least.
+        "HorizontalPodAutoscaler" => set_default(&mut obj["spec"], "minReplicas", json!(1)),
         _ => {}
     }
     normalize(kind, obj);

@@ -149,6 +149,15 @@ fn columns(kind: &str) -> Vec<Col> {
             ("Ports", "string", 0, "Ports of TLS configurations that open."),
             AGE,
         ],
+        "HorizontalPodAutoscaler" => vec![
+            NAME,
+            ("Reference", "string", 0, "reference to the target resource"),
+            ("Targets", "string", 0, "the target metrics and their current values"),
+            ("MinPods", "string", 0, "lower limit for the number of pods that can be set by the autoscaler, default 1."),
+            ("MaxPods", "integer", 0, "upper limit for the number of pods that can be set by the autoscaler; cannot be smaller than MinReplicas."),
+            ("Replicas", "integer", 0, "current number of replicas of pods managed by this autoscaler."),
+            AGE,
+        ],
         _ => vec![NAME, AGE],
     }
 }
@@ -578,6 +587,52 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 } else {
                     "80"
                 }),
+                age_v,
+            ]
+        }
+        "HorizontalPodAutoscaler" => {
+            let target = &spec["scaleTargetRef"];
+            // kube-apiserver's printer: `<resource>: <current>/<target>` per metric; the
+            // simulator has no current values. autoscaling/v1 keeps one CPU target.
+            let mut targets: Vec<String> = spec["metrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| {
+                    // `type: ContainerResource` names the field `containerResource`.
+                    let ty = m["type"].as_str()?;
+                    let field = ty.get(..1)?.to_ascii_lowercase() + ty.get(1..)?;
+                    let src = &m[field];
+                    let t = &src["target"];
+                    let want = match (
+                        t["averageUtilization"].as_i64(),
+                        &t["averageValue"],
+                        &t["value"],
+                    ) {
+                        (Some(u), _, _) => format!("{u}%"),
+                        (None, Value::String(v), _) | (None, _, Value::String(v)) => v.clone(),
+                        _ => return None,
+                    };
+                    let what = src["name"].as_str().or(src["metric"]["name"].as_str())?;
+                    Some(format!("{what}: <unknown>/{want}"))
+                })
+                .collect();
+            if let Some(u) = spec["targetCPUUtilizationPercentage"].as_i64() {
+                targets.push(format!("cpu: <unknown>/{u}%"));
+            }
+            vec![
+                name,
+                json!(format!("{}/{}", s(&target["kind"]), s(&target["name"]))),
+                json!(if targets.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    targets.join(", ")
+                }),
+                json!(spec["minReplicas"]
+                    .as_i64()
+                    .map_or("<unset>".to_string(), |m| m.to_string())),
+                json!(spec["maxReplicas"].as_i64().unwrap_or(0)),
+                json!(o["status"]["currentReplicas"].as_i64().unwrap_or(0)),
                 age_v,
             ]
         }
