@@ -196,6 +196,23 @@ fn every_baseline_rule_is_hit_by_real_kubectl() {
             ],
             "approve-rbac-writes",
         ),
+        // The node debugger: host namespaces, a hostPath volume for `/`, tolerations; with
+        // `--profile=sysadmin` a privileged container.
+        (
+            vec!["debug", "node/node-1", "--image=busybox", "--", "true"],
+            "approve-host-namespaces",
+        ),
+        (
+            vec![
+                "debug",
+                "node/node-1",
+                "--image=busybox",
+                "--profile=sysadmin",
+                "--",
+                "true",
+            ],
+            "approve-privileged-pods",
+        ),
     ];
     for (args, rule) in &protobuf_cases {
         let out = demo.kubectl("1.33", args);

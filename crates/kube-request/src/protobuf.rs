@@ -71,8 +71,19 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("ServicePort", "1 name s; 2 protocol s; 3 port i; 4 targetPort ios; 5 nodePort i; 6 appProtocol s"),
     ("Pod", "1 metadata ObjectMeta; 2 spec PodSpec; 3 status skip"),
     ("PodTemplateSpec", "1 metadata ObjectMeta; 2 spec PodSpec"),
-    ("PodSpec", "2 containers *Container; 3 restartPolicy s; 4 terminationGracePeriodSeconds L; 5 activeDeadlineSeconds L; 6 dnsPolicy s; 7 nodeSelector ms; 8 serviceAccountName s; 9 serviceAccount s; 10 nodeName s; 11 hostNetwork t; 12 hostPID t; 13 hostIPC t; 15 imagePullSecrets *LocalObjectReference; 16 hostname s; 17 subdomain s; 19 schedulerName s; 20 initContainers *Container; 21 automountServiceAccountToken t; 24 priorityClassName s; 25 priority I"),
-    ("Container", "1 name s; 2 image s; 3 command *s; 4 args *s; 5 workingDir s; 6 ports *ContainerPort; 7 env *EnvVar; 8 resources ResourceRequirements; 13 terminationMessagePath s; 14 imagePullPolicy s; 16 stdin t; 17 stdinOnce t; 18 tty t; 20 terminationMessagePolicy s"),
+    ("PodSpec", "1 volumes *Volume; 2 containers *Container; 3 restartPolicy s; 4 terminationGracePeriodSeconds L; 5 activeDeadlineSeconds L; 6 dnsPolicy s; 7 nodeSelector ms; 8 serviceAccountName s; 9 serviceAccount s; 10 nodeName s; 11 hostNetwork t; 12 hostPID t; 13 hostIPC t; 15 imagePullSecrets *LocalObjectReference; 16 hostname s; 17 subdomain s; 19 schedulerName s; 20 initContainers *Container; 21 automountServiceAccountToken t; 22 tolerations *Toleration; 24 priorityClassName s; 25 priority I"),
+    ("Container", "1 name s; 2 image s; 3 command *s; 4 args *s; 5 workingDir s; 6 ports *ContainerPort; 7 env *EnvVar; 8 resources ResourceRequirements; 9 volumeMounts *VolumeMount; 13 terminationMessagePath s; 14 imagePullPolicy s; 15 securityContext SecurityContext; 16 stdin t; 17 stdinOnce t; 18 tty t; 20 terminationMessagePolicy s"),
+    // `kubectl debug node/...`: host namespaces, the node's root filesystem as a hostPath
+    // volume, a toleration of every taint, and with `--profile=sysadmin|netadmin` a container
+    // security context. Of the volume sources only hostPath is known: any other is refused.
+    ("Volume", "1 name s; 2 - VolumeSource"),
+    ("VolumeSource", "1 hostPath HostPathVolumeSource"),
+    ("HostPathVolumeSource", "1 path s; 2 type s"),
+    ("VolumeMount", "1 name s; 2 readOnly t; 3 mountPath s; 4 subPath s; 5 mountPropagation s; 6 subPathExpr s; 7 recursiveReadOnly s"),
+    ("Toleration", "1 key s; 2 operator s; 3 value s; 4 effect s; 5 tolerationSeconds L"),
+    ("SecurityContext", "1 capabilities Capabilities; 2 privileged t; 4 runAsUser L; 5 runAsNonRoot t; 6 readOnlyRootFilesystem t; 7 allowPrivilegeEscalation t; 8 runAsGroup L; 9 procMount s; 11 seccompProfile SeccompProfile"),
+    ("Capabilities", "1 add *s; 2 drop *s"),
+    ("SeccompProfile", "1 type s; 2 localhostProfile s"),
     ("ContainerPort", "1 name s; 2 hostPort i; 3 containerPort i; 4 protocol s; 5 hostIP s"),
     ("EnvVar", "1 name s; 2 value s"),
     ("ResourceRequirements", "1 limits mq; 2 requests mq"),
@@ -618,6 +629,76 @@ mod tests {
     }
 
     #[test]
+    fn a_node_debugger_pod_shows_its_host_path_and_privilege() {
+        // What `kubectl debug node/n1 --profile=sysadmin` sends, less the zero fields.
+        let mut caps = Vec::new();
+        ld(1, b"SYS_ADMIN", &mut caps);
+        let mut sc = Vec::new();
+        ld(1, &caps, &mut sc);
+        vi(2, 1, &mut sc);
+        let mut mount = Vec::new();
+        ld(1, b"host-root", &mut mount);
+        ld(3, b"/host", &mut mount);
+        let mut c = Vec::new();
+        ld(1, b"debugger", &mut c);
+        ld(2, b"busybox", &mut c);
+        ld(9, &mount, &mut c);
+        ld(15, &sc, &mut c);
+        let mut host_path = Vec::new();
+        ld(1, b"/", &mut host_path);
+        let mut source = Vec::new();
+        ld(1, &host_path, &mut source);
+        let mut vol = Vec::new();
+        ld(1, b"host-root", &mut vol);
+        ld(2, &source, &mut vol);
+        let mut tol = Vec::new();
+        ld(2, b"Exists", &mut tol);
+        let mut spec = Vec::new();
+        ld(1, &vol, &mut spec);
+        ld(2, &c, &mut spec);
+        ld(10, b"n1", &mut spec);
+        vi(11, 1, &mut spec);
+        vi(12, 1, &mut spec);
+        ld(22, &tol, &mut spec);
+        let mut pod = Vec::new();
+        ld(2, &spec, &mut pod);
+        let body = envelope(&type_meta("v1", "Pod"), &pod);
+        let v = decode(&body, Mode::Strict).unwrap();
+        assert_eq!(
+            v["spec"],
+            json!({"volumes": [{"name": "host-root", "hostPath": {"path": "/"}}],
+                "containers": [{"name": "debugger", "image": "busybox",
+                    "volumeMounts": [{"name": "host-root", "mountPath": "/host"}],
+                    "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}, "privileged": true}}],
+                "nodeName": "n1", "hostNetwork": true, "hostPID": true,
+                "tolerations": [{"operator": "Exists"}]})
+        );
+        // Any other volume source is unknown, so refused rather than read as no hostPath.
+        let mut empty_dir = Vec::new();
+        ld(2, &[0x0a, 0x01, b'M'], &mut empty_dir);
+        let mut vol = Vec::new();
+        ld(1, b"scratch", &mut vol);
+        ld(2, &empty_dir, &mut vol);
+        let mut spec = Vec::new();
+        ld(1, &vol, &mut spec);
+        let mut pod = Vec::new();
+        ld(2, &spec, &mut pod);
+        let body = envelope(&type_meta("v1", "Pod"), &pod);
+        assert!(decode(&body, Mode::Strict).is_err());
+        // The inline source twice (Go merges both into one) is refused.
+        let mut vol = Vec::new();
+        ld(1, b"twice", &mut vol);
+        ld(2, &source, &mut vol);
+        ld(2, &source, &mut vol);
+        let mut spec = Vec::new();
+        ld(1, &vol, &mut spec);
+        let mut pod = Vec::new();
+        ld(2, &spec, &mut pod);
+        let body = envelope(&type_meta("v1", "Pod"), &pod);
+        assert!(decode(&body, Mode::Strict).is_err());
+    }
+
+    #[test]
     fn an_ingress_rule_holds_its_inline_value() {
         // rules[0] = {host, ingressRuleValue: {http: {paths: [{path, backend, pathType}]}}}
         let mut port = Vec::new();
@@ -809,15 +890,15 @@ mod tests {
 
     #[test]
     fn strict_refuses_what_it_cannot_show() {
-        // A container securityContext (field 15) with privileged: true (field 1).
-        let mut sc = Vec::new();
-        vi(1, 1, &mut sc);
+        // A container livenessProbe (field 10) with initialDelaySeconds (field 2).
+        let mut probe = Vec::new();
+        vi(2, 5, &mut probe);
         let mut extra = Vec::new();
-        ld(15, &sc, &mut extra);
+        ld(10, &probe, &mut extra);
         let body = deployment(&extra);
         assert!(matches!(
             decode(&body, Mode::Strict),
-            Err(ProtobufError::Unsupported(m)) if m.contains("field 15 of Container")
+            Err(ProtobufError::Unsupported(m)) if m.contains("field 10 of Container")
         ));
         // The simulator's lenient reading skips it.
         assert!(decode(&body, Mode::Lenient).is_ok());

@@ -106,7 +106,7 @@ pub fn parse_object(
         .to_ascii_lowercase();
     if media == "application/vnd.kubernetes.protobuf" {
         // kubectl 1.32+ sends typed writes (`kubectl create deployment|job|role|...`) as
-        // protobuf. Read strictly: a field the table does not know (a securityContext, a
+        // protobuf. Read strictly: a field the table does not know (a probe, an emptyDir
         // volume) makes the body unreadable rather than invisible to the rules.
         // A kind it does not know is only unreadable (refused where the guardrails read the
         // object); a known kind that does not decode strictly is refused everywhere: it could
