@@ -143,13 +143,14 @@ pub(crate) async fn hold(
 
 /// A WebSocket upgrade from kubectl, which falls back to SPDY when it is refused (client-go's
 /// `FallbackExecutor` and port-forward dialer, kubectl 1.30+). kubectl names itself by the
-/// `Kubectl-Command` header, or by a user agent that starts with its binary's name (the Cloud
-/// SDK's `kubectl.1.33/v1.33.1 ...`).
+/// `Kubectl-Command` header, or by a user agent that starts with its binary's name: `kubectl/`,
+/// or the Cloud SDK's `kubectl.1.33/` (not `kubectl-foo/`: a plugin may not fall back).
 fn kubectl_falls_back(headers: &HeaderMap) -> bool {
     let text = |name: http::header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let websocket = text(header::UPGRADE).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let kubectl = headers.contains_key("kubectl-command")
-        || text(header::USER_AGENT).is_some_and(|v| v.starts_with("kubectl"));
+        || text(header::USER_AGENT)
+            .is_some_and(|v| v.starts_with("kubectl/") || v.starts_with("kubectl."));
     websocket && kubectl
 }
 

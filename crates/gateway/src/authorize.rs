@@ -265,9 +265,11 @@ fn overlay_review(
             true,
             format!("Airlock holds this call for a human's approval: {m}"),
         ),
-        policy::ReviewAnswer::DependsOnObject(rule) => (
+        policy::ReviewAnswer::Depends(rule) => (
             true,
-            format!("Airlock's policy rule {rule:?} decides this call on the object sent"),
+            format!(
+                "Airlock's policy rule {rule:?} denies or holds some such calls: it decides each call on what it sends (its object, namespace or name)"
+            ),
         ),
     };
     status.insert("allowed".into(), allowed.into());

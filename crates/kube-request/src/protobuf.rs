@@ -49,8 +49,8 @@ pub enum ProtobufError {
 /// int32/int64 (pointer field: zero kept), `t` bool, `skip` a field the API server ignores
 /// from clients (`status` on create and update), `ms`/`mb`/`mq` maps of string/bytes/Quantity,
 /// `time`, `ios` IntOrString, `q` Quantity, `raw` RawExtension, or a message name.
-/// A leading `*` marks a repeated field; the name `-` a message embedded inline (its fields
-/// are the parent's in JSON).
+/// A leading `*` marks a repeated field; a leading `-` on the name a message embedded inline
+/// (its fields are the parent's in JSON).
 const SCHEMAS: &[(&str, &str)] = &[
     ("Unknown", "1 typeMeta TypeMeta; 2 raw b; 3 contentEncoding s; 4 contentType s"),
     ("TypeMeta", "1 apiVersion s; 2 kind s"),
@@ -76,7 +76,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     // `kubectl debug node/...`: host namespaces, the node's root filesystem as a hostPath
     // volume, a toleration of every taint, and with `--profile=sysadmin|netadmin` a container
     // security context. Of the volume sources only hostPath is known: any other is refused.
-    ("Volume", "1 name s; 2 - VolumeSource"),
+    ("Volume", "1 name s; 2 -volumeSource VolumeSource"),
     ("VolumeSource", "1 hostPath HostPathVolumeSource"),
     ("HostPathVolumeSource", "1 path s; 2 type s"),
     ("VolumeMount", "1 name s; 2 readOnly t; 3 mountPath s; 4 subPath s; 5 mountPropagation s; 6 subPathExpr s; 7 recursiveReadOnly s"),
@@ -117,7 +117,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("TypedLocalObjectReference", "1 apiGroup s; 2 kind s; 3 name s"),
     ("IngressTLS", "1 hosts *s; 2 secretName s"),
     // `ingressRuleValue` is embedded inline in Go, so its fields (`http`) sit in the rule in JSON.
-    ("IngressRule", "1 host s; 2 - IngressRuleValue"),
+    ("IngressRule", "1 host s; 2 -ingressRuleValue IngressRuleValue"),
     ("IngressRuleValue", "1 http HTTPIngressRuleValue"),
     ("HTTPIngressRuleValue", "1 paths *HTTPIngressPath"),
     ("HTTPIngressPath", "1 path s; 2 backend IngressBackend; 3 pathType s"),
@@ -477,14 +477,17 @@ fn decode_message(msg: &str, buf: &[u8], mode: Mode) -> Result<Value, ProtobufEr
         }
         if !f.repeated && mode == Mode::Strict {
             if seen.contains(&num) {
-                return Err(bad(format!("{msg}.{} appears twice", f.name)));
+                return Err(bad(format!(
+                    "{msg}.{} appears twice",
+                    f.name.trim_start_matches('-')
+                )));
             }
             seen.push(num);
         }
         let Some(v) = decode_value(&f.ty, &raw, mode)? else {
             continue;
         };
-        if f.name == "-" {
+        if f.name.starts_with('-') {
             // A Go struct embedded inline: its fields are the parent's in JSON.
             if let Value::Object(m) = v {
                 for (k, v) in m {
@@ -565,6 +568,13 @@ pub fn decode(body: &[u8], mode: Mode) -> Result<Value, ProtobufError> {
             .decode(text(&env["raw"]))
             .map_err(|_| bad("raw"))?
     };
+    // kube-apiserver fills a blank kind or version in from the URL, so a blank one could be
+    // any kind to it: for the policy, such a body is unreadable everywhere, not unknown.
+    if mode == Mode::Strict && (kind.is_empty() || api_version.is_empty()) {
+        return Err(ProtobufError::Unsupported(
+            "an envelope without its apiVersion or kind".into(),
+        ));
+    }
     if !KINDS.contains(&kind.as_str()) {
         return Err(ProtobufError::UnknownKind(kind));
     }
@@ -572,6 +582,10 @@ pub fn decode(body: &[u8], mode: Mode) -> Result<Value, ProtobufError> {
     let schema = match (kind.as_str(), api_version.as_str()) {
         ("HorizontalPodAutoscaler", "autoscaling/v2") => kind.as_str(),
         ("HorizontalPodAutoscaler", "autoscaling/v1") => "HorizontalPodAutoscalerV1",
+        // A known kind in a version whose fields are not in the table.
+        ("HorizontalPodAutoscaler", _) if mode == Mode::Strict => {
+            return Err(ProtobufError::Unsupported(format!("{api_version} {kind}")))
+        }
         ("HorizontalPodAutoscaler", _) => {
             return Err(ProtobufError::UnknownKind(format!("{api_version} {kind}")))
         }
@@ -796,6 +810,23 @@ mod tests {
             decode(&other, Mode::Lenient),
             Err(ProtobufError::UnknownKind(_))
         ));
+        // For the policy a known kind in another version is unreadable, not unknown.
+        assert!(matches!(
+            decode(&other, Mode::Strict),
+            Err(ProtobufError::Unsupported(_))
+        ));
+        // So is an envelope with a blank kind or version: the API server takes them from the
+        // URL.
+        for (v, k) in [("", "HorizontalPodAutoscaler"), ("autoscaling/v2", "")] {
+            let blank = envelope(&type_meta(v, k), &spec(&cpu));
+            assert!(
+                matches!(
+                    decode(&blank, Mode::Strict),
+                    Err(ProtobufError::Unsupported(_))
+                ),
+                "{v:?} {k:?}"
+            );
+        }
     }
 
     #[test]

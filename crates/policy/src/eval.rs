@@ -315,21 +315,39 @@ impl Policy {
     }
 }
 
+/// Request attributes an access review leaves open ([`Matcher::matches_with`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Open {
+    pub verb: bool,
+    pub group: bool,
+    /// The resource or the subresource.
+    pub resource: bool,
+    pub namespace: bool,
+    pub name: bool,
+}
+
 // === impl Matcher ===
 
 impl Matcher {
     /// The attribute checks, cheapest and most selective first.
     pub(crate) fn matches(&self, ctx: &RequestContext<'_>) -> bool {
+        self.matches_with(ctx, &Open::default())
+    }
+
+    /// Whether the rule matches some request with `ctx`'s attributes, where the attributes
+    /// `open` names may take any value (an access review's `*`, or no namespace or name).
+    pub(crate) fn matches_with(&self, ctx: &RequestContext<'_>, open: &Open) -> bool {
         let info = ctx.info;
-        if !self.verbs.matches(&info.verb) {
+        if !open.verb && !self.verbs.matches(&info.verb) {
             return false;
         }
         if !self.resources.is_empty() {
             if !info.is_resource_request
-                || !self
-                    .resources
-                    .iter()
-                    .any(|r| r.matches(&info.resource, &info.subresource))
+                || !(open.resource
+                    || self
+                        .resources
+                        .iter()
+                        .any(|r| r.matches(&info.resource, &info.subresource)))
             {
                 return false;
             }
@@ -338,9 +356,9 @@ impl Matcher {
         {
             return false;
         }
-        self.api_groups.matches(&info.api_group)
-            && self.namespaces.matches(&info.namespace)
-            && self.names.matches(&info.name)
+        (open.group || self.api_groups.matches(&info.api_group))
+            && (open.namespace || self.namespaces.matches(&info.namespace))
+            && (open.name || self.names.matches(&info.name))
             && self.clusters.matches(ctx.cluster)
             && self.users.matches(&ctx.identity.user)
             && self

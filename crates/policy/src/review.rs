@@ -12,17 +12,20 @@ use authn::Identity;
 use kube_request::RequestInfo;
 use serde_json::Value;
 
-use crate::{Action, Basis, Policy, RequestContext, Verdict};
+use crate::eval::Open;
+use crate::policy::{Rule, RuleKind};
+use crate::{ApprovalRequirement, Policy, RequestContext, Verdict};
 
 /// The policy's reading of one access review.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReviewAnswer {
     /// A rule (or the agent default) refuses every such call, whatever its body.
     Denied(String),
-    /// Such a call is held for approval, whatever its body.
+    /// Every such call is held for approval (or denied), whatever its body.
     Held(String),
-    /// A rule that denies or holds depends on the object sent; the attributes alone allow it.
-    DependsOnObject(String),
+    /// The named rule denies or holds some such calls and not others: it reads the object
+    /// or headers a call sends, or a namespace, name or `*` the question leaves open.
+    Depends(String),
     /// The policy allows such calls.
     Allowed,
 }
@@ -98,8 +101,11 @@ fn method_of(verb: &str) -> &'static str {
 // === impl Policy (reviews) ===
 
 impl Policy {
-    /// Decides a call with the attributes `info`, as an access review asks, without a body or
-    /// headers. See [`ReviewAnswer`].
+    /// Decides a call with the attributes `info`, as an access review asks: without a body or
+    /// headers, and for every value of what the question leaves open (`*` for the verb, group
+    /// or resource; no namespace or name). Conditions are not evaluated: a rule with one
+    /// depends on the call. Rules on headers are left out: they judge what a client sends
+    /// (impersonation headers), not the call. See [`ReviewAnswer`].
     pub fn review(
         &self,
         cluster: &str,
@@ -107,53 +113,77 @@ impl Policy {
         info: &RequestInfo,
         method: &str,
     ) -> ReviewAnswer {
-        let d = self.evaluate(&RequestContext {
+        let ctx = RequestContext {
             cluster,
             info,
             identity,
             method,
             headers: BTreeMap::new(),
             object: None,
-        });
-        // A rule that matched only because its condition could not be evaluated without the
-        // object (fail closed) says nothing about the attributes.
-        let decided = |action: Action| {
-            d.matched
-                .iter()
-                .find(|m| m.action == action && m.condition_error.is_none())
         };
-        let undecided = || {
-            d.matched
-                .iter()
-                .find(|m| m.condition_error.is_some())
-                .map(|m| m.name.to_string())
+        let open = Open {
+            verb: info.verb == "*",
+            group: info.api_group == "*",
+            resource: info.resource == "*" || info.subresource == "*",
+            namespace: info.namespace.is_empty(),
+            name: info.name.is_empty(),
         };
+        // For each action: the first rule that applies to every such call, and the first
+        // that applies to some.
+        let mut every: [Option<&Rule>; 3] = [None; 3];
+        let mut some: [Option<&Rule>; 3] = [None; 3];
+        for rule in &self.rules {
+            let slot = match rule.kind {
+                RuleKind::Deny(_) => 0,
+                RuleKind::Approve(_) => 1,
+                RuleKind::Allow => 2,
+                RuleKind::Mask(_) => continue,
+            };
+            if !rule.matcher.headers.is_empty() || !rule.matcher.matches_with(&ctx, &open) {
+                continue;
+            }
+            let all = rule.condition.is_none() && rule.matcher.matches(&ctx);
+            let which = if all { &mut every } else { &mut some };
+            which[slot].get_or_insert(rule);
+        }
+        let depends = |r: &Rule| ReviewAnswer::Depends(r.name.to_string());
+        if let Some(r) = every[0] {
+            let reason = match &r.kind {
+                RuleKind::Deny(m) => m.as_str(),
+                _ => "",
+            };
+            return ReviewAnswer::Denied(format!(
+                "denied by airlock policy rule \"{}\": {reason}",
+                r.name
+            ));
+        }
+        if let Some(r) = every[1] {
+            let mut message = format!("approval required by airlock policy rule \"{}\"", r.name);
+            if let RuleKind::Approve(ApprovalRequirement {
+                reason: Some(reason),
+                ..
+            }) = &r.kind
+            {
+                message.push_str(": ");
+                message.push_str(reason);
+            }
+            return ReviewAnswer::Held(message);
+        }
+        if let Some(r) = some[0].or(some[1]) {
+            return depends(r);
+        }
+        if every[2].is_some() {
+            return ReviewAnswer::Allowed;
+        }
+        if let Some(r) = some[2] {
+            return depends(r);
+        }
+        let d = self.evaluate(&ctx);
         match d.verdict {
-            Verdict::Deny => match (&d.basis, decided(Action::Deny)) {
-                (Basis::AgentDefault { .. } | Basis::Default, _) | (_, Some(_)) => {
-                    ReviewAnswer::Denied(d.message)
-                }
-                (Basis::Rule { rule }, None) => match decided(Action::Approve) {
-                    Some(_) => ReviewAnswer::Held(held_message(&d.message)),
-                    None => ReviewAnswer::DependsOnObject(rule.to_string()),
-                },
-            },
-            Verdict::Approve => match decided(Action::Approve) {
-                Some(_) => ReviewAnswer::Held(held_message(&d.message)),
-                None => ReviewAnswer::DependsOnObject(undecided().unwrap_or_default()),
-            },
             Verdict::Allow => ReviewAnswer::Allowed,
+            _ => ReviewAnswer::Denied(d.message),
         }
     }
-}
-
-/// An approval decision's message without the hold's fine print.
-fn held_message(message: &str) -> String {
-    message
-        .split("; held up to")
-        .next()
-        .unwrap_or(message)
-        .to_owned()
 }
 
 #[cfg(test)]
@@ -189,12 +219,14 @@ mod tests {
             Policy::from_yaml("agent_groups: [ai-agents]\npresets: [ai-agent-baseline]\n").unwrap();
         let cases = [
             (attrs("list", "", "pods", "", "shop"), "allowed"),
-            (
-                attrs("create", "apps", "deployments", "", "shop"),
-                "allowed",
-            ),
+            (attrs("get", "apps", "deployments", "", "shop"), "allowed"),
+            (attrs("create", "", "pods", "exec", "shop"), "allowed"),
             (
                 attrs("create", "", "serviceaccounts", "token", "shop"),
+                "denied",
+            ),
+            (
+                attrs("create", "", "serviceaccounts", "token", ""),
                 "denied",
             ),
             (attrs("create", "", "pods", "proxy", "shop"), "denied"),
@@ -215,16 +247,27 @@ mod tests {
             (attrs("delete", "", "namespaces", "", ""), "held"),
             (attrs("create", "", "secrets", "", "shop"), "held"),
             (attrs("create", "", "pods", "exec", "kube-system"), "held"),
-            (attrs("create", "", "pods", "exec", "shop"), "allowed"),
-            // Conditions on the object: undecidable from attributes, so the calls that carry
-            // no escalating object are allowed.
+            // Held whatever the role grants (a role granting `escalate` is denied instead).
             (
                 attrs("create", "rbac.authorization.k8s.io", "roles", "", "shop"),
                 "held",
             ),
+            // Rules whose conditions read the object hold some such calls.
+            (
+                attrs("create", "apps", "deployments", "", "shop"),
+                "depends",
+            ),
             (
                 attrs("patch", "apps", "deployments", "scale", "shop"),
-                "allowed",
+                "depends",
+            ),
+            // Every namespace (`-A`): exec is held in the protected ones.
+            (attrs("create", "", "pods", "exec", ""), "depends"),
+            // `*`: some resources or verbs are always denied, others are not.
+            (attrs("create", "", "*", "", "shop"), "depends"),
+            (
+                attrs("*", "", "serviceaccounts", "token", "shop"),
+                "depends",
             ),
             // Nothing allows it: the agent default.
             (
@@ -244,7 +287,7 @@ mod tests {
             let got = match answer(&p, spec.clone()) {
                 ReviewAnswer::Denied(_) => "denied",
                 ReviewAnswer::Held(_) => "held",
-                ReviewAnswer::DependsOnObject(_) => "depends",
+                ReviewAnswer::Depends(_) => "depends",
                 ReviewAnswer::Allowed => "allowed",
             };
             assert_eq!(got, want, "{spec}");
@@ -252,19 +295,30 @@ mod tests {
     }
 
     #[test]
-    fn a_rule_that_cannot_decide_without_the_object_is_not_a_denial() {
+    fn rules_with_conditions_depend_on_the_call() {
         let p = Policy::from_yaml(
-            "agent_groups: [ai-agents]\nrules:\n  - name: no-big\n    match: {resources: [deployments]}\n    condition: object.spec.replicas > 10\n    action: deny\n    message: too big\n  - name: ok\n    match: {verbs: ['*']}\n    action: allow\n",
+            "agent_groups: [ai-agents]\nrules:\n  - name: no-big\n    match: {resources: [deployments]}\n    condition: object.spec.replicas > 10\n    action: deny\n    message: too big\n  - name: reads\n    match: {verbs: [get, list]}\n    action: allow\n  - name: small-ok\n    match: {resources: [configmaps]}\n    condition: lookup(object, 'data') == null\n    action: allow\n",
         )
         .unwrap();
         assert_eq!(
             answer(&p, attrs("create", "apps", "deployments", "", "shop")),
-            ReviewAnswer::DependsOnObject("no-big".into())
+            ReviewAnswer::Depends("no-big".into())
         );
         assert_eq!(
             answer(&p, attrs("get", "", "pods", "", "shop")),
             ReviewAnswer::Allowed
         );
+        // Only a conditional allow: the agent default denies the calls it does not allow,
+        // so the answer is neither yes nor no.
+        assert_eq!(
+            answer(&p, attrs("create", "", "configmaps", "", "shop")),
+            ReviewAnswer::Depends("small-ok".into())
+        );
+        // Nothing allows it at all.
+        assert!(matches!(
+            answer(&p, attrs("delete", "", "pods", "", "shop")),
+            ReviewAnswer::Denied(m) if m.contains("no rule allows")
+        ));
     }
 
     #[test]

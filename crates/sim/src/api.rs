@@ -691,6 +691,9 @@ pub fn create(
         return Ok(obj);
     }
     let created = state.store.create(key, obj)?;
+    if info.kind == "Pod" && info.group.is_empty() {
+        crate::events::pod_started(state, &created);
+    }
     crate::controller::after_write(
         state,
         &info.kind,

@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::defaults::{name_suffix, on_create, reconcile_status};
+use crate::events;
 use crate::server::State;
 use crate::store::ResourceKey;
 
@@ -112,6 +113,7 @@ fn sync_deployment(state: &State, ns: &str, name: &str) {
         .iter()
         .find(|r| bare_template(&r["spec"]["template"]) == template)
         .cloned();
+    let created_rs = current.is_none();
     let current_name = match current {
         Some(rs) => rs["metadata"]["name"]
             .as_str()
@@ -162,6 +164,10 @@ fn sync_deployment(state: &State, ns: &str, name: &str) {
         .chain([current_name.clone()])
     {
         let want = if rs == current_name { replicas } else { 0 };
+        let before = state
+            .store
+            .get(&rs_key, ns, &rs)
+            .and_then(|r| r["spec"]["replicas"].as_i64());
         let _ = state.store.modify(&rs_key, ns, &rs, |cur| {
             let mut r = cur.clone();
             r["spec"]["replicas"] = json!(want);
@@ -174,6 +180,22 @@ fn sync_deployment(state: &State, ns: &str, name: &str) {
             r["metadata"]["resourceVersion"] = json!("");
             Ok(r)
         });
+        // A new ReplicaSet is created at the size the Deployment wants: it scaled up from 0.
+        let from = if rs == current_name && created_rs {
+            0
+        } else {
+            before.unwrap_or(0)
+        };
+        if from != want {
+            let dir = if want > from { "up" } else { "down" };
+            events::normal(
+                state,
+                &dep,
+                "ScalingReplicaSet",
+                &format!("Scaled {dir} replica set {rs} from {from} to {want}"),
+                "deployment-controller",
+            );
+        }
         sync_pods(state, "ReplicaSet", &rs_key, ns, &rs);
     }
 }
@@ -207,14 +229,20 @@ fn sync_pods(state: &State, kind: &str, owner_key: &ResourceKey, ns: &str, name:
             )
         });
     }
+    let controller = match kind {
+        "StatefulSet" => "statefulset-controller",
+        _ => "replicaset-controller",
+    };
     while mine.len() > want {
         let p = mine.remove(0);
-        let _ = state.store.delete(
-            &pods_key,
-            ns,
-            p["metadata"]["name"].as_str().unwrap_or_default(),
-            true,
-        );
+        let pod_name = p["metadata"]["name"].as_str().unwrap_or_default();
+        if state.store.delete(&pods_key, ns, pod_name, true).is_ok() {
+            let message = match kind {
+                "StatefulSet" => format!("delete Pod {pod_name} in StatefulSet {name} successful"),
+                _ => format!("Deleted pod: {pod_name}"),
+            };
+            events::normal(state, &owner, "SuccessfulDelete", &message, controller);
+        }
     }
     let mut have = mine.len();
     let mut ordinal = 0;
@@ -241,9 +269,15 @@ fn sync_pods(state: &State, kind: &str, owner_key: &ResourceKey, ns: &str, name:
             m.remove("creationTimestamp");
         }
         on_create("Pod", &mut pod);
-        if state.store.create(&pods_key, pod).is_err() {
+        let Ok(created) = state.store.create(&pods_key, pod) else {
             return;
-        }
+        };
+        let message = match kind {
+            "StatefulSet" => format!("create Pod {pod_name} in StatefulSet {name} successful"),
+            _ => format!("Created pod: {pod_name}"),
+        };
+        events::normal(state, &owner, "SuccessfulCreate", &message, controller);
+        events::pod_started(state, &created);
         have += 1;
     }
 }

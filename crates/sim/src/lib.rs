@@ -13,6 +13,7 @@ mod controller;
 mod defaults;
 mod discovery;
 mod error;
+mod events;
 mod http;
 mod introspect;
 mod metrics;
