@@ -533,6 +533,29 @@ fn scale_rollout_and_delete() {
         assert!(anno.contains("kubectl.kubernetes.io/restartedAt"), "{anno}");
     }
     let v = "1.33";
+    // The controllers and the kubelet record what they did, as `kubectl describe` shows.
+    let d = b.ok(v, &["describe", "deploy", "web", "-n", "shop"]);
+    assert!(
+        d.contains("ScalingReplicaSet") && d.contains("from 3 to 2"),
+        "{d}"
+    );
+    let rs = b.ok(v, &["describe", "rs", "-n", "shop", "-l", "app=web"]);
+    assert!(
+        rs.contains("SuccessfulCreate") && rs.contains("SuccessfulDelete"),
+        "{rs}"
+    );
+    b.ok(
+        v,
+        &["run", "events-probe", "-n", "shop", "--image=busybox:1.36"],
+    );
+    let pod = b.ok(v, &["describe", "pod", "events-probe", "-n", "shop"]);
+    for line in [
+        "Successfully assigned shop/events-probe to node-1",
+        "Container image \"busybox:1.36\" already present on machine",
+        "Started container events-probe",
+    ] {
+        assert!(pod.contains(line), "{line}: {pod}");
+    }
     // Deleting a controlled pod gets it replaced; deleting the owner removes everything.
     b.ok(v, &["delete", "pod", "payments-worker-0", "-n", "payments"]);
     assert!(b
