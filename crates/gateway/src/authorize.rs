@@ -265,6 +265,12 @@ fn overlay_review(
             true,
             format!("Airlock holds this call for a human's approval: {m}"),
         ),
+        policy::ReviewAnswer::PartlyAllowed(rule) => (
+            true,
+            format!(
+                "Airlock's policy allows only some such calls, by rule {rule:?}; it denies the rest by default"
+            ),
+        ),
         policy::ReviewAnswer::Depends(rule) => (
             true,
             format!(

@@ -324,6 +324,8 @@ pub(crate) struct Open {
     pub resource: bool,
     pub namespace: bool,
     pub name: bool,
+    /// The headers the call will carry.
+    pub headers: bool,
 }
 
 // === impl Matcher ===
@@ -332,6 +334,19 @@ impl Matcher {
     /// The attribute checks, cheapest and most selective first.
     pub(crate) fn matches(&self, ctx: &RequestContext<'_>) -> bool {
         self.matches_with(ctx, &Open::default())
+    }
+
+    /// Whether the rule places no constraint on the attributes `open` names, so that
+    /// matching the question's literal values (`*`, `""`) means matching every value.
+    pub(crate) fn ignores(&self, open: &Open) -> bool {
+        (!open.verb || self.verbs.is_unconstrained())
+            && (!open.group || self.api_groups.is_unconstrained())
+            && (!open.resource
+                || self.resources.is_empty()
+                || self.resources.iter().any(|r| r.everything))
+            && (!open.namespace || self.namespaces.is_unconstrained())
+            && (!open.name || self.names.is_unconstrained())
+            && (!open.headers || self.headers.is_empty())
     }
 
     /// Whether the rule matches some request with `ctx`'s attributes, where the attributes
@@ -364,7 +379,9 @@ impl Matcher {
             && self
                 .groups
                 .matches_any(ctx.identity.groups.iter().map(String::as_str))
-            && (self.headers.is_empty() || ctx.headers.keys().any(|h| self.headers.matches(h)))
+            && (open.headers
+                || self.headers.is_empty()
+                || ctx.headers.keys().any(|h| self.headers.matches(h)))
             && (self.client_ids.is_unconstrained()
                 || ctx
                     .identity

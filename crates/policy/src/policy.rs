@@ -288,7 +288,7 @@ pub(crate) struct ResourcePattern {
     /// `None`: the resource itself, no subresource (unless the whole pattern
     /// is `*`, which matches everything).
     subresource: Option<Glob>,
-    everything: bool,
+    pub(crate) everything: bool,
 }
 
 impl ResourcePattern {

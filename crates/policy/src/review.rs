@@ -26,6 +26,9 @@ pub enum ReviewAnswer {
     /// The named rule denies or holds some such calls and not others: it reads the object
     /// or headers a call sends, or a namespace, name or `*` the question leaves open.
     Depends(String),
+    /// The named `allow` rule allows only some such calls (it has a condition, or names a
+    /// namespace, name or header); nothing else allows the rest.
+    PartlyAllowed(String),
     /// The policy allows such calls.
     Allowed,
 }
@@ -127,6 +130,7 @@ impl Policy {
             resource: info.resource == "*" || info.subresource == "*",
             namespace: info.namespace.is_empty(),
             name: info.name.is_empty(),
+            headers: true,
         };
         // For each action: the first rule that applies to every such call, and the first
         // that applies to some.
@@ -139,10 +143,18 @@ impl Policy {
                 RuleKind::Allow => 2,
                 RuleKind::Mask(_) => continue,
             };
-            if !rule.matcher.headers.is_empty() || !rule.matcher.matches_with(&ctx, &open) {
+            if !rule.matcher.matches_with(&ctx, &open) {
                 continue;
             }
-            let all = rule.condition.is_none() && rule.matcher.matches(&ctx);
+            // A rule on headers judges what a client sends (impersonation headers), not the
+            // call: a deny or approve one is left out, an allow one allows only some calls.
+            let on_headers = !rule.matcher.headers.is_empty();
+            if on_headers && slot != 2 {
+                continue;
+            }
+            let all = rule.condition.is_none()
+                && rule.matcher.matches(&ctx)
+                && rule.matcher.ignores(&open);
             let which = if all { &mut every } else { &mut some };
             which[slot].get_or_insert(rule);
         }
@@ -176,7 +188,7 @@ impl Policy {
             return ReviewAnswer::Allowed;
         }
         if let Some(r) = some[2] {
-            return depends(r);
+            return ReviewAnswer::PartlyAllowed(r.name.to_string());
         }
         let d = self.evaluate(&ctx);
         match d.verdict {
@@ -288,6 +300,7 @@ mod tests {
                 ReviewAnswer::Denied(_) => "denied",
                 ReviewAnswer::Held(_) => "held",
                 ReviewAnswer::Depends(_) => "depends",
+                ReviewAnswer::PartlyAllowed(_) => "partly",
                 ReviewAnswer::Allowed => "allowed",
             };
             assert_eq!(got, want, "{spec}");
@@ -312,13 +325,45 @@ mod tests {
         // so the answer is neither yes nor no.
         assert_eq!(
             answer(&p, attrs("create", "", "configmaps", "", "shop")),
-            ReviewAnswer::Depends("small-ok".into())
+            ReviewAnswer::PartlyAllowed("small-ok".into())
         );
         // Nothing allows it at all.
         assert!(matches!(
             answer(&p, attrs("delete", "", "pods", "", "shop")),
             ReviewAnswer::Denied(m) if m.contains("no rule allows")
         ));
+    }
+
+    #[test]
+    fn literal_matches_of_open_attributes_are_not_every_call() {
+        // `namespaces: [""]` matches the literal "" of `-A`, and `?` the literal `*`: neither
+        // covers every namespace or resource.
+        let p = Policy::from_yaml(
+            "agent_groups: [ai-agents]\nrules:\n  - name: cluster-scoped-writes\n    match: {namespaces: [''], verbs: [create, delete]}\n    action: deny\n    message: no\n  - name: no-named-gets\n    match: {names: [''], verbs: [get]}\n    action: deny\n    message: no\n  - name: one-letter\n    match: {resources: ['?'], verbs: [patch]}\n    action: deny\n    message: no\n  - name: list-cluster\n    match: {namespaces: [''], verbs: [list]}\n    action: allow\n  - name: kubectl-writes\n    match: {headers: [kubectl-command], verbs: [update]}\n    action: allow\n  - name: rest\n    match: {verbs: [create, delete, get, patch]}\n    action: allow\n",
+        )
+        .unwrap();
+        let depends = |r: &str| ReviewAnswer::Depends(r.into());
+        assert_eq!(
+            answer(&p, attrs("create", "", "configmaps", "", "")),
+            depends("cluster-scoped-writes")
+        );
+        assert_eq!(
+            answer(&p, attrs("get", "", "pods", "", "shop")),
+            depends("no-named-gets")
+        );
+        assert_eq!(
+            answer(&p, attrs("patch", "", "*", "", "shop")),
+            depends("one-letter")
+        );
+        assert_eq!(
+            answer(&p, attrs("list", "", "pods", "", "")),
+            ReviewAnswer::PartlyAllowed("list-cluster".into())
+        );
+        // An allow rule on a header allows the calls that carry it.
+        assert_eq!(
+            answer(&p, attrs("update", "", "configmaps", "", "shop")),
+            ReviewAnswer::PartlyAllowed("kubectl-writes".into())
+        );
     }
 
     #[test]
