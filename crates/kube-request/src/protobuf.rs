@@ -46,7 +46,8 @@ pub enum ProtobufError {
 
 /// Message schemas: `number name type` entries separated by `;`. Types: `s` string, `b` bytes
 /// (base64 in JSON), `i`/`l` int32/int64 (zero dropped: a non-pointer Go field), `I`/`L`
-/// int32/int64 (pointer field: zero kept), `t` bool, `skip` a field the API server ignores
+/// int32/int64 (pointer field: zero kept), `t` bool (false dropped), `T` a pointer bool (false
+/// kept: it is set), `skip` a field the API server ignores
 /// from clients (`status` on create and update), `ms`/`mb`/`mq` maps of string/bytes/Quantity,
 /// `time`, `ios` IntOrString, `q` Quantity, `raw` RawExtension, or a message name.
 /// A leading `*` marks a repeated field; a leading `-` on the name a message embedded inline
@@ -55,23 +56,23 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("Unknown", "1 typeMeta TypeMeta; 2 raw b; 3 contentEncoding s; 4 contentType s"),
     ("TypeMeta", "1 apiVersion s; 2 kind s"),
     ("ObjectMeta", "1 name s; 2 generateName s; 3 namespace s; 5 uid s; 6 resourceVersion s; 7 generation l; 8 creationTimestamp time; 10 deletionGracePeriodSeconds L; 11 labels ms; 12 annotations ms; 13 ownerReferences *OwnerReference; 14 finalizers *s"),
-    ("OwnerReference", "1 kind s; 3 name s; 4 uid s; 5 apiVersion s; 6 controller t; 7 blockOwnerDeletion t"),
+    ("OwnerReference", "1 kind s; 3 name s; 4 uid s; 5 apiVersion s; 6 controller T; 7 blockOwnerDeletion T"),
     ("LabelSelector", "1 matchLabels ms; 2 matchExpressions *LabelSelectorRequirement"),
     ("LabelSelectorRequirement", "1 key s; 2 operator s; 3 values *s"),
     // core/v1
-    ("ConfigMap", "1 metadata ObjectMeta; 2 data ms; 3 binaryData mb; 4 immutable t"),
-    ("Secret", "1 metadata ObjectMeta; 2 data mb; 3 type s; 4 stringData ms; 5 immutable t"),
+    ("ConfigMap", "1 metadata ObjectMeta; 2 data ms; 3 binaryData mb; 4 immutable T"),
+    ("Secret", "1 metadata ObjectMeta; 2 data mb; 3 type s; 4 stringData ms; 5 immutable T"),
     ("Namespace", "1 metadata ObjectMeta; 2 spec NamespaceSpec; 3 status skip"),
     ("NamespaceSpec", "1 finalizers *s"),
-    ("ServiceAccount", "1 metadata ObjectMeta; 2 secrets *ObjectReference; 3 imagePullSecrets *LocalObjectReference; 4 automountServiceAccountToken t"),
+    ("ServiceAccount", "1 metadata ObjectMeta; 2 secrets *ObjectReference; 3 imagePullSecrets *LocalObjectReference; 4 automountServiceAccountToken T"),
     ("ObjectReference", "1 kind s; 2 namespace s; 3 name s; 4 uid s; 5 apiVersion s; 6 resourceVersion s; 7 fieldPath s"),
     ("LocalObjectReference", "1 name s"),
     ("Service", "1 metadata ObjectMeta; 2 spec ServiceSpec; 3 status skip"),
-    ("ServiceSpec", "1 ports *ServicePort; 2 selector ms; 3 clusterIP s; 4 type s; 5 externalIPs *s; 7 sessionAffinity s; 8 loadBalancerIP s; 9 loadBalancerSourceRanges *s; 10 externalName s; 11 externalTrafficPolicy s; 12 healthCheckNodePort i; 13 publishNotReadyAddresses t; 17 ipFamilyPolicy s; 18 clusterIPs *s; 19 ipFamilies *s; 20 allocateLoadBalancerNodePorts t; 21 loadBalancerClass s; 22 internalTrafficPolicy s"),
+    ("ServiceSpec", "1 ports *ServicePort; 2 selector ms; 3 clusterIP s; 4 type s; 5 externalIPs *s; 7 sessionAffinity s; 8 loadBalancerIP s; 9 loadBalancerSourceRanges *s; 10 externalName s; 11 externalTrafficPolicy s; 12 healthCheckNodePort i; 13 publishNotReadyAddresses t; 17 ipFamilyPolicy s; 18 clusterIPs *s; 19 ipFamilies *s; 20 allocateLoadBalancerNodePorts T; 21 loadBalancerClass s; 22 internalTrafficPolicy s"),
     ("ServicePort", "1 name s; 2 protocol s; 3 port i; 4 targetPort ios; 5 nodePort i; 6 appProtocol s"),
     ("Pod", "1 metadata ObjectMeta; 2 spec PodSpec; 3 status skip"),
     ("PodTemplateSpec", "1 metadata ObjectMeta; 2 spec PodSpec"),
-    ("PodSpec", "1 volumes *Volume; 2 containers *Container; 3 restartPolicy s; 4 terminationGracePeriodSeconds L; 5 activeDeadlineSeconds L; 6 dnsPolicy s; 7 nodeSelector ms; 8 serviceAccountName s; 9 serviceAccount s; 10 nodeName s; 11 hostNetwork t; 12 hostPID t; 13 hostIPC t; 15 imagePullSecrets *LocalObjectReference; 16 hostname s; 17 subdomain s; 19 schedulerName s; 20 initContainers *Container; 21 automountServiceAccountToken t; 22 tolerations *Toleration; 24 priorityClassName s; 25 priority I"),
+    ("PodSpec", "1 volumes *Volume; 2 containers *Container; 3 restartPolicy s; 4 terminationGracePeriodSeconds L; 5 activeDeadlineSeconds L; 6 dnsPolicy s; 7 nodeSelector ms; 8 serviceAccountName s; 9 serviceAccount s; 10 nodeName s; 11 hostNetwork t; 12 hostPID t; 13 hostIPC t; 15 imagePullSecrets *LocalObjectReference; 16 hostname s; 17 subdomain s; 19 schedulerName s; 20 initContainers *Container; 21 automountServiceAccountToken T; 22 tolerations *Toleration; 24 priorityClassName s; 25 priority I"),
     ("Container", "1 name s; 2 image s; 3 command *s; 4 args *s; 5 workingDir s; 6 ports *ContainerPort; 7 env *EnvVar; 8 resources ResourceRequirements; 9 volumeMounts *VolumeMount; 13 terminationMessagePath s; 14 imagePullPolicy s; 15 securityContext SecurityContext; 16 stdin t; 17 stdinOnce t; 18 tty t; 20 terminationMessagePolicy s"),
     // `kubectl debug node/...`: host namespaces, the node's root filesystem as a hostPath
     // volume, a toleration of every taint, and with `--profile=sysadmin|netadmin` a container
@@ -81,7 +82,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("HostPathVolumeSource", "1 path s; 2 type s"),
     ("VolumeMount", "1 name s; 2 readOnly t; 3 mountPath s; 4 subPath s; 5 mountPropagation s; 6 subPathExpr s; 7 recursiveReadOnly s"),
     ("Toleration", "1 key s; 2 operator s; 3 value s; 4 effect s; 5 tolerationSeconds L"),
-    ("SecurityContext", "1 capabilities Capabilities; 2 privileged t; 4 runAsUser L; 5 runAsNonRoot t; 6 readOnlyRootFilesystem t; 7 allowPrivilegeEscalation t; 8 runAsGroup L; 9 procMount s; 11 seccompProfile SeccompProfile"),
+    ("SecurityContext", "1 capabilities Capabilities; 2 privileged T; 4 runAsUser L; 5 runAsNonRoot T; 6 readOnlyRootFilesystem T; 7 allowPrivilegeEscalation T; 8 runAsGroup L; 9 procMount s; 11 seccompProfile SeccompProfile"),
     ("Capabilities", "1 add *s; 2 drop *s"),
     ("SeccompProfile", "1 type s; 2 localhostProfile s"),
     ("ContainerPort", "1 name s; 2 hostPort i; 3 containerPort i; 4 protocol s; 5 hostIP s"),
@@ -95,9 +96,9 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("DeploymentStrategy", "1 type s"),
     // batch/v1
     ("Job", "1 metadata ObjectMeta; 2 spec JobSpec; 3 status skip"),
-    ("JobSpec", "1 parallelism I; 2 completions I; 3 activeDeadlineSeconds L; 4 selector LabelSelector; 5 manualSelector t; 6 template PodTemplateSpec; 7 backoffLimit I; 8 ttlSecondsAfterFinished I; 9 completionMode s; 10 suspend t"),
+    ("JobSpec", "1 parallelism I; 2 completions I; 3 activeDeadlineSeconds L; 4 selector LabelSelector; 5 manualSelector T; 6 template PodTemplateSpec; 7 backoffLimit I; 8 ttlSecondsAfterFinished I; 9 completionMode s; 10 suspend T"),
     ("CronJob", "1 metadata ObjectMeta; 2 spec CronJobSpec; 3 status skip"),
-    ("CronJobSpec", "1 schedule s; 2 startingDeadlineSeconds L; 3 concurrencyPolicy s; 4 suspend t; 5 jobTemplate JobTemplateSpec; 6 successfulJobsHistoryLimit I; 7 failedJobsHistoryLimit I; 8 timeZone s"),
+    ("CronJobSpec", "1 schedule s; 2 startingDeadlineSeconds L; 3 concurrencyPolicy s; 4 suspend T; 5 jobTemplate JobTemplateSpec; 6 successfulJobsHistoryLimit I; 7 failedJobsHistoryLimit I; 8 timeZone s"),
     ("JobTemplateSpec", "1 metadata ObjectMeta; 2 spec JobSpec"),
     // rbac/v1
     ("Role", "1 metadata ObjectMeta; 2 rules *PolicyRule"),
@@ -144,7 +145,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("PodDisruptionBudget", "1 metadata ObjectMeta; 2 spec PodDisruptionBudgetSpec; 3 status skip"),
     ("PodDisruptionBudgetSpec", "1 minAvailable ios; 2 selector LabelSelector; 3 maxUnavailable ios"),
     ("Eviction", "1 metadata ObjectMeta; 2 deleteOptions DeleteOptions"),
-    ("DeleteOptions", "1 gracePeriodSeconds L; 2 preconditions Preconditions; 3 orphanDependents t; 4 propagationPolicy s; 5 dryRun *s"),
+    ("DeleteOptions", "1 gracePeriodSeconds L; 2 preconditions Preconditions; 3 orphanDependents T; 4 propagationPolicy s; 5 dryRun *s"),
     ("Preconditions", "1 uid s; 2 resourceVersion s"),
     // authorization/v1
     ("SelfSubjectAccessReview", "1 metadata ObjectMeta; 2 spec SelfSubjectAccessReviewSpec; 3 status skip"),
@@ -356,7 +357,7 @@ fn decode_value(ty: &str, raw: &Raw<'_>, mode: Mode) -> Result<Option<Value>, Pr
             }
             Some(json!(go))
         }
-        ("t", Raw::Varint(v)) => Some(json!(*v != 0)),
+        ("t" | "T", Raw::Varint(v)) => Some(json!(*v != 0)),
         ("s", Raw::Bytes(b)) => Some(string(b, mode)?),
         ("b", Raw::Bytes(b)) => Some(json!(b64.encode(b))),
         ("q", Raw::Bytes(b)) => {
@@ -504,7 +505,7 @@ fn decode_message(msg: &str, buf: &[u8], mode: Mode) -> Result<Value, ProtobufEr
                 a.push(v);
             }
         } else {
-            if v == json!("") || v == json!(false) {
+            if v == json!("") || (v == json!(false) && f.ty != "T") {
                 continue;
             }
             out.insert(f.name.clone(), v);
@@ -845,12 +846,13 @@ mod tests {
         ld(1, b"k", &mut entry);
         ld(2, b"v", &mut entry);
         ld(2, &entry, &mut cm);
+        // `immutable` is a *bool: gogo writes it only when set, so a false one is kept.
         vi(4, 0, &mut cm);
         let env = envelope(&type_meta("v1", "ConfigMap"), &cm);
         let v = decode(&env, Mode::Lenient).unwrap();
         assert_eq!(
             v,
-            json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "cm", "labels": {"app": "web"}, "creationTimestamp": null}, "data": {"k": "v"}})
+            json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "cm", "labels": {"app": "web"}, "creationTimestamp": null}, "data": {"k": "v"}, "immutable": false})
         );
     }
 
