@@ -354,6 +354,7 @@ async fn handle_inner(
                 } else {
                     let deleted = state.store.delete(&key, &ns, &name, true)?;
                     crate::controller::after_delete(&state, &deleted);
+                    crate::endpoints::sync(&state, &ns);
                 }
                 Ok(http::json(
                     201,
@@ -472,6 +473,16 @@ async fn collection_verb(
                     deleted.push(render_for_version(info, o));
                 } else if let Ok(d) = state.store.delete(key, ons, n, true) {
                     deleted.push(render_for_version(info, &d));
+                }
+            }
+            if info.group.is_empty() && matches!(info.kind.as_str(), "Pod" | "Service") {
+                let mut touched: Vec<&str> = deleted
+                    .iter()
+                    .filter_map(|d| d["metadata"]["namespace"].as_str())
+                    .collect();
+                touched.dedup();
+                for ns in touched {
+                    crate::endpoints::sync(state, ns);
                 }
             }
             Ok(http::json(
@@ -915,6 +926,9 @@ async fn object_verb(
             if !dry {
                 // The owning ReplicaSet or StatefulSet replaces a deleted pod, as upstream.
                 crate::controller::after_delete(state, &deleted);
+                if info.group.is_empty() && matches!(info.kind.as_str(), "Pod" | "Service") {
+                    crate::endpoints::sync(state, &ns);
+                }
             }
             match info.kind.as_str() {
                 // Pods are deleted gracefully upstream, namespaces go Terminating: both answer

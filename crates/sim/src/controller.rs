@@ -6,9 +6,9 @@
 use serde_json::{json, Value};
 
 use crate::defaults::{name_suffix, on_create, reconcile_status};
-use crate::events;
 use crate::server::State;
 use crate::store::ResourceKey;
+use crate::{endpoints, events};
 
 fn key(group: &str, plural: &str) -> ResourceKey {
     (group.to_string(), plural.to_string())
@@ -62,6 +62,7 @@ pub fn after_write(state: &State, kind: &str, ns: &str, name: &str) {
         "Deployment" => sync_deployment(state, ns, name),
         "ReplicaSet" => sync_pods(state, "ReplicaSet", &key("apps", "replicasets"), ns, name),
         "StatefulSet" => sync_pods(state, "StatefulSet", &key("apps", "statefulsets"), ns, name),
+        "Pod" | "Service" => endpoints::sync(state, ns),
         _ => {}
     }
 }
@@ -280,6 +281,7 @@ fn sync_pods(state: &State, kind: &str, owner_key: &ResourceKey, ns: &str, name:
         events::pod_started(state, &created);
         have += 1;
     }
+    endpoints::sync(state, ns);
 }
 
 #[cfg(test)]

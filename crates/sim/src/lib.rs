@@ -12,6 +12,7 @@ mod api;
 mod controller;
 mod defaults;
 mod discovery;
+mod endpoints;
 mod error;
 mod events;
 mod http;

@@ -553,4 +553,11 @@ pub fn seed(state: &State) {
         json!({"metadata": {"name": "payments-config", "namespace": "payments", "creationTimestamp": ago(3 * DAY)}, "data": {"STRIPE_API_BASE": "https://api.stripe.com", "CURRENCY": "usd", "WEBHOOK_PATH": "/hooks/stripe"}}),
         "kubectl-client-side-apply",
     );
+    // What the endpoints controllers made of the services and pods above.
+    let (namespaces, _) = state
+        .store
+        .list(&(String::new(), "namespaces".into()), None);
+    for ns in namespaces {
+        crate::endpoints::sync(state, ns["metadata"]["name"].as_str().unwrap_or_default());
+    }
 }

@@ -149,6 +149,13 @@ fn columns(kind: &str) -> Vec<Col> {
             ("Ports", "string", 0, "Ports of TLS configurations that open."),
             AGE,
         ],
+        "EndpointSlice" => vec![
+            NAME,
+            ("AddressType", "string", 0, "The IP protocol for this slice"),
+            ("Ports", "string", 0, "The ports allocated for this slice"),
+            ("Endpoints", "string", 0, "The endpoints in this slice"),
+            AGE,
+        ],
         "HorizontalPodAutoscaler" => vec![
             NAME,
             ("Reference", "string", 0, "reference to the target resource"),
@@ -586,6 +593,46 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                     "80, 443"
                 } else {
                     "80"
+                }),
+                age_v,
+            ]
+        }
+        "EndpointSlice" => {
+            // kube-apiserver's printer: ports joined by ",", `<unset>` without any; the first
+            // three addresses, then "+ N more...".
+            let ports: Vec<String> = o["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    p["port"]
+                        .as_i64()
+                        .map_or("<unset>".to_string(), |n| n.to_string())
+                })
+                .collect();
+            let addrs: Vec<&str> = o["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|e| e["addresses"].as_array().into_iter().flatten())
+                .filter_map(Value::as_str)
+                .collect();
+            let mut shown = addrs.iter().take(3).copied().collect::<Vec<_>>().join(",");
+            if addrs.len() > 3 {
+                shown.push_str(&format!(" + {} more...", addrs.len() - 3));
+            }
+            vec![
+                name,
+                json!(o["addressType"]),
+                json!(if ports.is_empty() {
+                    "<unset>".to_string()
+                } else {
+                    ports.join(",")
+                }),
+                json!(if shown.is_empty() {
+                    "<unset>".to_string()
+                } else {
+                    shown
                 }),
                 age_v,
             ]

@@ -544,6 +544,26 @@ fn scale_rollout_and_delete() {
         rs.contains("SuccessfulCreate") && rs.contains("SuccessfulDelete"),
         "{rs}"
     );
+    // The endpoints controllers follow the pods: two web pods after the scale above.
+    let ips = b.ok(
+        v,
+        &[
+            "get",
+            "endpointslices",
+            "-n",
+            "shop",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={.items[0].endpoints[*].addresses[0]}",
+        ],
+    );
+    assert_eq!(ips.split_whitespace().count(), 2, "{ips}");
+    let svc = b.ok(v, &["describe", "svc", "web", "-n", "shop"]);
+    let first = ips.split_whitespace().next().unwrap_or("none");
+    assert!(svc.contains(&format!("{first}:80")), "{svc}");
+    let ep = b.ok(v, &["get", "endpoints", "web", "-n", "shop"]);
+    assert!(ep.contains(&format!("{first}:80")), "{ep}");
     b.ok(
         v,
         &["run", "events-probe", "-n", "shop", "--image=busybox:1.36"],
@@ -562,6 +582,9 @@ fn scale_rollout_and_delete() {
         .ok(v, &["get", "pods", "-n", "payments"])
         .contains("payments-worker-0"));
     b.ok(v, &["delete", "deploy", "api", "-n", "payments"]);
+    b.ok(v, &["delete", "svc", "web", "-n", "shop"]);
+    let gone = b.fails(v, &["get", "endpoints", "web", "-n", "shop"]);
+    assert!(gone.contains("not found"), "{gone}");
     assert!(!b
         .ok(v, &["get", "rs,pods", "-n", "payments", "-o", "name"])
         .contains("api-"));
