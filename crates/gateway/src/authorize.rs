@@ -221,8 +221,29 @@ pub fn answer_access_review(
     overlay_review(policy, cluster, identity, &answer).map_or(answer, Bytes::from)
 }
 
-/// Reads the cluster's answer to an access review (small, bounded).
-pub async fn read_access_review(mut body: crate::body::Body) -> Result<Bytes, GatewayError> {
+/// How long the cluster's answer to an access review may take to arrive whole.
+const REVIEW_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the cluster's answer to an access review (small, bounded in size and time).
+pub async fn read_access_review(body: crate::body::Body) -> Result<Bytes, GatewayError> {
+    read_access_review_within(body, REVIEW_READ_TIMEOUT).await
+}
+
+async fn read_access_review_within(
+    body: crate::body::Body,
+    limit: std::time::Duration,
+) -> Result<Bytes, GatewayError> {
+    tokio::time::timeout(limit, read_review_body(body))
+        .await
+        .map_err(|_| {
+            GatewayError::GatewayTimeout(format!(
+                "the cluster's answer to the access review did not arrive within {} ms",
+                limit.as_millis()
+            ))
+        })?
+}
+
+async fn read_review_body(mut body: crate::body::Body) -> Result<Bytes, GatewayError> {
     use http_body_util::BodyExt;
 
     let mut buf = bytes::BytesMut::new();
@@ -300,6 +321,35 @@ mod tests {
             issuer: None,
             expires_at: None,
         }
+    }
+
+    /// A body that never ends.
+    struct Stalled;
+
+    impl http_body::Body for Stalled {
+        type Data = Bytes;
+        type Error = crate::body::BodyError;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_review_answer_times_out() {
+        use http_body_util::BodyExt;
+
+        let body = Stalled.boxed();
+        let err = read_access_review_within(body, std::time::Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GatewayError::GatewayTimeout(_)), "{err}");
+        let whole = crate::body::full(Bytes::from_static(b"{}"));
+        let ok = read_access_review_within(whole, std::time::Duration::from_millis(50)).await;
+        assert_eq!(ok.unwrap(), Bytes::from_static(b"{}"));
     }
 
     #[test]

@@ -222,7 +222,9 @@ impl Gateway {
                 info!(request_id = %id, side = err.side().as_str(), code = code.as_u16(), error = %err, "request refused");
                 if let Some(o) = outcome.audit.take() {
                     let record = o.record(code.as_u16(), None, 0, None, Some(err.to_string()));
-                    // The refusal is sent whether or not this lands: nothing was forwarded.
+                    // The refusal is sent whether or not this lands: the client gets an error
+                    // either way, and a call that was forwarded before the error (an upstream
+                    // failure) already has its write-ahead record.
                     let _ = o.audit.append(record).await;
                 }
                 err.into_response(Some(&id))
