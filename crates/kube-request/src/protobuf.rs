@@ -643,6 +643,15 @@ mod tests {
         env
     }
 
+    /// A Pod body whose spec holds one volume (`vol`, an encoded Volume message).
+    fn pod_with_volume(vol: &[u8]) -> Vec<u8> {
+        let mut spec = Vec::new();
+        ld(1, vol, &mut spec);
+        let mut pod = Vec::new();
+        ld(2, &spec, &mut pod);
+        envelope(&type_meta("v1", "Pod"), &pod)
+    }
+
     #[test]
     fn a_node_debugger_pod_shows_its_host_path_and_privilege() {
         // What `kubectl debug node/n1 --profile=sysadmin` sends, less the zero fields.
@@ -694,23 +703,13 @@ mod tests {
         let mut vol = Vec::new();
         ld(1, b"scratch", &mut vol);
         ld(2, &empty_dir, &mut vol);
-        let mut spec = Vec::new();
-        ld(1, &vol, &mut spec);
-        let mut pod = Vec::new();
-        ld(2, &spec, &mut pod);
-        let body = envelope(&type_meta("v1", "Pod"), &pod);
-        assert!(decode(&body, Mode::Strict).is_err());
+        assert!(decode(&pod_with_volume(&vol), Mode::Strict).is_err());
         // The inline source twice (Go merges both into one) is refused.
         let mut vol = Vec::new();
         ld(1, b"twice", &mut vol);
         ld(2, &source, &mut vol);
         ld(2, &source, &mut vol);
-        let mut spec = Vec::new();
-        ld(1, &vol, &mut spec);
-        let mut pod = Vec::new();
-        ld(2, &spec, &mut pod);
-        let body = envelope(&type_meta("v1", "Pod"), &pod);
-        assert!(decode(&body, Mode::Strict).is_err());
+        assert!(decode(&pod_with_volume(&vol), Mode::Strict).is_err());
     }
 
     #[test]

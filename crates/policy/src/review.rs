@@ -46,18 +46,15 @@ pub fn review_attributes(spec: &Value) -> Option<(RequestInfo, &'static str)> {
         }
         let info = RequestInfo {
             is_resource_request: true,
-            path: String::new(),
             api_prefix: if group.is_empty() { "api" } else { "apis" }.to_owned(),
             api_group: group,
             api_version: text(r, "version"),
             namespace: text(r, "namespace"),
             subresource: text(r, "subresource"),
             name: text(r, "name"),
-            parts: Vec::new(),
-            field_selector: String::new(),
-            label_selector: String::new(),
             resource,
             verb,
+            ..RequestInfo::default()
         };
         let method = method_of(&info.verb);
         return Some((info, method));
@@ -74,16 +71,7 @@ pub fn review_attributes(spec: &Value) -> Option<(RequestInfo, &'static str)> {
         is_resource_request: false,
         path,
         verb,
-        api_prefix: String::new(),
-        api_group: String::new(),
-        api_version: String::new(),
-        namespace: String::new(),
-        resource: String::new(),
-        subresource: String::new(),
-        name: String::new(),
-        parts: Vec::new(),
-        field_selector: String::new(),
-        label_selector: String::new(),
+        ..RequestInfo::default()
     };
     Some((info, method))
 }

@@ -10,7 +10,7 @@ use crate::server::State;
 use crate::store::ResourceKey;
 use crate::{endpoints, events};
 
-fn key(group: &str, plural: &str) -> ResourceKey {
+pub(crate) fn key(group: &str, plural: &str) -> ResourceKey {
     (group.to_string(), plural.to_string())
 }
 
@@ -62,9 +62,11 @@ pub fn after_write(state: &State, kind: &str, ns: &str, name: &str) {
         "Deployment" => sync_deployment(state, ns, name),
         "ReplicaSet" => sync_pods(state, "ReplicaSet", &key("apps", "replicasets"), ns, name),
         "StatefulSet" => sync_pods(state, "StatefulSet", &key("apps", "statefulsets"), ns, name),
-        "Pod" | "Service" => endpoints::sync(state, ns),
-        _ => {}
+        "Pod" | "Service" => {}
+        _ => return,
     }
+    // Once per write, after the workload controllers changed the pods.
+    endpoints::sync(state, ns);
 }
 
 /// Runs the owner's controller after an object it controls was deleted.
@@ -281,7 +283,6 @@ fn sync_pods(state: &State, kind: &str, owner_key: &ResourceKey, ns: &str, name:
         events::pod_started(state, &created);
         have += 1;
     }
-    endpoints::sync(state, ns);
 }
 
 #[cfg(test)]

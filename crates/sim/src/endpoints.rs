@@ -5,12 +5,9 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::controller::key;
 use crate::server::State;
 use crate::store::ResourceKey;
-
-fn key(group: &str, plural: &str) -> ResourceKey {
-    (group.to_string(), plural.to_string())
-}
 
 /// Marks what this controller manages, as upstream's controllers label their objects.
 const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
